@@ -1,0 +1,181 @@
+"""Loader and torch custom ops for the native reassembly kernels (``resamplers/_native.c``).
+
+The shared object is built by ``pip install`` when a C compiler is present and loaded
+here with ctypes.  Work is split into contiguous row ranges that run on a small thread
+pool; ctypes releases the GIL, so the ranges run in parallel.  The kernels are exposed
+as ``torch.library`` custom ops (``resamplers::reassemble`` and its two gradients), with
+fake implementations, so ``torch.compile(fullgraph=True)`` captures them as opaque calls.
+
+Set ``RESAMPLERS_NATIVE=0`` to disable the native path (the pure-PyTorch path is used).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from torch import Tensor
+
+__all__ = ["native_available", "native_reassemble"]
+
+_ABI_VERSION = 1
+_DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _load_library() -> ctypes.CDLL | None:
+    if os.environ.get("RESAMPLERS_NATIVE", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return None
+    spec = importlib.util.find_spec("resamplers._native")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        lib = ctypes.CDLL(spec.origin)
+        lib.reassemble_abi_version.restype = ctypes.c_int64
+        if lib.reassemble_abi_version() != _ABI_VERSION:
+            return None
+        for suffix in _DTYPE_SUFFIX.values():
+            for kind in ("forward", "grad_kernels", "grad_features"):
+                fn = getattr(lib, f"reassemble_{kind}_{suffix}")
+                fn.restype = None
+                fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64]
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+# Loaded once at import: the library is immutable, and a constant keeps the dispatch
+# decision free of Python calls that torch.compile would have to trace.
+_LIB = _load_library()
+
+
+def native_available() -> bool:
+    """True when the native CPU kernels were built and loaded."""
+    return _LIB is not None
+
+
+class _Pool:
+    """A thread pool owned by one process (a forked DataLoader worker gets its own)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._size = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    def get(self, size: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid() or self._size != size:
+                self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="resamplers")
+                self._pid, self._size = os.getpid(), size
+            return self._executor
+
+
+_POOL = _Pool()
+
+
+def _run(kind: str, dtype: torch.dtype, tensors: tuple[Tensor, Tensor, Tensor], geometry: Tensor, tasks: int) -> None:
+    fn = getattr(_LIB, f"reassemble_{kind}_{_DTYPE_SUFFIX[dtype]}")
+    ptrs = [t.data_ptr() for t in tensors] + [geometry.data_ptr()]
+    threads = max(1, min(torch.get_num_threads(), tasks))
+    if threads == 1:
+        fn(*ptrs, 0, tasks)
+        return
+    bounds = [tasks * i // threads for i in range(threads + 1)]
+    pool = _POOL.get(threads)
+    futures = [pool.submit(fn, *ptrs, bounds[i], bounds[i + 1]) for i in range(threads)]
+    for f in futures:
+        f.result()
+
+
+def _geometry_tensor(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    kernel_size, groups, up, stride, pad_top, pad_left = geometry
+    n, c, h_in, w_in = features.shape
+    h_out, w_out = kernels.shape[-2:]
+    return torch.tensor(
+        [n, c, groups, h_in, w_in, h_out, w_out, kernel_size, up, stride, pad_top, pad_left], dtype=torch.int64
+    )
+
+
+def _row_groups(h_out: int, up: int) -> int:
+    return (h_out + up - 1) // up
+
+
+@torch.library.custom_op("resamplers::reassemble", mutates_args=())
+def _reassemble_op(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    features, kernels = features.contiguous(), kernels.contiguous()
+    n, c = features.shape[:2]
+    h_out, w_out = kernels.shape[-2:]
+    out = torch.empty((n, c, h_out, w_out), dtype=features.dtype)
+    if out.numel():
+        geo = _geometry_tensor(features, kernels, geometry)
+        _run("forward", features.dtype, (features, kernels, out), geo, n * _row_groups(h_out, geometry[2]))
+    return out
+
+
+@_reassemble_op.register_fake
+def _(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    return features.new_empty((features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1]))
+
+
+@torch.library.custom_op("resamplers::reassemble_grad_features", mutates_args=())
+def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    grad_out, kernels = grad_out.contiguous(), kernels.contiguous()
+    grad_x = torch.zeros(features.shape, dtype=features.dtype)
+    if grad_x.numel() and grad_out.numel():
+        geo = _geometry_tensor(features, kernels, geometry)
+        _run("grad_features", features.dtype, (kernels, grad_out, grad_x), geo, features.shape[0] * features.shape[2])
+    return grad_x
+
+
+@_grad_features_op.register_fake
+def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    return torch.empty_like(features, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("resamplers::reassemble_grad_kernels", mutates_args=())
+def _grad_kernels_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    grad_out, features = grad_out.contiguous(), features.contiguous()
+    grad_k = torch.zeros(kernels.shape, dtype=kernels.dtype)
+    if grad_k.numel() and features.numel():
+        geo = _geometry_tensor(features, kernels, geometry)
+        h_out = kernels.shape[-2]
+        _run("grad_kernels", features.dtype, (features, grad_out, grad_k), geo, features.shape[0] * _row_groups(h_out, geometry[2]))
+    return grad_k
+
+
+@_grad_kernels_op.register_fake
+def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    return torch.empty_like(kernels, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    features, kernels, geometry = inputs
+    ctx.save_for_backward(features, kernels)
+    ctx.geometry = geometry
+
+
+def _backward(ctx, grad_out: Tensor):
+    features, kernels = ctx.saved_tensors
+    grad_x = grad_k = None
+    if ctx.needs_input_grad[0]:
+        grad_x = _grad_features_op(grad_out, features, kernels, ctx.geometry)
+    if ctx.needs_input_grad[1]:
+        grad_k = _grad_kernels_op(grad_out, features, kernels, ctx.geometry)
+    return grad_x, grad_k, None
+
+
+_reassemble_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def native_reassemble(
+    features: Tensor, kernels: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
+) -> Tensor:
+    """Run the native kernel; half and bfloat16 inputs are computed in float32."""
+    dtype = features.dtype
+    if dtype not in _DTYPE_SUFFIX:
+        features, kernels = features.float(), kernels.float()
+    out = _reassemble_op(features, kernels, [kernel_size, groups, up, stride, pad_top, pad_left])
+    return out.to(dtype)
