@@ -1,5 +1,25 @@
-"""resamplers: pooling and upsampling operators for dense prediction."""
-from . import functional
+"""resamplers: pooling and upsampling operators for dense prediction.
+
+>>> import resamplers
+>>> up = resamplers.create_upsampler("carafe", channels=64)
+>>> up(torch.randn(1, 64, 8, 8)).shape
+torch.Size([1, 64, 16, 16])
+"""
+from . import functional, layers
+from .registry import (
+    create_downsampler,
+    create_upsampler,
+    list_downsamplers,
+    list_upsamplers,
+)
 
 __version__ = "0.1.0"
-__all__ = ["functional", "__version__"]
+__all__ = [
+    "__version__",
+    "create_downsampler",
+    "create_upsampler",
+    "functional",
+    "layers",
+    "list_downsamplers",
+    "list_upsamplers",
+]

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 __all__ = ["native_available", "native_reassemble"]
 
@@ -179,3 +180,11 @@ def native_reassemble(
         features, kernels = features.float(), kernels.float()
     out = _reassemble_op(features, kernels, [kernel_size, groups, up, stride, pad_top, pad_left])
     return out.to(dtype)
+
+
+@register_flop_formula(torch.ops.resamplers.reassemble)
+def _reassemble_flops(features_shape, kernels_shape, geometry, *args, **kwargs) -> int:
+    """FLOPs (2 per multiply-accumulate) so that ``torch.utils.flop_counter`` counts the op."""
+    n, c = features_shape[0], features_shape[1]
+    kernel_size = geometry[0]
+    return 2 * n * c * kernel_size * kernel_size * kernels_shape[-2] * kernels_shape[-1]

@@ -1,0 +1,64 @@
+"""Base classes that state each operator's input and output contract.
+
+Every registered resampler is an ``nn.Module`` whose constructor takes ``channels`` and
+``scale_factor`` and which implements :meth:`Resampler.output_size`.  ``forward`` checks
+its input with :meth:`Resampler.check_input` (rank, channel count, spatial divisibility
+and minimum size) so that bad input raises a ``ValueError`` naming the argument.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .._checks import check_feature, check_int
+
+__all__ = ["Resampler", "Upsampler", "Downsampler"]
+
+
+class Resampler(nn.Module):
+    """Common contract of upsamplers and downsamplers.
+
+    Attributes:
+        channels: required input channel count, or ``None`` when any count works.
+        scale_factor: integer resampling factor.
+        size_multiple: input height and width must be multiples of this.
+    """
+
+    size_multiple: int = 1
+
+    def __init__(self, channels: int | None, scale_factor: int) -> None:
+        super().__init__()
+        if channels is not None:
+            check_int(channels, "channels", minimum=1)
+        self.channels = channels
+        self.scale_factor = check_int(scale_factor, "scale_factor", minimum=1)
+
+    @property
+    def out_channels(self) -> int | None:
+        """Output channel count (``None`` means "same as the input")."""
+        return self.channels
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:  # pragma: no cover - abstract
+        """Output ``(H, W)`` for an input of spatial ``size``; ``ValueError`` if unsupported."""
+        raise NotImplementedError
+
+    def check_input(self, x: Tensor, name: str = "x") -> Tensor:
+        check_feature(x, name, channels=self.channels, size_multiple=self.size_multiple)
+        self.output_size((x.shape[-2], x.shape[-1]))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, scale_factor={self.scale_factor}"
+
+
+class Upsampler(Resampler):
+    """An operator mapping ``N x C x H x W`` to ``N x C x sH x sW``."""
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return (size[0] * self.scale_factor, size[1] * self.scale_factor)
+
+
+class Downsampler(Resampler):
+    """An operator mapping ``N x C x H x W`` to a map about ``s`` times smaller.
+
+    Subclasses define the exact output size (floor or ceil) in :meth:`output_size`.
+    """

@@ -1,0 +1,111 @@
+"""CARAFE: content-aware reassembly of features (Wang et al., ICCV 2019).
+
+The module reproduces mmcv's ``CARAFEPack`` exactly (layers, initialisation and
+state-dict keys), so checkpoints trained with mmcv / mmdetection load with
+``load_state_dict`` and give the same output, on CPU and in ONNX Runtime too.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._checks import check_int, check_odd
+from ..functional.kernel_norm import softmax_kernels
+from ..functional.reassembly import carafe
+from ..registry import register_upsampler
+from .base import Upsampler
+
+__all__ = ["CARAFEPack"]
+
+
+@register_upsampler("carafe", example={"channels": 8}, summary="CARAFE: predicted k x k kernels, reassembly (mmcv CARAFEPack)")
+class CARAFEPack(Upsampler):
+    """CARAFE upsampler, equivalent to ``mmcv.ops.CARAFEPack``.
+
+    Pipeline: ``channel_compressor`` (1x1 conv ``C -> C_m``, bias, no activation) ->
+    ``content_encoder`` (``k_e x k_e`` conv ``C_m -> s^2 k^2 G``, dilation ``d``, bias) ->
+    ``pixel_shuffle(s)`` -> softmax over each group's ``k^2`` taps (input dtype) ->
+    :func:`resamplers.functional.carafe` (contiguous channel groups, zero padding).
+
+    Initialisation as mmcv: Xavier-uniform weights and zero biases for both convolutions,
+    then the encoder weights drawn from ``N(0, 0.001^2)``, so initial kernels are nearly
+    uniform (``1 / k^2``).  74,148 parameters at ``C = 256`` with the defaults.
+
+    Args:
+        channels: input channels ``C``.
+        scale_factor: integer ``s >= 1``.
+        up_kernel: reassembly kernel ``k`` (odd).
+        up_group: kernel groups ``G`` (a divisor of ``C``).
+        encoder_kernel: content-encoder kernel ``k_e``.
+        encoder_dilation: content-encoder dilation ``d``; ``(k_e - 1) * d`` must be even.
+        compressed_channels: ``C_m``.
+
+    Shape:
+        ``N x C x H x W`` -> ``N x C x sH x sW``.
+
+    Example:
+        >>> up = CARAFEPack(channels=16, scale_factor=2)
+        >>> up(torch.randn(2, 16, 5, 7)).shape
+        torch.Size([2, 16, 10, 14])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        scale_factor: int = 2,
+        up_kernel: int = 5,
+        up_group: int = 1,
+        encoder_kernel: int = 3,
+        encoder_dilation: int = 1,
+        compressed_channels: int = 64,
+    ) -> None:
+        super().__init__(channels, scale_factor)
+        check_odd(up_kernel, "up_kernel")
+        check_int(up_group, "up_group", minimum=1)
+        check_int(encoder_kernel, "encoder_kernel", minimum=1)
+        check_int(encoder_dilation, "encoder_dilation", minimum=1)
+        check_int(compressed_channels, "compressed_channels", minimum=1)
+        if channels % up_group != 0:
+            raise ValueError(f"argument `up_group`: expected a divisor of channels={channels}, got {up_group}")
+        if (encoder_kernel - 1) * encoder_dilation % 2 != 0:
+            raise ValueError(
+                f"argument `encoder_kernel`: (encoder_kernel - 1) * encoder_dilation must be even to keep the "
+                f"spatial size, got encoder_kernel={encoder_kernel}, encoder_dilation={encoder_dilation}"
+            )
+        self.up_kernel = up_kernel
+        self.up_group = up_group
+        self.encoder_kernel = encoder_kernel
+        self.encoder_dilation = encoder_dilation
+        self.compressed_channels = compressed_channels
+        self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
+        self.content_encoder = nn.Conv2d(
+            compressed_channels,
+            up_kernel * up_kernel * up_group * scale_factor * scale_factor,
+            encoder_kernel,
+            padding=(encoder_kernel - 1) * encoder_dilation // 2,
+            dilation=encoder_dilation,
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for conv in (self.channel_compressor, self.content_encoder):
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        nn.init.normal_(self.content_encoder.weight, std=0.001)
+        nn.init.zeros_(self.content_encoder.bias)
+
+    def kernels(self, x: Tensor) -> Tensor:
+        """Normalised reassembly kernels, ``N x (G*k*k) x sH x sW``."""
+        logits = F.pixel_shuffle(self.content_encoder(self.channel_compressor(x)), self.scale_factor)
+        return softmax_kernels(logits, self.up_group)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return carafe(x, self.kernels(x), self.up_kernel, self.up_group, self.scale_factor)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, up_kernel={self.up_kernel}, up_group={self.up_group}, "
+            f"encoder_kernel={self.encoder_kernel}, encoder_dilation={self.encoder_dilation}, "
+            f"compressed_channels={self.compressed_channels}"
+        )

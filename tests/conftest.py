@@ -1,0 +1,31 @@
+"""Shared fixtures and helpers for the test suite."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# The suite runs under pytest-xdist with one process per core; keep each process single
+# threaded unless the caller says otherwise, so workers do not oversubscribe the CPU.
+torch.set_num_threads(int(os.environ.get("RESAMPLERS_TEST_THREADS", "1")))
+
+TOLERANCES = {
+    torch.float64: dict(rtol=1e-9, atol=1e-10),
+    torch.float32: dict(rtol=1e-4, atol=1e-5),
+    torch.bfloat16: dict(rtol=3e-2, atol=3e-2),
+    torch.float16: dict(rtol=3e-3, atol=3e-3),
+}
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None, scale: float = 1.0) -> None:
+    """``torch.testing.assert_close`` with tolerances chosen by dtype, scaled by ``scale``."""
+    tol = TOLERANCES[dtype or actual.dtype]
+    torch.testing.assert_close(
+        actual.to(expected.dtype), expected, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale, check_stride=False
+    )
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
