@@ -1,0 +1,8 @@
+"""Root conftest: makes ``torch`` available to the docstring examples run by ``--doctest-modules``."""
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _doctest_namespace(doctest_namespace):
+    doctest_namespace["torch"] = torch

@@ -1,0 +1,47 @@
+"""The common formulations that ``resamplers bench`` times our operators against.
+
+These are the unfold-based implementations found in blog posts and research forks (for
+CARAFE, the one in the seed notes: unfold the low-resolution map into ``k*k`` patches and
+multiply each pixel's patches by its ``k*k x s*s`` kernel block).  They exist only as
+benchmark baselines; the library never calls them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["Baseline", "BASELINES", "unfold_matmul_carafe"]
+
+
+def unfold_matmul_carafe(x: Tensor, masks: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
+    """CARAFE by ``F.unfold`` + batched ``matmul`` (materialises ``N*C*k^2*H*W``)."""
+    n, c, h, w = x.shape
+    k2 = kernel_size * kernel_size
+    blocks = masks.reshape(n, groups, k2, h, scale, w, scale).permute(0, 1, 3, 5, 2, 4, 6)
+    blocks = blocks.reshape(n, groups, h, w, k2, scale * scale)
+    patches = F.unfold(x, kernel_size, padding=kernel_size // 2).reshape(n, groups, c // groups, k2, h, w)
+    patches = patches.permute(0, 1, 4, 5, 2, 3)  # n G h w Cg k2
+    out = torch.matmul(patches, blocks)  # n G h w Cg s2
+    out = out.reshape(n, groups, h, w, c // groups, scale, scale).permute(0, 1, 4, 2, 5, 3, 6)
+    return out.reshape(n, c, h * scale, w * scale)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """``run(module, x)`` computes ``module(x)`` with the common formulation."""
+
+    description: str
+    run: Callable[[nn.Module, Tensor], Tensor]
+
+
+def _carafe_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    return unfold_matmul_carafe(x, module.kernels(x), module.up_kernel, module.up_group, module.scale_factor)
+
+
+BASELINES: dict[str, Baseline] = {
+    "upsampler:carafe": Baseline("unfold+matmul CARAFE (seed 001)", _carafe_baseline),
+}

@@ -1,0 +1,206 @@
+"""``resamplers bench``: parameters, MACs, latency and peak memory of registered operators.
+
+Latencies are medians over repeated runs after warm-up.  Comparisons against a baseline
+formulation interleave the two candidates run by run, so machine noise hits both alike,
+and are reported as ratios.
+"""
+from __future__ import annotations
+
+import difflib
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..complexity import count_macs, count_parameters
+from ..functional import native_available
+from ..registry import DOWNSAMPLERS, UPSAMPLERS, Registry
+from .baselines import BASELINES
+from .memory import fix_malloc_mmap_threshold, peak_extra_bytes
+
+__all__ = ["BenchConfig", "OpResult", "BaselineResult", "BenchReport", "resolve_ops", "run_bench"]
+
+REGISTRIES: dict[str, Registry] = {"upsampler": UPSAMPLERS, "downsampler": DOWNSAMPLERS}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    batch: int = 1
+    channels: int = 256
+    height: int = 64
+    width: int = 64
+    scale_factor: int = 2
+    repeats: int = 10
+    warmup: int = 2
+    dtype: str = "float32"
+    seed: int = 0
+
+
+@dataclass
+class OpResult:
+    op: str
+    params: int
+    macs: int
+    input_shape: list[int]
+    output_shape: list[int]
+    forward_ms: float
+    train_ms: float
+    peak_mib: float | None
+
+
+@dataclass
+class BaselineResult:
+    op: str
+    baseline: str
+    ours_forward_ms: float
+    ours_train_ms: float
+    baseline_forward_ms: float
+    baseline_train_ms: float
+    forward_speedup: float
+    train_speedup: float
+    ours_peak_mib: float | None
+    baseline_peak_mib: float | None
+    max_abs_diff: float
+
+
+@dataclass
+class BenchReport:
+    config: BenchConfig
+    machine: dict[str, object]
+    ops: list[OpResult] = field(default_factory=list)
+    baselines: list[BaselineResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def resolve_ops(names: Sequence[str] | None) -> list[str]:
+    """Qualified names (``kind:name``) for ``names``; a bare name matches every kind."""
+    every = [f"{kind}:{name}" for kind, reg in REGISTRIES.items() for name in reg.names()]
+    if not names:
+        return every
+    resolved: list[str] = []
+    for name in names:
+        if ":" in name:
+            kind, bare = name.split(":", 1)
+            if kind not in REGISTRIES:
+                raise ValueError(f"argument `--op`: unknown kind {kind!r}; expected one of {sorted(REGISTRIES)}")
+            REGISTRIES[kind].entry(bare)  # raises with close matches
+            matches = [name]
+        else:
+            matches = [q for q in every if q.split(":", 1)[1] == name]
+            if not matches:
+                bare_names = sorted({q.split(":", 1)[1] for q in every})
+                close = difflib.get_close_matches(name, bare_names, n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(f"argument `--op`: unknown operator {name!r}{hint} Registered: {', '.join(every)}")
+        resolved.extend(m for m in matches if m not in resolved)
+    return resolved
+
+
+def _median_ms(samples: list[float]) -> float:
+    return 1000.0 * statistics.median(samples)
+
+
+def time_interleaved(candidates: Sequence[Callable[[], object]], repeats: int, warmup: int) -> list[float]:
+    """Median milliseconds of each candidate, running them alternately."""
+    for _ in range(warmup):
+        for fn in candidates:
+            fn()
+    samples: list[list[float]] = [[] for _ in candidates]
+    for _ in range(repeats):
+        for i, fn in enumerate(candidates):
+            start = time.perf_counter()
+            fn()
+            samples[i].append(time.perf_counter() - start)
+    return [_median_ms(s) for s in samples]
+
+
+def _workloads(forward: Callable[[Tensor], Tensor], x: Tensor, module: nn.Module, grad: Tensor):
+    def infer() -> None:
+        with torch.no_grad():
+            forward(x)
+
+    def train() -> None:
+        xg = x.detach().requires_grad_()
+        forward(xg).backward(grad)
+        module.zero_grad(set_to_none=True)
+
+    return infer, train
+
+
+def _mib(n: int | None) -> float | None:
+    return None if n is None else n / 2**20
+
+
+def machine_info() -> dict[str, object]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "native_kernels": native_available(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def run_bench(
+    ops: Iterable[str],
+    config: BenchConfig,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Benchmark each qualified operator name in ``ops`` at ``config``."""
+    fix_malloc_mmap_threshold()
+    dtype = getattr(torch, config.dtype)
+    report = BenchReport(config=config, machine=machine_info())
+    for qualified in ops:
+        if progress:
+            progress(qualified)
+        kind, name = qualified.split(":", 1)
+        torch.manual_seed(config.seed)
+        module = REGISTRIES[kind].create(name, channels=config.channels, scale_factor=config.scale_factor).to(dtype)
+        g = torch.Generator().manual_seed(config.seed)
+        x = torch.randn(config.batch, config.channels, config.height, config.width, generator=g).to(dtype)
+        with torch.no_grad():
+            out = module(x)
+        grad = torch.randn(out.shape, generator=g).to(dtype)
+        infer, train = _workloads(module, x, module, grad)
+        forward_ms, train_ms = time_interleaved([infer, train], config.repeats, config.warmup)
+        report.ops.append(
+            OpResult(
+                op=qualified,
+                params=count_parameters(module),
+                macs=count_macs(module, x),
+                input_shape=list(x.shape),
+                output_shape=list(out.shape),
+                forward_ms=forward_ms,
+                train_ms=train_ms,
+                peak_mib=_mib(peak_extra_bytes(train)),
+            )
+        )
+        baseline = BASELINES.get(qualified)
+        if baseline is None:
+            continue
+        with torch.no_grad():
+            diff = (baseline.run(module, x) - out).abs().max().item()
+        b_infer, b_train = _workloads(lambda t: baseline.run(module, t), x, module, grad)
+        ours_f, base_f, ours_t, base_t = time_interleaved([infer, b_infer, train, b_train], config.repeats, config.warmup)
+        report.baselines.append(
+            BaselineResult(
+                op=qualified,
+                baseline=baseline.description,
+                ours_forward_ms=ours_f,
+                ours_train_ms=ours_t,
+                baseline_forward_ms=base_f,
+                baseline_train_ms=base_t,
+                forward_speedup=base_f / ours_f,
+                train_speedup=base_t / ours_t,
+                ours_peak_mib=_mib(peak_extra_bytes(train)),
+                baseline_peak_mib=_mib(peak_extra_bytes(b_train)),
+                max_abs_diff=diff,
+            )
+        )
+    return report

@@ -1,0 +1,33 @@
+"""List the registered operators (the README's operator table is this command's output)."""
+from __future__ import annotations
+
+import argparse
+
+from ..complexity import count_parameters
+from ..registry import DOWNSAMPLERS, UPSAMPLERS
+from ._console import markdown_table, print_table
+
+HEADERS = ["kind", "name", "parameters at C=256, scale 2", "summary"]
+
+
+def operator_rows(channels: int = 256, scale_factor: int = 2) -> list[list[str]]:
+    """One row per registered operator, with its parameter count at ``channels``."""
+    rows = []
+    for registry in (UPSAMPLERS, DOWNSAMPLERS):
+        for entry in registry:
+            module = registry.create(entry.name, channels=channels, scale_factor=scale_factor)
+            rows.append([registry.kind, f"`{entry.name}`", f"{count_parameters(module):,}", entry.summary])
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = operator_rows()
+    if args.markdown:
+        print(markdown_table(HEADERS, rows))
+    else:
+        print_table("Registered operators", HEADERS, [[c.strip("`") for c in row] for row in rows])
+    return 0
