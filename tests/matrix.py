@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from resamplers.registry import DOWNSAMPLERS, UPSAMPLERS, Registry
+from resamplers.registry import DOWNSAMPLERS, PAIRS, UPSAMPLERS, Registry
 
 # Spatial sizes exercised for shape checks: odd non-square, even, 1x1, square.
 SHAPES = [(1, 5, 7), (2, 6, 4), (1, 1, 1), (1, 8, 8)]
@@ -65,9 +65,14 @@ def _registry_cases(registry: Registry) -> Iterator[Case]:
             id=f"{registry.kind}:{entry.name}",
             build=build,
             channels=channels,
-            size_multiple=getattr(entry.cls, "size_multiple", 1),
+            size_multiple=build().size_multiple,
         )
 
 
+# Single-input operators whose forward maps a feature map to a feature map.  A pair's
+# forward is its round trip up(*down(x)); pair-specific checks are in test_pairs.py.
+FEATURE_REGISTRIES = (UPSAMPLERS, DOWNSAMPLERS, PAIRS)
+
+
 def all_cases() -> list[Case]:
-    return [case for registry in (UPSAMPLERS, DOWNSAMPLERS) for case in _registry_cases(registry)]
+    return [case for registry in FEATURE_REGISTRIES for case in _registry_cases(registry)]

@@ -24,12 +24,24 @@ __all__ = [
     "Registry",
     "UPSAMPLERS",
     "DOWNSAMPLERS",
+    "PAIRS",
+    "POOLS",
+    "BLOCKS",
     "register_upsampler",
     "register_downsampler",
+    "register_pair",
+    "register_pool",
+    "register_block",
     "create_upsampler",
     "create_downsampler",
+    "create_pair",
+    "create_pool",
+    "create_block",
     "list_upsamplers",
     "list_downsamplers",
+    "list_pairs",
+    "list_pools",
+    "list_blocks",
 ]
 
 M = TypeVar("M", bound=type)
@@ -146,9 +158,15 @@ class Registry:
 
 UPSAMPLERS = Registry("upsampler")
 DOWNSAMPLERS = Registry("downsampler")
+PAIRS = Registry("pair")  # guided down/up pairs (resamplers.pairs)
+POOLS = Registry("pool")  # global and pyramid pooling
+BLOCKS = Registry("block")  # multi-scale blocks built on resamplers
 
 register_upsampler = UPSAMPLERS.register
 register_downsampler = DOWNSAMPLERS.register
+register_pair = PAIRS.register
+register_pool = POOLS.register
+register_block = BLOCKS.register
 
 
 def create_upsampler(name: str, **kwargs: Any) -> nn.Module:
@@ -169,3 +187,36 @@ def list_upsamplers() -> list[str]:
 def list_downsamplers() -> list[str]:
     """Names of the registered downsamplers."""
     return DOWNSAMPLERS.names()
+
+
+def create_pair(name: str, channels: int, **kwargs: Any) -> nn.Module:
+    """Create a registered down/up pair, e.g. ``create_pair('indexnet_m2o', channels=64)``.
+
+    Every registered upsampler is also a pair (its downsampler chosen with ``down=``).
+    """
+    return PAIRS.create(name, channels=channels, **kwargs)
+
+
+def create_pool(name: str, **kwargs: Any) -> nn.Module:
+    """Create a registered global or pyramid pool, e.g. ``create_pool('gem', channels=256)``."""
+    return POOLS.create(name, **kwargs)
+
+
+def create_block(name: str, **kwargs: Any) -> nn.Module:
+    """Create a registered multi-scale block, e.g. ``create_block('strip_pooling', channels=256)``."""
+    return BLOCKS.create(name, **kwargs)
+
+
+def list_pairs() -> list[str]:
+    """Names of the registered down/up pairs."""
+    return PAIRS.names()
+
+
+def list_pools() -> list[str]:
+    """Names of the registered global and pyramid pools."""
+    return POOLS.names()
+
+
+def list_blocks() -> list[str]:
+    """Names of the registered multi-scale blocks."""
+    return BLOCKS.names()

@@ -18,13 +18,27 @@ from torch import Tensor, nn
 
 from ..complexity import count_macs, count_parameters
 from ..functional import native_available
-from ..registry import DOWNSAMPLERS, UPSAMPLERS, Registry
+from ..registry import BLOCKS, DOWNSAMPLERS, PAIRS, POOLS, UPSAMPLERS, Registry
 from .baselines import BASELINES
 from .memory import fix_malloc_mmap_threshold, peak_extra_bytes
 
 __all__ = ["BenchConfig", "OpResult", "BaselineResult", "BenchReport", "resolve_ops", "run_bench"]
 
-REGISTRIES: dict[str, Registry] = {"upsampler": UPSAMPLERS, "downsampler": DOWNSAMPLERS}
+REGISTRIES: dict[str, Registry] = {
+    registry.kind: registry for registry in (UPSAMPLERS, DOWNSAMPLERS, PAIRS, POOLS, BLOCKS)
+}
+
+
+def build_operator(kind: str, name: str, channels: int, scale_factor: int) -> nn.Module:
+    """Build a registered operator at ``channels`` (and ``scale_factor`` where it takes one).
+
+    A pair's forward is its round trip ``up(*down(x))``.
+    """
+    registry = REGISTRIES[kind]
+    kwargs: dict[str, object] = {"channels": channels}
+    if "scale_factor" in registry.entry(name).accepted_keywords():
+        kwargs["scale_factor"] = scale_factor
+    return registry.create(name, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -79,10 +93,14 @@ class BenchReport:
 
 
 def resolve_ops(names: Sequence[str] | None) -> list[str]:
-    """Qualified names (``kind:name``) for ``names``; a bare name matches every kind."""
+    """Qualified names (``kind:name``) for ``names``; a bare name matches every kind.
+
+    Without names: every upsampler, downsampler, guided pair, pool and block.  Unguided
+    pairs are left out of the default set: they time the same upsampler again.
+    """
     every = [f"{kind}:{name}" for kind, reg in REGISTRIES.items() for name in reg.names()]
     if not names:
-        return every
+        return [q for q in every if not _is_unguided_pair(q)]
     resolved: list[str] = []
     for name in names:
         if ":" in name:
@@ -100,6 +118,11 @@ def resolve_ops(names: Sequence[str] | None) -> list[str]:
                 raise ValueError(f"argument `--op`: unknown operator {name!r}{hint} Registered: {', '.join(every)}")
         resolved.extend(m for m in matches if m not in resolved)
     return resolved
+
+
+def _is_unguided_pair(qualified: str) -> bool:
+    kind, name = qualified.split(":", 1)
+    return kind == PAIRS.kind and "upsampler" in PAIRS.entry(name).defaults
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -161,7 +184,7 @@ def run_bench(
             progress(qualified)
         kind, name = qualified.split(":", 1)
         torch.manual_seed(config.seed)
-        module = REGISTRIES[kind].create(name, channels=config.channels, scale_factor=config.scale_factor).to(dtype)
+        module = build_operator(kind, name, config.channels, config.scale_factor).to(dtype)
         g = torch.Generator().manual_seed(config.seed)
         x = torch.randn(config.batch, config.channels, config.height, config.width, generator=g).to(dtype)
         with torch.no_grad():

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..bench.runner import REGISTRIES, build_operator
 from ..complexity import count_parameters
-from ..registry import DOWNSAMPLERS, UPSAMPLERS
 from ._console import markdown_table, print_table
 
 HEADERS = ["kind", "name", "parameters at C=256, scale 2", "summary"]
@@ -13,10 +13,10 @@ HEADERS = ["kind", "name", "parameters at C=256, scale 2", "summary"]
 def operator_rows(channels: int = 256, scale_factor: int = 2) -> list[list[str]]:
     """One row per registered operator, with its parameter count at ``channels``."""
     rows = []
-    for registry in (UPSAMPLERS, DOWNSAMPLERS):
+    for kind, registry in REGISTRIES.items():
         for entry in registry:
-            module = registry.create(entry.name, channels=channels, scale_factor=scale_factor)
-            rows.append([registry.kind, f"`{entry.name}`", f"{count_parameters(module):,}", entry.summary])
+            module = build_operator(kind, entry.name, channels, scale_factor)
+            rows.append([kind, f"`{entry.name}`", f"{count_parameters(module):,}", entry.summary])
     return rows
 
 

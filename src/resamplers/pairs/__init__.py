@@ -1,0 +1,8 @@
+"""Down/up pairs (``create_pair``).  Guided pairs register in their own modules;
+every upsampler without a guided pair of its name joins as an :class:`UnguidedPair`."""
+from .base import Guide, ResamplerPair
+from .unguided import UnguidedPair, register_unguided_pairs
+
+register_unguided_pairs()
+
+__all__ = ["Guide", "ResamplerPair", "UnguidedPair"]

@@ -1,0 +1,63 @@
+"""The pair API, checked on every registered pair (the round trip is in the shared matrix)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import resamplers
+from resamplers.pairs import Guide, ResamplerPair
+from resamplers.registry import PAIRS
+
+PAIR_NAMES = PAIRS.names()
+
+
+def _build(name: str, **overrides) -> ResamplerPair:
+    torch.manual_seed(0)
+    entry = PAIRS.entry(name)
+    return PAIRS.create(name, **entry.example_kwargs(**overrides)).eval()
+
+
+@pytest.mark.parametrize("name", PAIR_NAMES)
+class TestPairAPI:
+    def test_down_returns_low_resolution_map_and_guide(self, name):
+        pair = _build(name)
+        s = pair.scale_factor
+        x = torch.randn(2, pair.channels, 4 * s, 2 * s)
+        y, guide = pair.down(x)
+        assert isinstance(guide, Guide)
+        assert tuple(y.shape[-2:]) == (4, 2) == tuple(guide.low_size)
+        assert tuple(guide.size) == (4 * s, 2 * s)
+        assert guide.skip.shape[0] == 2 and tuple(guide.skip.shape[-2:]) == (4 * s, 2 * s)
+        assert pair.skip(guide) is guide.skip
+
+    def test_guide_of_wrong_size_is_rejected_with_expected_sizes(self, name):
+        pair = _build(name)
+        s = pair.scale_factor
+        _, guide = pair.down(torch.randn(1, pair.channels, 4 * s, 4 * s))
+        d = torch.randn(1, pair.up_channels, 3, 4)
+        with pytest.raises(ValueError, match="`d`.*4 x 4"):
+            pair.up(d, guide)
+
+    def test_up_accepts_decoder_channels_different_from_encoder(self, name):
+        pair = _build(name, up_channels=2 * PAIRS.entry(name).example_kwargs().get("channels", 8))
+        s = pair.scale_factor
+        x = torch.randn(1, pair.channels, 2 * s, 3 * s)
+        _, guide = pair.down(x)
+        d = torch.randn(1, pair.up_channels, 2, 3)
+        assert pair.up(d, guide).shape == (1, pair.up_channels, 2 * s, 3 * s)
+
+    def test_up_rejects_a_non_guide(self, name):
+        pair = _build(name)
+        with pytest.raises(TypeError, match="`guide`"):
+            pair.up(torch.randn(1, pair.up_channels, 2, 2), {"size": (4, 4)})
+
+
+def test_unguided_pair_with_chosen_downsampler():
+    pair = resamplers.create_pair("carafe", channels=8, down="avg")
+    x = torch.randn(1, 8, 6, 4)
+    y, _ = pair.down(x)
+    torch.testing.assert_close(y, torch.nn.functional.avg_pool2d(x, 2))
+
+
+def test_every_upsampler_is_a_pair():
+    assert set(resamplers.list_upsamplers()) <= set(resamplers.list_pairs())
