@@ -111,6 +111,8 @@ def resolve_ops(names: Sequence[str] | None) -> list[str]:
             matches = [name]
         else:
             matches = [q for q in every if q.split(":", 1)[1] == name]
+            # A bare upsampler name means the upsampler, not also its unguided pair.
+            matches = [q for q in matches if not _is_unguided_pair(q)] or matches
             if not matches:
                 bare_names = sorted({q.split(":", 1)[1] for q in every})
                 close = difflib.get_close_matches(name, bare_names, n=3, cutoff=0.5)
