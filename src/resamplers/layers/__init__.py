@@ -2,6 +2,7 @@
 from .base import Downsampler, Resampler, Upsampler
 from .carafe import CARAFEPack
 from .deconv import DeconvUpsample
+from .dysample import DySample
 from .interpolate import BilinearUpsample, NearestUpsample
 from .pixel_shuffle import PixelShuffleUpsample
 from .pool import AvgPool, MaxPool
@@ -13,6 +14,7 @@ __all__ = [
     "CARAFEPack",
     "DeconvUpsample",
     "Downsampler",
+    "DySample",
     "MaxPool",
     "NearestUpsample",
     "PixelShuffleUpsample",
