@@ -61,3 +61,43 @@ def carafe_gather(x: torch.Tensor, masks: torch.Tensor, k: int, groups: int, sca
     m = masks.reshape(n, groups, k * k, ho, wo).permute(0, 1, 3, 4, 2)  # n G ho wo k2
     gathered = gathered.reshape(n, groups, c // groups, ho, wo, k * k)
     return torch.einsum("ngchwt,nghwt->ngchw", gathered, m).reshape(n, c, ho, wo)
+
+
+def bilinear_point_sample(x: torch.Tensor, row: float, col: float) -> torch.Tensor:
+    """``x[..., row, col]`` by bilinear interpolation, integer coordinates at pixel centres,
+    the position clamped to ``[0, H - 1] x [0, W - 1]`` (replicated border)."""
+    h, w = x.shape[-2:]
+    row = min(max(row, 0.0), h - 1.0)
+    col = min(max(col, 0.0), w - 1.0)
+    r0, c0 = int(row // 1), int(col // 1)
+    r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)
+    fr, fc = row - r0, col - c0
+    return (
+        (1 - fr) * (1 - fc) * x[..., r0, c0]
+        + (1 - fr) * fc * x[..., r0, c1]
+        + fr * (1 - fc) * x[..., r1, c0]
+        + fr * fc * x[..., r1, c1]
+    )
+
+
+def dynamic_sample_loop(x: torch.Tensor, offsets: torch.Tensor, scale: int, groups: int) -> torch.Tensor:
+    """DySample's sampler as a loop: output pixel ``(s*h + i, s*w + j)`` of group ``g`` reads
+    ``x`` at row ``h + O[(1, g, i, j)]`` and column ``w + O[(0, g, i, j)]`` (channel
+    ``(xy*G + g)*s*s + i*s + j``), bilinear with a replicated border."""
+    n_, c_, h_, w_ = x.shape
+    xd, od = x.double(), offsets.double()
+    out = torch.zeros(n_, c_, h_ * scale, w_ * scale, dtype=torch.float64)
+    cg = c_ // groups
+    s2 = scale * scale
+    for n in range(n_):
+        for g in range(groups):
+            for h in range(h_):
+                for w in range(w_):
+                    for i in range(scale):
+                        for j in range(scale):
+                            col = w + float(od.detach()[n, (0 * groups + g) * s2 + i * scale + j, h, w])
+                            row = h + float(od.detach()[n, (1 * groups + g) * s2 + i * scale + j, h, w])
+                            out[n, g * cg : (g + 1) * cg, scale * h + i, scale * w + j] = bilinear_point_sample(
+                                xd[n, g * cg : (g + 1) * cg], row, col
+                            )
+    return out.to(x.dtype)

@@ -10,7 +10,10 @@ from resamplers.registry import Registry
 
 
 def test_lists_are_sorted_and_complete():
-    assert resamplers.list_upsamplers() == ["bilinear", "carafe", "deconv", "nearest", "pixel_shuffle"]
+    names = resamplers.list_upsamplers()
+    assert names == sorted(names)
+    assert set(names) >= {"bilinear", "carafe", "deconv", "nearest", "pixel_shuffle"}
+    assert set(names) >= {"dysample", "dysample_plus", "dysample_s", "dysample_s_plus"}
     assert set(resamplers.list_downsamplers()) >= {"max", "avg", "strided_conv"}
 
 
