@@ -34,11 +34,13 @@ kernels work row by row, and the torch path keeps one output-sized temporary per
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from .._checks import check_feature, check_int, check_odd, check_same_dtype_device, pair
 from ._native_backend import native_available, native_reassemble
@@ -65,6 +67,44 @@ def _use_native(features: Tensor, backend: Backend) -> bool:
     return usable
 
 
+def _strided_span(size_in: int, count: int, stride: int, pad_before: int) -> int:
+    """Length of a slice that yields ``count`` elements at ``stride``, written in terms of the
+    input size whenever that is provably equal.
+
+    Under ``torch.export`` with dynamic shapes, an end computed from the output size (which
+    comes out of a strided convolution as a floor division) cannot be proven to stay
+    inside the padded input, and export fails; ``size_in + extra`` can.  The search
+    asks :func:`statically_known_true`, so it adds no guards.
+    """
+    for extra in range(pad_before, -stride, -1):
+        if statically_known_true((size_in + extra + stride - 1) // stride == count):
+            return size_in + extra
+    return stride * (count - 1) + 1
+
+
+def _tap_sources(
+    features: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int, hq: int, wq: int
+) -> Iterator[tuple[int, Tensor]]:
+    """Yield ``(tap, source)`` for every tap ``a*K + b``: the strided view of the zero-padded
+    features that the tap reads, ``N x G x C/G x Hq x 1 x Wq x 1`` (broadcastable against
+    ``up x up`` output blocks) when upsampling, ``N x G x C/G x Hq x Wq`` otherwise.
+
+    Without upsampling no size-1 block dimensions are inserted: their strides would be
+    floor-division expressions that export's layout computation cannot order.
+    """
+    n, c, h_in, w_in = features.shape
+    k = kernel_size
+    # K - 1 rows/columns of bottom/right padding always suffice: see _check_geometry.
+    padded = F.pad(features, (pad_left, k - 1, pad_top, k - 1))
+    padded = padded.reshape(n, groups, c // groups, padded.shape[-2], padded.shape[-1])
+    rows = _strided_span(h_in, hq, stride, pad_top)
+    cols = _strided_span(w_in, wq, stride, pad_left)
+    for a in range(k):
+        for b in range(k):
+            source = padded[:, :, :, a : a + rows : stride, b : b + cols : stride]
+            yield a * k + b, source[:, :, :, :, None, :, None] if up > 1 else source
+
+
 def _reassemble_torch(
     features: Tensor, kernels: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
 ) -> Tensor:
@@ -73,17 +113,11 @@ def _reassemble_torch(
     h_out, w_out = kernels.shape[-2:]
     k = kernel_size
     hq, wq = h_out // up, w_out // up
-    # K - 1 rows/columns of bottom/right padding always suffice: see _check_geometry.
-    padded = F.pad(features, (pad_left, k - 1, pad_top, k - 1))
-    padded = padded.reshape(n, groups, c // groups, padded.shape[-2], padded.shape[-1])
-    taps = kernels.reshape(n, groups, k * k, hq, up, wq, up)
+    taps = kernels.reshape((n, groups, k * k, hq, up, wq, up) if up > 1 else (n, groups, k * k, hq, wq))
     out: Tensor | None = None
-    for a in range(k):
-        for b in range(k):
-            source = padded[:, :, :, a : a + stride * (hq - 1) + 1 : stride, b : b + stride * (wq - 1) + 1 : stride]
-            source = source[:, :, :, :, None, :, None]  # N G Cg Hq 1 Wq 1
-            weight = taps[:, :, None, a * k + b]  # N G 1 Hq up Wq up
-            out = source * weight if out is None else torch.addcmul(out, source, weight)
+    for tap, source in _tap_sources(features, k, groups, up, stride, pad_top, pad_left, hq, wq):
+        weight = taps[:, :, None, tap]  # N G 1 Hq [up] Wq [up]
+        out = source * weight if out is None else torch.addcmul(out, source, weight)
     assert out is not None
     return out.reshape(n, c, h_out, w_out)
 

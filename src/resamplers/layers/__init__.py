@@ -1,6 +1,7 @@
 """Operator modules.  Importing this package registers every operator."""
 from .base import Downsampler, Resampler, Upsampler
 from .carafe import CARAFEPack
+from .carafe_down import CARAFEDown
 from .deconv import DeconvUpsample
 from .dysample import DySample
 from .interpolate import BilinearUpsample, NearestUpsample
@@ -11,6 +12,7 @@ from .strided_conv import StridedConv
 __all__ = [
     "AvgPool",
     "BilinearUpsample",
+    "CARAFEDown",
     "CARAFEPack",
     "DeconvUpsample",
     "Downsampler",
