@@ -3,6 +3,7 @@ from ._native_backend import native_available
 from .dynamic_sampling import dynamic_sample, sub_pixel_positions
 from .kernel_norm import softmax_kernels
 from .reassembly import carafe, reassemble, reassemble_down, reassembly_macs
+from .window_similarity import window_similarity
 
 __all__ = [
     "carafe",
@@ -13,4 +14,5 @@ __all__ = [
     "reassembly_macs",
     "softmax_kernels",
     "sub_pixel_positions",
+    "window_similarity",
 ]

@@ -148,10 +148,19 @@ def _check_geometry(
             f"channels, got {kernels.shape[1]}"
         )
     h_out, w_out = kernels.shape[-2:]
+    _check_output_size((h_in, w_in), (h_out, w_out), up, stride, pad_top, pad_left, "kernels")
+
+
+def _check_output_size(
+    size_in: tuple[int, int], size_out: tuple[int, int], up: int, stride: int, pad_top: int, pad_left: int, name: str
+) -> None:
+    """The output size must be ``up`` times the input, or (without upsampling) small enough
+    that every window starts inside the image."""
+    (h_in, w_in), (h_out, w_out) = size_in, size_out
     if up > 1:
         if (h_out, w_out) != (h_in * up, w_in * up):
             raise ValueError(
-                f"argument `kernels`: expected spatial size {h_in * up} x {w_in * up} "
+                f"argument `{name}`: expected spatial size {h_in * up} x {w_in * up} "
                 f"(features {h_in} x {w_in} times scale_factor {up}), got {h_out} x {w_out}"
             )
     else:
@@ -161,7 +170,7 @@ def _check_geometry(
         w_max = (w_in - 1 + pad_left) // stride + 1
         if h_out > h_max or w_out > w_max:
             raise ValueError(
-                f"argument `kernels`: spatial size {h_out} x {w_out} is too large for features {h_in} x {w_in} "
+                f"argument `{name}`: spatial size {h_out} x {w_out} is too large for features {h_in} x {w_in} "
                 f"with stride {stride} and padding ({pad_top}, {pad_left}); at most {h_max} x {w_max}"
             )
 

@@ -2,6 +2,7 @@
 from .base import Downsampler, Resampler, Upsampler
 from .carafe import CARAFEPack
 from .carafe_down import CARAFEDown
+from .channel_norm import ChannelLayerNorm
 from .deconv import DeconvUpsample
 from .dysample import DySample
 from .interpolate import BilinearUpsample, NearestUpsample
@@ -14,6 +15,7 @@ __all__ = [
     "BilinearUpsample",
     "CARAFEDown",
     "CARAFEPack",
+    "ChannelLayerNorm",
     "DeconvUpsample",
     "Downsampler",
     "DySample",
