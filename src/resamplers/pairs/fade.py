@@ -1,0 +1,204 @@
+"""FADE: fusing the assets of decoder and encoder (Lu et al., ECCV 2022 / IJCV 2024).
+
+FADE predicts one ``k x k`` reassembly kernel per high-resolution pixel from both the
+high-resolution encoder feature and the low-resolution decoder feature ("semi-shift"
+convolution), reassembles the decoder feature with the library's CARAFE core, and
+optionally gates between that and the encoder feature.  The module follows the official
+``FADE_L2H.py`` (layers, initialisation, state-dict keys); the ECCV ``FADE_H2L.py``
+computes the same kernels (for square inputs only) and its state dicts load too.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._checks import check_int, check_odd
+from ..functional.kernel_norm import softmax_kernels
+from ..functional.reassembly import carafe
+from ..registry import register_pair
+from .feature_guided import FeatureGuidedPair
+
+__all__ = ["FADE", "SemiShift"]
+
+# Key names of the ECCV "H2L" implementation -> the IJCV "L2H" names used here.
+_H2L_KEYS = {
+    "kernel_generator.conv1_en.weight": "ker_generator.compressor_en.weight",
+    "kernel_generator.conv1_en.bias": "ker_generator.compressor_en.bias",
+    "kernel_generator.conv1_de.weight": "ker_generator.compressor_de.weight",
+    "kernel_generator.conv2_kernels": "ker_generator.content_encoder.weight",
+    "kernel_generator.conv2_bias": "ker_generator.content_encoder.bias",
+}
+
+
+def _nearest_up(x: Tensor, scale_factor: int) -> Tensor:
+    return F.interpolate(x, scale_factor=float(scale_factor), mode="nearest")
+
+
+class SemiShift(nn.Module):
+    """FADE's kernel logits: one convolution applied to both resolutions.
+
+    ``logits = content_encoder(compressor_en(en)) + up(content_encoder(compressor_de(de)))``
+    with ``up`` nearest upsampling by ``s``.  The same ``content_encoder`` (bias included)
+    runs on both maps, so its bias is added twice, as in the official code.  For FADE the
+    compressors map to ``embedding_dim`` channels and the encoder is a full ``k_e x k_e``
+    convolution; for FADE-Lite (``lite=True``) the compressors map straight to ``k^2``
+    channels and the encoder is depthwise.
+
+    Args:
+        encoder_channels: ``C_en``.
+        decoder_channels: ``C_de``.
+        out_channels: ``k^2``.
+        embedding_dim: compressed channels (ignored when ``lite``).
+        encoder_kernel: ``k_e`` (odd; padding ``k_e // 2``).
+        lite: FADE-Lite layers.
+
+    Shape:
+        ``en``: ``N x C_en x sh x sw``, ``de``: ``N x C_de x h x w`` -> ``N x k^2 x sh x sw``.
+    """
+
+    def __init__(
+        self,
+        encoder_channels: int,
+        decoder_channels: int,
+        out_channels: int,
+        embedding_dim: int = 64,
+        encoder_kernel: int = 3,
+        lite: bool = False,
+    ) -> None:
+        super().__init__()
+        mid = out_channels if lite else embedding_dim
+        self.compressor_en = nn.Conv2d(encoder_channels, mid, 1)
+        self.compressor_de = nn.Conv2d(decoder_channels, mid, 1, bias=False)
+        self.content_encoder = nn.Conv2d(
+            mid, out_channels, encoder_kernel, padding=encoder_kernel // 2, groups=out_channels if lite else 1
+        )
+
+    def forward(self, en: Tensor, de: Tensor, scale_factor: int) -> Tensor:
+        high = self.content_encoder(self.compressor_en(en))
+        return high + _nearest_up(self.content_encoder(self.compressor_de(de)), scale_factor)
+
+
+@register_pair(
+    "fade", example={"channels": 8}, summary="FADE: kernels from encoder + decoder (semi-shift conv), CARAFE reassembly, gate"
+)
+@register_pair("fade_no_gate", defaults={"gate": False}, example={"channels": 8}, summary="FADE without its gate (harness gating=False)")
+@register_pair("fade_lite", defaults={"lite": True}, example={"channels": 8}, summary="FADE-Lite: compressors to k^2, depthwise encoder, gate")
+class FADE(FeatureGuidedPair):
+    """FADE upsampling guided by the encoder feature, with a plain downsampler.
+
+    ``up(d, guide)`` (or :meth:`upsample`) with encoder feature ``en`` (``N x C x sh x sw``)
+    and decoder feature ``de = d`` (``N x C_d x h x w``):
+
+    1. kernel logits from :class:`SemiShift` (``N x k^2 x sh x sw``), softmax over the
+       ``k^2`` taps (input dtype);
+    2. ``r = carafe(de, kernels, k, 1, s)``: CARAFE reassembly (one group, window centred on
+       low-resolution pixel ``floor(p / s)``, zero padding);
+    3. with ``gate=True``: ``g = sigmoid(up(gate_generator.conv(de)))`` (1x1 conv to one
+       channel, nearest upsampling by ``s``) and output ``g * en + (1 - g) * r``;
+       otherwise output ``r``.  When ``C_d != C`` the gated term uses ``aligner(en)``, a 1x1
+       conv ``C -> C_d`` (the official code's commented-out ``Aligner``; an extension: the
+       published models all have ``C_d == C``).
+
+    Initialisation as the official code: Xavier-uniform weights and zero biases.  47,514
+    parameters at ``C = 256`` (47,257 without the gate; FADE-Lite 13,332).  The official
+    code hard-codes ``s = 2`` in its nearest upsampling; here every step uses ``s``.
+
+    Checkpoints: official state dicts load directly (``gate_generator.conv.*``,
+    ``ker_generator.compressor_en.*``, ``ker_generator.compressor_de.weight``,
+    ``ker_generator.content_encoder.*``), and so do those of the ECCV ``FADE_H2L.py``
+    (``kernel_generator.conv1_en`` ... ``conv2_bias``), renamed on load.  Unlike
+    ``FADE_H2L.py`` any height and width work.
+
+    Args:
+        channels: encoder channels ``C`` (input of ``down``).
+        scale_factor: integer ``s >= 1``.
+        up_kernel: reassembly kernel ``k`` (odd).
+        gate: mix the encoder feature back in through the predicted gate.
+        lite: FADE-Lite kernel generator.
+        embedding_dim: compressed channels of FADE's kernel generator.
+        encoder_kernel: kernel ``k_e`` of the content encoder (odd).
+        down: registered downsampler of the down step (default ``"max"``).
+        up_channels: decoder channels ``C_d`` (default ``C``).
+        down_kwargs: extra constructor arguments of the downsampler.
+
+    Shape:
+        ``down``: ``N x C x H x W`` -> ``N x C x H/s x W/s`` and a guide holding the input;
+        ``up``: ``N x C_d x H/s x W/s`` -> ``N x C_d x H x W``.
+
+    Example:
+        >>> pair = FADE(channels=16, scale_factor=2)
+        >>> x = torch.randn(1, 16, 8, 12)
+        >>> y, guide = pair.down(x)
+        >>> pair.up(y, guide).shape
+        torch.Size([1, 16, 8, 12])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        scale_factor: int = 2,
+        up_kernel: int = 5,
+        gate: bool = True,
+        lite: bool = False,
+        embedding_dim: int = 64,
+        encoder_kernel: int = 3,
+        down: str = "max",
+        up_channels: int | None = None,
+        down_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(channels, scale_factor, up_channels, down, down_kwargs)
+        check_odd(up_kernel, "up_kernel")
+        check_int(embedding_dim, "embedding_dim", minimum=1)
+        check_odd(encoder_kernel, "encoder_kernel")
+        for value, name in ((gate, "gate"), (lite, "lite")):
+            if not isinstance(value, bool):
+                raise TypeError(f"argument `{name}`: expected a bool, got {value!r}")
+        self.up_kernel, self.gate, self.lite = up_kernel, gate, lite
+        c_en, c_de = self.channels, self.up_channels
+        self.ker_generator = SemiShift(c_en, c_de, up_kernel * up_kernel, embedding_dim, encoder_kernel, lite)
+        if gate:
+            self.gate_generator = nn.Module()
+            self.gate_generator.conv = nn.Conv2d(c_de, 1, 1)
+            if c_en != c_de:
+                self.aligner = nn.Conv2d(c_en, c_de, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        convs = [self.ker_generator.compressor_en, self.ker_generator.compressor_de, self.ker_generator.content_encoder]
+        if self.gate:
+            convs.append(self.gate_generator.conv)
+            if hasattr(self, "aligner"):
+                convs.append(self.aligner)
+        for conv in convs:
+            nn.init.xavier_uniform_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+
+    def kernels(self, d: Tensor, encoder: Tensor) -> Tensor:
+        """Reassembly kernels ``N x k^2 x sh x sw`` (CARAFE layout, one group)."""
+        return softmax_kernels(self.ker_generator(encoder, d, self.scale_factor), 1)
+
+    def combine(self, reassembled: Tensor, d: Tensor, encoder: Tensor) -> Tensor:
+        """The gate step: ``g * en + (1 - g) * reassembled`` (``reassembled`` when ungated)."""
+        if not self.gate:
+            return reassembled
+        g = _nearest_up(self.gate_generator.conv(d), self.scale_factor).sigmoid()
+        skip = self.aligner(encoder) if hasattr(self, "aligner") else encoder
+        return g * skip + (1 - g) * reassembled
+
+    def upsample(self, d: Tensor, encoder: Tensor) -> Tensor:
+        self.check_upsample_inputs(d, encoder)
+        reassembled = carafe(d, self.kernels(d, encoder), self.up_kernel, 1, self.scale_factor)
+        return self.combine(reassembled, d, encoder)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for old, new in _H2L_KEYS.items():
+            if prefix + old in state_dict and prefix + new not in state_dict:
+                state_dict[prefix + new] = state_dict.pop(prefix + old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, up_kernel={self.up_kernel}, gate={self.gate}, lite={self.lite}"
