@@ -101,3 +101,29 @@ def dynamic_sample_loop(x: torch.Tensor, offsets: torch.Tensor, scale: int, grou
                                 xd[n, g * cg : (g + 1) * cg], row, col
                             )
     return out.to(x.dtype)
+
+
+def window_similarity_loop(
+    query: torch.Tensor, keys: torch.Tensor, k: int, groups: int = 1, up: int = 1, stride: int = 1, pad: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Slow loop: ``sim[n, g k^2 + a k + b, y, x] = sum_{c in g} q[n,c,y,x] keys[n, c, (y//up)*stride + a - pt, ...]``,
+    0 where the key lies outside the image."""
+    pt, pl = ((k - 1) // 2, (k - 1) // 2) if pad is None else pad
+    n_, c_, h, w = keys.shape
+    ho, wo = query.shape[-2:]
+    qd, kd = query.detach().double(), keys.detach().double()
+    out = torch.zeros(n_, groups * k * k, ho, wo, dtype=torch.float64)
+    cg = c_ // groups
+    for n in range(n_):
+        for g in range(groups):
+            for y in range(ho):
+                for x in range(wo):
+                    for a in range(k):
+                        r = (y // up) * stride + a - pt
+                        for b in range(k):
+                            q = (x // up) * stride + b - pl
+                            if 0 <= r < h and 0 <= q < w:
+                                out[n, g * k * k + a * k + b, y, x] = float(
+                                    (qd[n, g * cg : (g + 1) * cg, y, x] * kd[n, g * cg : (g + 1) * cg, r, q]).sum()
+                                )
+    return out.to(query.dtype)
