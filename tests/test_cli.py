@@ -30,7 +30,7 @@ def test_ops_markdown_lists_every_operator(capsys):
 
 def test_bench_small_run_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    code = main(["bench", "--op", "carafe", "--op", "downsampler:max", "--channels", "16", "--height", "8",
+    code = main(["bench", "--op", "upsampler:carafe", "--op", "downsampler:max", "--channels", "16", "--height", "8",
                  "--width", "6", "--repeats", "2", "--warmup", "1", "--json", str(path)])
     assert code == 0
     data = json.loads(path.read_text())
@@ -63,3 +63,24 @@ def test_help(argv):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
+
+
+def test_bench_baselines_of_the_dynamic_resamplers_agree_with_the_operators(tmp_path):
+    path = tmp_path / "bench.json"
+    code = main(["bench", "--op", "downsampler:carafe", "--op", "pair:fade", "--op", "pair:sapa", "--channels", "32",
+                 "--height", "8", "--width", "6", "--repeats", "1", "--warmup", "0", "--json", str(path)])
+    assert code == 0
+    data = json.loads(path.read_text())
+    assert {b["op"] for b in data["baselines"]} == {"downsampler:carafe", "pair:fade", "pair:sapa"}
+    for baseline in data["baselines"]:
+        assert baseline["max_abs_diff"] < 1e-4, baseline
+
+
+def test_bench_counts_dysample_macs(tmp_path):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--op", "upsampler:dysample", "--channels", "16", "--height", "4", "--width", "6",
+                 "--repeats", "1", "--warmup", "0", "--json", str(path)]) == 0
+    (op,) = json.loads(path.read_text())["ops"]
+    # offset conv 16 -> 32 per input pixel, plus 4 bilinear taps per output element
+    assert op["params"] == 16 * 32 + 32
+    assert op["macs"] == 4 * 6 * 16 * 32 + 4 * 16 * 8 * 12

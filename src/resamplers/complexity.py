@@ -2,9 +2,9 @@
 
 MACs come from ``torch.utils.flop_counter`` (convolutions, matmuls and this library's
 reassembly op, which registers its own formula) plus the fixed-kernel resampling ops the
-counter ignores: bilinear interpolation (4 MACs per output element) and average pooling
-(``k*k`` per output element).  Max pooling and nearest interpolation count zero: they
-select, they do not multiply.
+counter ignores: bilinear interpolation and bilinear ``grid_sample`` (4 MACs per output
+element) and average pooling (``k*k`` per output element).  Max pooling and nearest
+interpolation count zero: they select, they do not multiply.
 """
 from __future__ import annotations
 
@@ -33,10 +33,16 @@ def _avg_pool_flops(x_shape: Any, kernel_size: Any, *args: Any, out_shape: Any =
     return 2 * k[0] * k[1] * math.prod(out_shape)
 
 
+def _grid_sample_flops(x_shape: Any, grid_shape: Any, interpolation_mode: int = 0, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    taps = {0: 4, 1: 0, 2: 16}.get(interpolation_mode, 4)  # bilinear, nearest, bicubic
+    return 2 * taps * math.prod(out_shape)
+
+
 _EXTRA_FORMULAS = {
     torch.ops.aten.upsample_bilinear2d: _bilinear_flops,
     torch.ops.aten._upsample_bilinear2d_aa: _bilinear_flops,
     torch.ops.aten.avg_pool2d: _avg_pool_flops,
+    torch.ops.aten.grid_sampler_2d: _grid_sample_flops,
 }
 
 

@@ -25,7 +25,11 @@ __all__ = ["DySample"]
 _EXAMPLE = {"channels": 8}
 
 
-@register_upsampler("dysample", example=_EXAMPLE, summary="DySample: offsets predicted per pixel, bilinear point sampling (style lp|pl, dyscope)")
+@register_upsampler(
+    "dysample",
+    example=_EXAMPLE,
+    summary="DySample: predicted offsets, bilinear point sampling (style lp or pl, dyscope; default lp, static)",
+)
 @register_upsampler(
     "dysample_plus", defaults={"style": "lp", "dyscope": True}, example=_EXAMPLE, summary="DySample+ (style lp, dynamic scope)"
 )
