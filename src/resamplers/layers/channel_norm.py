@@ -32,7 +32,12 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 
 def channel_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:
-    """``'layer'`` (:class:`ChannelLayerNorm`), ``'group'`` (``nn.GroupNorm(groups, C)``) or ``'none'``."""
+    """``'layer'`` (:class:`ChannelLayerNorm`), ``'group'`` (``nn.GroupNorm(groups, C)``) or ``'none'``.
+
+    Example:
+        >>> channel_norm("group", 64)
+        GroupNorm(32, 64, eps=1e-05, affine=True)
+    """
     check_choice(kind, "norm", ["layer", "group", "none"])
     if kind == "layer":
         return ChannelLayerNorm(channels)

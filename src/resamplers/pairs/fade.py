@@ -57,6 +57,11 @@ class SemiShift(nn.Module):
 
     Shape:
         ``en``: ``N x C_en x sh x sw``, ``de``: ``N x C_de x h x w`` -> ``N x k^2 x sh x sw``.
+
+    Example:
+        >>> semi_shift = SemiShift(16, 8, out_channels=25)
+        >>> semi_shift(torch.randn(1, 16, 6, 8), torch.randn(1, 8, 3, 4), 2).shape
+        torch.Size([1, 25, 6, 8])
     """
 
     def __init__(
