@@ -36,7 +36,7 @@ def channel_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:
 
     Example:
         >>> channel_norm("group", 64)
-        GroupNorm(32, 64, eps=1e-05, affine=True)
+        GroupNorm(32, 64, eps=1e-05, affine=True, bias=True)
     """
     check_choice(kind, "norm", ["layer", "group", "none"])
     if kind == "layer":
