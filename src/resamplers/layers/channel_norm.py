@@ -35,8 +35,9 @@ def channel_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:
     """``'layer'`` (:class:`ChannelLayerNorm`), ``'group'`` (``nn.GroupNorm(groups, C)``) or ``'none'``.
 
     Example:
-        >>> channel_norm("group", 64)
-        GroupNorm(32, 64, eps=1e-05, affine=True, bias=True)
+        >>> norm = channel_norm("group", 64)
+        >>> type(norm).__name__, norm.num_groups
+        ('GroupNorm', 32)
     """
     check_choice(kind, "norm", ["layer", "group", "none"])
     if kind == "layer":
