@@ -18,7 +18,7 @@ from resamplers.models import create_matting_model
 from resamplers.training import TrainConfig, latest_checkpoint, load_checkpoint, matting_loss, train
 from resamplers.training.checkpoint import CheckpointError, save_checkpoint
 from resamplers.training.schedule import lr_factor
-from resamplers.training.trainer import StepSampler
+from resamplers.training.loop import StepSampler
 
 TESTS = Path(__file__).resolve().parent
 

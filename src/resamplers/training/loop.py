@@ -1,4 +1,4 @@
-"""The training loop of the matting network: resumable, interruptible, data-parallel.
+"""One training loop for every task: resumable, interruptible, data-parallel.
 
 Determinism and resumption rest on one rule: everything a step consumes is a function of
 ``(seed, step)``.  Sample ``i`` of the run is composited from seed ``(seed, i)``, the
@@ -17,7 +17,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +27,33 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..models.matting import create_matting_model, matting_inputs
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
-from .config import MODEL_FIELDS, TrainConfig
 from .distributed import DistributedContext, init_distributed
-from .losses import matting_loss
 from .schedule import lr_factor
 
-__all__ = ["train", "TrainResult", "build_optimizer", "StepSampler"]
+# loss_fn(model, batch) -> (scalar loss, {name: detached scalar})
+LossFn = Callable[[nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the loop needs to know, whatever the task."""
+
+    out: str
+    steps: int
+    batch_size: int
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    workers: int = 2
+    seed: int = 0
+    threads: int | None = None
+
+__all__ = ["fit", "LoopSettings", "TrainResult", "build_optimizer", "StepSampler"]
 
 
 @dataclass
@@ -64,7 +83,7 @@ class StepSampler(Sampler[int]):
         return (self.total - self.start) * (self.batch // self.world)
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: LoopSettings) -> torch.optim.Optimizer:
     """AdamW over all parameters, or the official recipe: Adam, encoder at lr / 100, no weight decay."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if config.optimizer == "adamw":
@@ -77,7 +96,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     )
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> float:
+def _set_lr(optimizer: torch.optim.Optimizer, config: LoopSettings, step: int) -> float:
     factor = lr_factor(step, config.steps, config.schedule, config.warmup_steps)
     for group in optimizer.param_groups:
         group["lr"] = group.get("base_lr", config.lr) * factor
@@ -111,12 +130,6 @@ def _stop_on_signals(flag: _StopFlag):
             signal.signal(sig, old)
 
 
-def _build_dataset(config: TrainConfig) -> Dataset:
-    from ..data import training_dataset
-
-    return training_dataset(config.data, root=config.data_root, size=config.crop, seed=config.seed)
-
-
 def _trim_log(path: Path, step: int) -> None:
     """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
     if not path.is_file():
@@ -125,11 +138,11 @@ def _trim_log(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
+def _check_resumable(saved: dict[str, Any], run_config: dict[str, Any], identity: Sequence[str]) -> None:
     run = saved.get("run_config") or {}
-    different = [f for f in MODEL_FIELDS + ("batch_size", "seed", "data", "crop") if run.get(f) != getattr(config, f)]
+    different = [f for f in identity if run.get(f) != run_config.get(f)]
     if different:
-        details = ", ".join(f"{f}: checkpoint {run.get(f)!r} vs now {getattr(config, f)!r}" for f in different)
+        details = ", ".join(f"{f}: checkpoint {run.get(f)!r} vs now {run_config.get(f)!r}" for f in different)
         raise CheckpointError(f"argument `--resume`: the checkpoint was made with another configuration ({details})")
 
 
@@ -156,51 +169,60 @@ class _Progress:
             self.bar.stop()
 
 
-def train(
-    config: TrainConfig,
+def fit(
+    build_model: Callable[[], nn.Module],
+    loss_fn: LossFn,
+    dataset: Dataset,
+    settings: LoopSettings,
     *,
+    model_config: dict[str, Any],
+    run_config: dict[str, Any],
+    identity: Sequence[str] = (),
     resume: bool = False,
-    dataset: Dataset | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    min_batch_per_process: int = 1,
 ) -> TrainResult:
-    """Train the matting network described by ``config``.
+    """Train ``build_model()`` on ``dataset`` with ``loss_fn`` for ``settings.steps`` steps.
 
     Args:
-        config: the run configuration (``config.out`` is the run directory).
-        resume: continue from the newest checkpoint in ``config.out``.
-        dataset: a map-style dataset whose item ``i`` is a deterministic function of ``i``
-            (dict with ``image``, ``alpha``, ``trimap``, ``fg``, ``bg``); default: the
-            source named by ``config.data``.
+        build_model: builds the network (called after seeding, so every rank starts equal).
+        loss_fn: ``loss_fn(model, batch) -> (loss, parts)``.
+        dataset: map-style; item ``i`` must be a deterministic function of ``i``.
+        settings: optimisation and bookkeeping settings (``settings.out`` is the run directory).
+        model_config: stored with the weights so the model can be rebuilt.
+        run_config: stored in the checkpoint and as ``config.json``.
+        identity: ``run_config`` fields a resumed run must share with its checkpoint.
+        resume: continue from the newest checkpoint in the run directory.
         progress: show a progress bar (rank 0 only).
-        stop_after: stop (with a checkpoint) after this many steps of this invocation,
-            as an interruption would.
+        stop_after: stop (with a checkpoint) after this many steps, as an interruption would.
+        min_batch_per_process: smallest per-process batch the model supports.
     """
-    config.validate()
     ctx: DistributedContext = init_distributed()
     try:
-        return _train(config, ctx, resume, dataset, progress, stop_after)
+        return _fit(build_model, loss_fn, dataset, settings, model_config, run_config, identity, resume, progress,
+                    stop_after, min_batch_per_process, ctx)
     finally:
         ctx.close()
 
 
-def _train(config, ctx, resume, dataset, progress, stop_after) -> TrainResult:
+def _fit(build_model, loss_fn, dataset, settings, model_config, run_config, identity, resume, progress, stop_after,
+         min_batch_per_process, ctx) -> TrainResult:
+    config = settings
     if config.threads:
         torch.set_num_threads(config.threads)
     per_rank = config.batch_size // ctx.world_size
-    if config.aspp and per_rank < 2:
+    if per_rank < min_batch_per_process:
         raise ValueError(
-            f"argument `batch_size`: ASPP's image-pooling branch normalises a 1x1 map, so each of the "
-            f"{ctx.world_size} process(es) needs at least 2 samples; got a global batch of {config.batch_size}"
+            f"argument `batch_size`: this model needs at least {min_batch_per_process} samples per process, "
+            f"got a global batch of {config.batch_size} over {ctx.world_size} process(es)"
         )
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
     log_path = out / "log.jsonl"
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = create_matting_model(
-        config.pair, config.width, config.aspp, config.output_stride, config.decoder_kernel, **config.pair_kwargs
-    ).to(ctx.device)
+    model = build_model().to(ctx.device)
     optimizer = build_optimizer(model, config)
     start_step = 0
     existing = latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
@@ -208,7 +230,7 @@ def _train(config, ctx, resume, dataset, progress, stop_after) -> TrainResult:
         if existing is None:
             raise CheckpointError(f"argument `--resume`: no checkpoint in {ckpt_dir}")
         saved = load_checkpoint(existing)
-        _check_resumable(saved, config)
+        _check_resumable(saved, run_config, identity)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         restore_rng(*saved["rng"])
@@ -219,7 +241,7 @@ def _train(config, ctx, resume, dataset, progress, stop_after) -> TrainResult:
         )
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        (out / "config.json").write_text(json.dumps(run_config, indent=2))
         _trim_log(log_path, start_step)
     ctx.barrier()
 
@@ -230,17 +252,13 @@ def _train(config, ctx, resume, dataset, progress, stop_after) -> TrainResult:
     if start_step >= config.steps:
         return TrainResult(start_step, existing, False, 0.0, 0.0)
 
-    data = dataset if dataset is not None else _build_dataset(config)
     sampler = StepSampler(start_step, config.steps, config.batch_size, ctx.rank, ctx.world_size)
-    loader = DataLoader(
-        data, batch_size=config.batch_size // ctx.world_size, sampler=sampler, num_workers=config.workers,
-        persistent_workers=False, drop_last=False,
-    )
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=config.workers)
     stop = _StopFlag()
     bar = _Progress(config.steps, start_step, progress and ctx.is_main)
     step = start_step
     window: list[float] = []
-    parts_window: dict[str, list[float]] = {"alpha": [], "composition": []}
+    parts_window: dict[str, list[float]] = {}
     step_times: list[float] = []
     checkpoint: Path | None = existing
     interrupted = False
@@ -252,8 +270,7 @@ def _train(config, ctx, resume, dataset, progress, stop_after) -> TrainResult:
                 torch.manual_seed(_step_seed(config.seed, ctx.rank, step))
                 lr = _set_lr(optimizer, config, step)
                 batch = {k: v.to(ctx.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-                pred = train_model(matting_inputs(batch["image"], batch["trimap"]))
-                loss, parts = matting_loss(pred, batch["alpha"], batch["trimap"], batch["fg"], batch["bg"], batch["image"])
+                loss, parts = loss_fn(train_model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -261,23 +278,23 @@ def _train(config, ctx, resume, dataset, progress, stop_after) -> TrainResult:
                 step_times.append(time.perf_counter() - t0)
                 window.append(loss.item())
                 for name, value in parts.items():
-                    parts_window[name].append(value.item())
+                    parts_window.setdefault(name, []).append(float(value))
                 if step % config.log_every == 0 or step == config.steps:
+                    recent = step_times[-len(window):]
                     record = {
                         "step": step,
                         "loss": ctx.mean(sum(window) / len(window)),
                         **{name: ctx.mean(sum(v) / len(v)) for name, v in parts_window.items()},
                         "lr": lr,
-                        "seconds_per_step": sum(step_times[-len(window):]) / len(window),
-                        "images_per_second": config.batch_size * len(window) / sum(step_times[-len(window):]),
+                        "seconds_per_step": sum(recent) / len(recent),
+                        "images_per_second": config.batch_size * len(recent) / sum(recent),
                         "elapsed_s": time.perf_counter() - run_start,
                     }
                     if ctx.is_main:
                         with log_path.open("a") as log:
                             log.write(json.dumps(record) + "\n")
                     window.clear()
-                    for v in parts_window.values():
-                        v.clear()
+                    parts_window.clear()
                     bar.update(step, f"loss {record['loss']:.4f}  {record['images_per_second']:.1f} img/s")
                 else:
                     bar.update(step, "")
@@ -285,7 +302,7 @@ def _train(config, ctx, resume, dataset, progress, stop_after) -> TrainResult:
                 if step % config.checkpoint_every == 0 or step == config.steps or halt:
                     if ctx.is_main:
                         checkpoint = save_checkpoint(
-                            ckpt_dir, step, model, optimizer, None, config.model_config(), config.to_dict(),
+                            ckpt_dir, step, model, optimizer, None, model_config, run_config,
                             extra={"seconds_per_step": sum(step_times) / len(step_times)},
                         )
                     ctx.barrier()
