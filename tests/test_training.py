@@ -144,8 +144,11 @@ DRIVER = textwrap.dedent(
     from fake_matting import FakeComposites
     from resamplers.training import TrainConfig, train
     config = TrainConfig(**{config!r})
+    import os, pathlib
     result = train(config, resume={resume!r}, dataset=FakeComposites(64, seed=3), progress=False)
     print("RESULT", result.step, result.interrupted, flush=True)
+    rank = os.environ.get("RANK", "0")
+    pathlib.Path(config.out, f"result-rank{{rank}}.txt").write_text(f"{{result.step}} {{result.interrupted}}")
     """
 )
 
@@ -188,7 +191,8 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("RESULT 3 False") == 2
+    for rank in (0, 1):
+        assert (tmp_path / "run" / f"result-rank{rank}.txt").read_text() == "3 False"
     saved = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
     assert saved["step"] == 3
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
