@@ -15,6 +15,7 @@ class DistributedContext:
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    owned: bool = False  # this context created the process group (and closes it)
 
     @property
     def enabled(self) -> bool:
@@ -44,7 +45,8 @@ class DistributedContext:
             dist.barrier()
 
     def close(self) -> None:
-        if self.enabled and dist.is_initialized():
+        """Destroy the process group if this context created it (an outer caller's group stays)."""
+        if self.owned and dist.is_initialized():
             dist.destroy_process_group()
 
 
@@ -60,6 +62,7 @@ def init_distributed() -> DistributedContext:
         device, backend = torch.device("cuda", local_rank), "nccl"
     else:
         device, backend = torch.device("cpu"), "gloo"
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group(backend=backend)
-    return DistributedContext(rank=rank, world_size=world, device=device)
+    return DistributedContext(rank=rank, world_size=world, device=device, owned=owned)

@@ -249,8 +249,9 @@ def _fit(build_model, loss_fn, dataset, settings, model_config, run_config, iden
     if ctx.enabled:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     model.train()
-    if start_step >= config.steps:
-        return TrainResult(start_step, existing, False, 0.0, 0.0)
+    if start_step >= config.steps:  # already finished: report the timing it recorded
+        seconds = float(saved.get("extra", {}).get("seconds_per_step", 0.0))
+        return TrainResult(start_step, existing, False, seconds, config.batch_size / seconds if seconds else 0.0)
 
     sampler = StepSampler(start_step, config.steps, config.batch_size, ctx.rank, ctx.world_size)
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=config.workers)
