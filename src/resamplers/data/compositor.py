@@ -112,10 +112,13 @@ def resize_premultiplied(color: np.ndarray, alpha: np.ndarray, size: tuple[int, 
     """Resize a straight-alpha layer to ``size = (height, width)`` through premultiplied colour."""
     stacked = np.concatenate([color * alpha[..., None], alpha[..., None]], axis=-1).astype(np.float32)
     resized = resize_float(stacked, size)
-    new_alpha = np.clip(resized[..., 3], 0.0, 1.0)
-    premultiplied = np.clip(resized[..., :3], 0.0, new_alpha[..., None])
-    new_color = np.divide(premultiplied, new_alpha[..., None], out=np.zeros_like(premultiplied),
-                          where=new_alpha[..., None] > 0)
+    raw_alpha = resized[..., 3]
+    # The colour is the ratio of the two filtered planes; Lanczos overshoot is clipped afterwards, on
+    # the colour and on alpha separately, so that clipping alpha above 1 does not shift the colour.
+    new_color = np.divide(resized[..., :3], raw_alpha[..., None], out=np.zeros_like(resized[..., :3]),
+                          where=raw_alpha[..., None] > 1e-6)
+    new_color = np.clip(new_color, 0.0, 1.0)
+    new_alpha = np.where(raw_alpha > 1e-6, np.clip(raw_alpha, 0.0, 1.0), 0.0).astype(np.float32)
     return new_color, new_alpha
 
 
