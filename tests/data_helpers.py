@@ -11,7 +11,7 @@ from resamplers.data import SyntheticSource, listed_files
 
 
 def tiny_synthetic(**overrides) -> SyntheticSource:
-    options = dict(foregrounds=12, backgrounds=8, foreground_size=40, background_size=64)
+    options = dict(foregrounds=12, backgrounds=16, foreground_size=40, background_size=64)
     options.update(overrides)
     return SyntheticSource(**options)
 

@@ -11,7 +11,7 @@ def _planes(pixels: np.ndarray) -> torch.Tensor:
     """uint8 ``H x W x C`` (or ``H x W``) -> float32 ``C x H x W`` in [0, 1]."""
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).float().div_(255.0)
+    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), dtype=np.float32)).div_(255.0)
 
 
 def make_sample(name: str, image: np.ndarray, alpha: np.ndarray, trimap: np.ndarray, *, fg: np.ndarray | None = None,
@@ -33,7 +33,7 @@ def make_sample(name: str, image: np.ndarray, alpha: np.ndarray, trimap: np.ndar
     sample = {
         "image": _planes(image),
         "alpha": _planes(alpha),
-        "trimap": torch.from_numpy(np.ascontiguousarray(trimap, dtype=np.uint8)),
+        "trimap": torch.from_numpy(np.array(trimap, dtype=np.uint8)),  # a copy: decoded arrays are read-only
         "name": name,
         "thin": bool(thin),
     }
