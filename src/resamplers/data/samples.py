@@ -11,7 +11,8 @@ def _planes(pixels: np.ndarray) -> torch.Tensor:
     """uint8 ``H x W x C`` (or ``H x W``) -> float32 ``C x H x W`` in [0, 1]."""
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), dtype=np.float32)).div_(255.0)
+    # numpy, not torch: a tensor op here would start intra-op threads in the main process
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0))
 
 
 def make_sample(name: str, image: np.ndarray, alpha: np.ndarray, trimap: np.ndarray, *, fg: np.ndarray | None = None,
