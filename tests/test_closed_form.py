@@ -48,6 +48,14 @@ def test_no_unknown_pixels_needs_no_solve():
     np.testing.assert_array_equal(closed_form_alpha(image, trimap), trimap / 255.0)
 
 
+def test_one_kind_of_known_pixels_gives_a_constant_matte():
+    image, _, trimap = two_colour_ramp()
+    only_background = np.where(trimap == 255, 128, trimap).astype(np.uint8)
+    assert (closed_form_alpha(image, only_background) == 0).all()
+    only_foreground = np.where(trimap == 0, 128, trimap).astype(np.uint8)
+    assert (closed_form_alpha(image, only_foreground)[:, 2:] == 1).all()
+
+
 @pytest.mark.parametrize(
     "image, trimap, message",
     [

@@ -145,7 +145,10 @@ def write_test_set(source: Source, root: str | os.PathLike | None = None, *, siz
         if existing.get("parameters") != parameters:
             raise DataError(f"{str(root)!r} holds a test set with other parameters; choose another folder or "
                             f"remove it (it has {json.dumps(existing.get('parameters'))[:300]})")
-        MattingTestSet(root)  # raises, naming them, if files are missing
+        try:
+            MattingTestSet(root)  # raises, naming them, if files are missing
+        except DataError as error:
+            raise DataError(f"{error}; remove the folder to write the test set again") from None
         return root
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{str(root)!r} exists and is not a test set (no {MANIFEST}); choose an empty or new folder")

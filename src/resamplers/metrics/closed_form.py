@@ -1,6 +1,8 @@
 """Closed-form matting (Levin, Lischinski and Weiss, PAMI 2008) as a reference row for evaluations."""
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,8 @@ def closed_form_alpha(image: Any, trimap: Any, *, epsilon: float = 1e-7, radius:
 
     Solves the matting-Laplacian system on the unknown pixels with the trimap's known pixels as
     boundary conditions; the result is clipped to [0, 1] and is exactly 0 / 1 where the trimap is
-    0 / 255.  Needs ``pymatting`` (the ``data`` extra); its first call compiles numba kernels.
+    0 / 255.  A trimap with known background only (or foreground only) gives 0 (or 1) everywhere,
+    the minimiser of the Laplacian energy under those constraints.  Needs ``pymatting`` (the ``data`` extra); its first call compiles numba kernels.
 
     Args:
         image: ``H x W x 3`` array (or ``3 x H x W`` tensor), uint8 or float in [0, 1].
@@ -63,13 +66,18 @@ def closed_form_alpha(image: Any, trimap: Any, *, epsilon: float = 1e-7, radius:
         return alpha
     if unknown.all():
         raise ValueError("argument `trimap`: closed-form matting needs some known pixels (0 or 255), got only 128")
+    if not (trimap == 255).any() or not (trimap == 0).any():
+        # One kind of constraint only: the constant matte has zero Laplacian energy, so it is the minimiser.
+        alpha[unknown] = 1.0 if (trimap == 255).any() else 0.0
+        return alpha
     try:
         from pymatting import estimate_alpha_cf
     except ImportError as error:  # pragma: no cover - depends on the installed extras
         raise ImportError("closed_form_alpha needs pymatting: pip install 'resamplers[data]'") from error
-    estimate = estimate_alpha_cf(
-        np.ascontiguousarray(pixels), trimap.astype(np.float64) / 255.0,
-        laplacian_kwargs={"epsilon": epsilon, "radius": radius},
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # pymatting prints a notice when it retries its preconditioner
+        estimate = estimate_alpha_cf(
+            np.ascontiguousarray(pixels), trimap.astype(np.float64) / 255.0,
+            laplacian_kwargs={"epsilon": epsilon, "radius": radius},
+        )
     alpha[unknown] = np.clip(estimate[unknown], 0.0, 1.0)
     return alpha
