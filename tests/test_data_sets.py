@@ -179,6 +179,11 @@ def test_cli_writes_a_synthetic_test_set(tmp_path, capsys):
                  "--out", str(out), "--verify"]) == 0
     text = capsys.readouterr().out
     assert "pixels match the manifest" in text and len(MattingTestSet(out)) == len(SyntheticSource().foregrounds("test"))
+    # without --out, the set goes under the data root
+    assert main(["data", "testset", "--source", "synthetic", "--size", "24", "--per-foreground", "1",
+                 "--root", str(tmp_path / "data-root")]) == 0
+    (written,) = (tmp_path / "data-root" / "testsets").iterdir()
+    assert written.name.startswith("synthetic-") and written.name.endswith("-24px-seed0-f1")
     assert main(["data", "testset", "--source", "nothing"]) == 2
     assert main(["data", "testset", "--size", "0"]) == 2
 
@@ -275,3 +280,16 @@ def test_data_help(argv):
 def test_data_info_runs(tmp_path, capsys):
     assert main(["data", "info", "--root", str(tmp_path / "nothing")]) == 0
     assert "not fetched" in capsys.readouterr().out
+
+
+def test_real_data_composites_when_fetched():
+    """Runs only where `resamplers data fetch` has been run (no network in tests)."""
+    from resamplers.data import DebianSource
+
+    try:
+        source = DebianSource()
+    except DataError:
+        pytest.skip("the real data is not fetched")
+    assert len(source.foregrounds("test")) == 35 and len(source.backgrounds("test")) == 14
+    sample = TrainingComposites(source, size=64, per_foreground=1)[0]
+    check_sample(sample, (64, 64))

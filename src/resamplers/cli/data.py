@@ -93,7 +93,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _testset(args: argparse.Namespace) -> int:
-    from ..data import DataError, MattingTestSet, open_source, write_test_set
+    from ..data import DataError, MattingTestSet, default_test_set_dir, open_source, write_test_set
 
     for name in ("size", "per_foreground"):
         if getattr(args, name) < 1:
@@ -102,8 +102,9 @@ def _testset(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         source = open_source(args.source, args.root)
+        out = args.out or default_test_set_dir(source, args.size, args.seed, data_root=args.root)
         with _Bars() as bars:
-            root = write_test_set(source, args.out, size=args.size, seed=args.seed,
+            root = write_test_set(source, out, size=args.size, seed=args.seed,
                                   backgrounds_per_foreground=args.per_foreground, part=part,
                                   trimap_radius=args.trimap_radius,
                                   progress=lambda done, total, name: bars("compositing", done, total, name))

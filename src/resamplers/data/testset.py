@@ -63,11 +63,11 @@ def _short(name: str) -> str:
     return "item"
 
 
-def default_test_set_dir(source: Source, size: int, seed: int) -> Path:
-    """``ROOT/testsets/<source>-<size>px-seed<seed>-f<FORMAT>`` under the data root."""
+def default_test_set_dir(source: Source, size: int, seed: int, data_root: str | os.PathLike | None = None) -> Path:
+    """``ROOT/testsets/<source>-<size>px-seed<seed>-f<FORMAT>`` under the data root (default: the default root)."""
     label = source.id if re.fullmatch(r"[A-Za-z0-9_-]+", source.id) else (
         f"{source.id.split('(')[0]}-{zlib.crc32(source.id.encode()):08x}")
-    return resolve_root(None) / "testsets" / f"{label}-{size}px-seed{seed}-f{FORMAT}"
+    return resolve_root(data_root) / "testsets" / f"{label}-{size}px-seed{seed}-f{FORMAT}"
 
 
 def _parameters(source: Source, recipe: Recipe, seed: int, per_foreground: int, part: str, radius: float) -> dict:
