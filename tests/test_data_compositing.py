@@ -12,12 +12,8 @@ pytest.importorskip("PIL")
 from data_helpers import tiny_synthetic  # noqa: E402
 
 from resamplers.data import Foreground, Recipe, make_composite, make_trimap  # noqa: E402
-from resamplers.data.compositor import (  # noqa: E402
-    child_seeds,
-    composite_uint8,
-    extend_colors,
-    resize_premultiplied,
-)
+from resamplers.data.compositor import child_seeds, composite_uint8  # noqa: E402
+from resamplers.data.premultiplied import extend_colors, resize_premultiplied  # noqa: E402
 from resamplers.data.soft_layers import (  # noqa: E402
     StrandStyle,
     _segment_coverage,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import DataError
-from .images import resize_float
+from .premultiplied import extend_colors, resize_premultiplied
 from .soft_layers import StrandStyle, add_strands, defocus
 from .sources import Foreground
 
@@ -39,10 +39,8 @@ __all__ = [
     "composite_uint8",
     "crop_background",
     "crop_to_alpha",
-    "extend_colors",
     "make_composite",
     "place_foreground",
-    "resize_premultiplied",
 ]
 
 
@@ -108,20 +106,6 @@ def crop_to_alpha(foreground: Foreground) -> Foreground:
     return Foreground(foreground.name, foreground.color[box], foreground.alpha[box])
 
 
-def resize_premultiplied(color: np.ndarray, alpha: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize a straight-alpha layer to ``size = (height, width)`` through premultiplied colour."""
-    stacked = np.concatenate([color * alpha[..., None], alpha[..., None]], axis=-1).astype(np.float32)
-    resized = resize_float(stacked, size)
-    raw_alpha = resized[..., 3]
-    # The colour is the ratio of the two filtered planes; Lanczos overshoot is clipped afterwards, on
-    # the colour and on alpha separately, so that clipping alpha above 1 does not shift the colour.
-    new_color = np.divide(resized[..., :3], raw_alpha[..., None], out=np.zeros_like(resized[..., :3]),
-                          where=raw_alpha[..., None] > 1e-6)
-    new_color = np.clip(new_color, 0.0, 1.0)
-    new_alpha = np.where(raw_alpha > 1e-6, np.clip(raw_alpha, 0.0, 1.0), 0.0).astype(np.float32)
-    return new_color, new_alpha
-
-
 def place_foreground(foreground: Foreground, rng: np.random.Generator, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     """Scale, flip and place the (cropped) cut-out on an empty canvas: ``(color, alpha)`` of the canvas."""
     size = recipe.size
@@ -155,17 +139,6 @@ def crop_background(background: np.ndarray, rng: np.random.Generator, recipe: Re
     if rng.random() < recipe.flip:
         pixels = pixels[:, ::-1]
     return np.ascontiguousarray(pixels)
-
-
-def extend_colors(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``color`` with every pixel where ``alpha == 0`` copied from the nearest pixel with ``alpha > 0``."""
-    from scipy.ndimage import distance_transform_edt
-
-    empty = alpha <= 0
-    if not empty.any() or empty.all():
-        return color
-    _, (rows, cols) = distance_transform_edt(empty, return_indices=True)
-    return color[rows, cols]
 
 
 def composite_uint8(alpha8: np.ndarray, fg8: np.ndarray, bg8: np.ndarray) -> np.ndarray:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["StrandStyle", "add_strands", "defocus", "disc_kernel", "over", "render_strands"]
+from .premultiplied import extend_colors, over
+
+__all__ = ["StrandStyle", "add_strands", "defocus", "disc_kernel", "render_strands"]
 
 
 @dataclass(frozen=True)
@@ -33,14 +35,6 @@ class StrandStyle:
     color_depth: float = 3.0  # colour sampled this far inside the object
     color_gain: tuple[float, float] = (0.8, 1.15)
     supersample: int = 4
-
-
-def over(top_color, top_alpha, bottom_color, bottom_alpha):
-    """Porter-Duff *over* of straight-alpha layers: ``a = a_t + (1 - a_t) a_b`` and the same for ``aF``."""
-    alpha = top_alpha + (1.0 - top_alpha) * bottom_alpha
-    premultiplied = top_color * top_alpha[..., None] + (bottom_color * ((1.0 - top_alpha) * bottom_alpha)[..., None])
-    color = np.divide(premultiplied, alpha[..., None], out=np.zeros_like(premultiplied), where=alpha[..., None] > 0)
-    return np.clip(color, 0.0, 1.0).astype(np.float32), alpha.astype(np.float32)
 
 
 def _boundary_and_normals(alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +111,8 @@ def render_strands(alpha: np.ndarray, color: np.ndarray, rng: np.random.Generato
     inner = np.rint(roots - style.color_depth * normal).astype(np.int64)
     inner[:, 0] = np.clip(inner[:, 0], 0, shape[0] - 1)
     inner[:, 1] = np.clip(inner[:, 1], 0, shape[1] - 1)
-    colors = np.clip(color[inner[:, 0], inner[:, 1]] * gains[:, None], 0.0, 1.0)
+    inside_color = extend_colors(color, alpha)  # a thin part may be less than color_depth wide
+    colors = np.clip(inside_color[inner[:, 0], inner[:, 1]] * gains[:, None], 0.0, 1.0)
 
     angle0 = np.arctan2(normal[:, 0], normal[:, 1])[:, None] + turns  # n x segments
     step = (lengths / style.segments)[:, None]
@@ -136,11 +131,11 @@ def render_strands(alpha: np.ndarray, color: np.ndarray, rng: np.random.Generato
     covered = np.flatnonzero(owner >= 0)
     # box filter by accumulating each covered hi-res pixel into its pixel: coverage and premultiplied colour
     pixel = (covered // hi_width // s) * shape[1] + (covered % hi_width) // s
-    count = shape[0] * shape[1]
-    strand_alpha = (np.bincount(pixel, minlength=count) / s**2).reshape(shape)
+    pixels = shape[0] * shape[1]
+    strand_alpha = (np.bincount(pixel, minlength=pixels) / s**2).reshape(shape)
     covered_colors = colors[owner[covered]]
     premultiplied = np.stack(
-        [np.bincount(pixel, weights=covered_colors[:, c], minlength=count) for c in range(3)], axis=-1
+        [np.bincount(pixel, weights=covered_colors[:, c], minlength=pixels) for c in range(3)], axis=-1
     ).reshape(shape + (3,)) / s**2
     strand_color = np.divide(premultiplied, strand_alpha[..., None], out=np.zeros_like(premultiplied),
                              where=strand_alpha[..., None] > 0)
