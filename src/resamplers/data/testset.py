@@ -131,6 +131,16 @@ def write_test_set(source: Source, root: str | os.PathLike | None = None, *, siz
     Raises:
         DataError: ``root`` holds something else (another test set, or files without a manifest),
             or a source file cannot be read (named in the message).
+
+    Example:
+        >>> import tempfile
+        >>> from resamplers.data import SyntheticSource
+        >>> source = SyntheticSource(foregrounds=8, backgrounds=16, foreground_size=32, background_size=64)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = write_test_set(source, f"{tmp}/set", size=24, backgrounds_per_foreground=1)
+        ...     test_set = MattingTestSet(root)
+        ...     print(len(test_set), tuple(test_set[0]["image"].shape), test_set.verify())
+        2 (3, 24, 24) []
     """
     check_int(size, "size", minimum=8)
     check_int(backgrounds_per_foreground, "backgrounds_per_foreground", minimum=1)

@@ -76,7 +76,8 @@ class TrainingComposites(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} training composites")
-        choice_seed, composite_seed, trimap_seed = child_seeds(np.random.SeedSequence([self.seed, self.epoch, index]), 3)
+        sample_seed = np.random.SeedSequence([self.seed, self.epoch, index])
+        choice_seed, composite_seed, trimap_seed = child_seeds(sample_seed, 3)
         foreground = self.foregrounds[index % len(self.foregrounds)]
         background = self.backgrounds[int(np.random.default_rng(choice_seed).integers(len(self.backgrounds)))]
         composite = make_composite(

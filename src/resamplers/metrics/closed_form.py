@@ -39,7 +39,8 @@ def closed_form_alpha(image: Any, trimap: Any, *, epsilon: float = 1e-7, radius:
     Solves the matting-Laplacian system on the unknown pixels with the trimap's known pixels as
     boundary conditions; the result is clipped to [0, 1] and is exactly 0 / 1 where the trimap is
     0 / 255.  A trimap with known background only (or foreground only) gives 0 (or 1) everywhere,
-    the minimiser of the Laplacian energy under those constraints.  Needs ``pymatting`` (the ``data`` extra); its first call compiles numba kernels.
+    the minimiser of the Laplacian energy under those constraints.  Needs ``pymatting`` (the
+    ``data`` extra); its first call compiles numba kernels.
 
     Args:
         image: ``H x W x 3`` array (or ``3 x H x W`` tensor), uint8 or float in [0, 1].

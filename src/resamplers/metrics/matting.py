@@ -94,7 +94,9 @@ def check_trimap(trimap: Any, shape: tuple[int, ...] | None = None) -> np.ndarra
     bad = ~np.isin(trimap, _TRIMAP_VALUES)
     if bad.any():
         values = sorted(int(v) for v in np.unique(trimap[bad])[:5])
-        raise ValueError(f"argument `trimap`: expected values 0 (background), 128 (unknown), 255 (foreground), got {values}")
+        raise ValueError(
+            f"argument `trimap`: expected values 0 (background), 128 (unknown), 255 (foreground), got {values}"
+        )
     return trimap
 
 
