@@ -5,12 +5,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bench, ops
+from . import bench, data, ops
 
 # name -> module with add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "bench": bench,
     "ops": ops,
+    "data": data,
 }
 
 
