@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_parameters", "count_macs", "count_macs_by_module"]
+__all__ = ["count_parameters", "count_macs"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -46,21 +46,3 @@ def count_macs(module: nn.Module, *inputs: Tensor) -> int:
         module(*inputs)
     return counter.get_total_flops() // 2
 
-
-def count_macs_by_module(module: nn.Module, *inputs: Tensor) -> dict[str, int]:
-    """Multiply-accumulates of one forward pass, per called submodule.
-
-    Keys are dotted paths below ``module`` (``""`` is the whole forward); a parent's count
-    includes its children's.
-    """
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
-        module(*inputs)
-    root = type(module).__name__
-    result: dict[str, int] = {}
-    for name, per_op in counter.get_flop_counts().items():
-        if name == "Global":
-            continue
-        path = name[len(root) + 1:] if name.startswith(root + ".") else ("" if name == root else name)
-        result[path] = sum(per_op.values()) // 2
-    result.setdefault("", counter.get_total_flops() // 2)
-    return result

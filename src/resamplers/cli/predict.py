@@ -13,14 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.io import read_rgb, read_trimap, write_alpha
+    import numpy as np
+    import torch
+
+    from ..data.images import read_gray, read_rgb, write_png
     from ..models import load_matting_model, predict_alpha
 
     model = load_matting_model(args.checkpoint)
-    image = read_rgb(args.image)
-    trimap = read_trimap(args.trimap)
+    image = torch.from_numpy(read_rgb(args.image, "image").transpose(2, 0, 1).astype(np.float32) / 255.0)
+    trimap = torch.from_numpy(read_gray(args.trimap, "trimap").copy())
     alpha = predict_alpha(model, image, trimap)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_alpha(args.output, alpha)
+    write_png(args.output, (alpha.numpy() * 255.0).round().astype(np.uint8))
     print(f"wrote {args.output} ({alpha.shape[1]} x {alpha.shape[0]})")
     return 0

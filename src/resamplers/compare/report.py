@@ -151,8 +151,9 @@ def _plot_quality_cost(task: Task, rows: list[dict[str, Any]], references, path:
             if value is not None:
                 ax.axhline(value, color="gray", linestyle="--", linewidth=1)
                 ax.annotate(ref["name"], (ax.get_xlim()[0], value), fontsize=7, color="gray", va="bottom")
-        if key == "macs":
+        if key == "macs":  # zero for selection-only operators (nearest, max unpooling)
             ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(left=0)
         ax.set_xlabel(label)
         ax.set_ylabel(f"{metric.label} ({'higher' if metric.higher_is_better else 'lower'} is better)")
         ax.grid(alpha=0.3)
@@ -210,7 +211,7 @@ def _plot_visual_sheet(out: Path, task: Task, spec: dict[str, Any], path: Path) 
     first = next(iter(visuals.values()))
     columns = len(first["output"])
     labels = ["input", "ground truth", *visuals]
-    fig, axes = plt.subplots(len(labels), columns, figsize=(1.9 * columns, 1.9 * len(labels)), squeeze=False)
+    fig, axes = plt.subplots(len(labels), columns, figsize=(max(4.5, 1.9 * columns), 1.9 * len(labels)), squeeze=False)
     for r, label in enumerate(labels):
         for c in range(columns):
             ax = axes[r][c]
@@ -225,7 +226,7 @@ def _plot_visual_sheet(out: Path, task: Task, spec: dict[str, Any], path: Path) 
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
-    fig.suptitle("The same test crops across operators (seed 0; zoomed on boundaries)", fontsize=9)
+    fig.suptitle("Same test crops, every operator\n(seed 0, zoomed on boundaries)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

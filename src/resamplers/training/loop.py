@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -304,7 +305,7 @@ def _fit(build_model, loss_fn, dataset, settings, model_config, run_config, iden
                     if ctx.is_main:
                         checkpoint = save_checkpoint(
                             ckpt_dir, step, model, optimizer, None, model_config, run_config,
-                            extra={"seconds_per_step": sum(step_times) / len(step_times)},
+                            extra={"seconds_per_step": statistics.median(step_times)},
                         )
                     ctx.barrier()
                 if halt and step < config.steps:
@@ -312,6 +313,7 @@ def _fit(build_model, loss_fn, dataset, settings, model_config, run_config, iden
                     break
     finally:
         bar.close()
-    mean_step = sum(step_times) / len(step_times) if step_times else 0.0
+    # the median ignores the first steps' warm-up and passing machine load
+    mean_step = statistics.median(step_times) if step_times else 0.0
     return TrainResult(step, checkpoint if ctx.is_main else None, interrupted, mean_step,
                        config.batch_size / mean_step if mean_step else 0.0)

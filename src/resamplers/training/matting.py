@@ -11,7 +11,7 @@ from .config import MODEL_FIELDS, TrainConfig
 from .losses import matting_loss
 from .loop import LoopSettings, TrainResult, fit
 
-__all__ = ["train", "loop_settings", "matting_batch_loss"]
+__all__ = ["train", "loop_settings", "matting_batch_loss", "EpochIndexed"]
 
 # Fields a resumed run must share with its checkpoint.
 IDENTITY = MODEL_FIELDS + ("batch_size", "seed", "data", "crop")
@@ -31,10 +31,34 @@ def matting_batch_loss(model: nn.Module, batch: dict[str, Any]):
     return matting_loss(pred, batch["alpha"], batch["trimap"], batch["fg"], batch["bg"], batch["image"])
 
 
-def _dataset(config: TrainConfig) -> Dataset:
-    from ..data import training_dataset
+class EpochIndexed(Dataset):
+    """Global sample ``g`` of a run is sample ``g % n`` of epoch ``g // n`` of the wrapped composites.
 
-    return training_dataset(config.data, root=config.data_root, size=config.crop, seed=config.seed)
+    The loop's sampler hands out global indices (step * batch + position), so every
+    sample depends only on its index, whatever the worker count or a resumption.
+    """
+
+    def __init__(self, composites: Any) -> None:
+        self.composites = composites
+        self.epoch_length = len(composites)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        epoch, position = divmod(index, self.epoch_length)
+        self.composites.set_epoch(epoch)
+        return self.composites[position]
+
+
+def _dataset(config: TrainConfig) -> Dataset:
+    from ..data import TrainingComposites, open_source
+
+    if config.data == "folder":
+        source = open_source(f"folder:{config.data_root}")
+    else:
+        source = open_source(config.data, config.data_root if config.data == "real" else None)
+    return EpochIndexed(TrainingComposites(source, size=config.crop, seed=config.seed))
 
 
 def train(
