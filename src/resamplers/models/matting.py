@@ -190,7 +190,7 @@ def create_matting_model(
     """Build the IndexNet matting network around a registered pair (see :func:`resamplers.create_pair`).
 
     Example:
-        >>> model = create_matting_model("bilinear", width=0.25)
+        >>> model = create_matting_model("bilinear", width=0.25).eval()
         >>> model(torch.zeros(1, 4, 64, 64)).shape
         torch.Size([1, 1, 64, 64])
     """
