@@ -28,13 +28,9 @@ from torch import Tensor
 
 from .._checks import check_feature, check_int
 from .kernel_norm import softmax_kernels
-from .reassembly import carafe, reassemble, reassemble_down
+from .reassembly import carafe, reassemble_down
 
 __all__ = ["dynamic_depthwise_conv2d", "affinity_kernels", "a2u_downsample", "a2u_upsample"]
-
-
-def _exporting() -> bool:
-    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
 
 
 def dynamic_depthwise_conv2d(x: Tensor, filters: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
@@ -42,9 +38,11 @@ def dynamic_depthwise_conv2d(x: Tensor, filters: Tensor, stride: int = 1, paddin
 
     ``out[n, c, i, j] = sum_{a, b < k} filters[n, r(c), a, b] * x[n, c, stride i + a - p, stride j + b - p]``
     with ``r(c) = 0`` for one filter shared by every channel (``R = 1``) or ``r(c) = c``
-    (``R = C``).  Vectorised over the batch as one grouped convolution (``N * C`` groups);
-    under export, where the group count cannot depend on the batch size, the same sum
-    runs on the reassembly core with the filters broadcast over the output pixels.
+    (``R = C``).  Vectorised over the batch as one grouped convolution (``N * C`` groups).
+    A symbolic batch size (export with a dynamic batch) cannot set a group count, so
+    there every sample is convolved with every sample's filters (``C`` groups) and the
+    matching pairs are kept: the same result, ``N`` times the work of this step (none
+    extra at batch 1).
 
     Args:
         x: ``N x C x H x W``.
@@ -67,7 +65,7 @@ def dynamic_depthwise_conv2d(x: Tensor, filters: Tensor, stride: int = 1, paddin
     if not isinstance(filters, Tensor) or filters.dim() != 4 or filters.shape[0] != n or filters.shape[1] not in (1, c):
         shape = tuple(filters.shape) if isinstance(filters, Tensor) else type(filters).__name__
         raise ValueError(f"argument `filters`: expected shape {n} x (1 or {c}) x k x k, got {shape}")
-    rank, k = filters.shape[1], filters.shape[-1]
+    k = filters.shape[-1]
     if filters.shape[-2] != k:
         raise ValueError(f"argument `filters`: expected square k x k filters, got {filters.shape[-2]} x {k}")
     check_int(padding, "padding", minimum=0)
@@ -76,12 +74,16 @@ def dynamic_depthwise_conv2d(x: Tensor, filters: Tensor, stride: int = 1, paddin
     h_out, w_out = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
     if h_out < 1 or w_out < 1:
         raise ValueError(f"argument `x`: spatial size {h} x {w} is smaller than the {k} x {k} filter with padding {padding}")
-    if _exporting():
-        kernels = filters.reshape(n, rank * k * k, 1, 1).expand(n, rank * k * k, h_out, w_out)
-        return reassemble(x, kernels, k, rank, stride=stride, padding=padding, backend="torch")
-    weight = filters.expand(n, c, k, k).reshape(n * c, 1, k, k)
-    out = F.conv2d(x.reshape(1, n * c, h, w), weight, stride=stride, padding=padding, groups=n * c)
-    return out.reshape(n, c, h_out, w_out)
+    if isinstance(n, int):
+        weight = filters.expand(n, c, k, k).reshape(n * c, 1, k, k)
+        out = F.conv2d(x.reshape(1, n * c, h, w), weight, stride=stride, padding=padding, groups=n * c)
+        return out.reshape(n, c, h_out, w_out)
+    # Weight row g * N + j is sample j's filter for channel g, so output channel g * N + j
+    # of sample i is x[i, g] convolved with sample j's filter; keep i == j.
+    weight = filters.expand(n, c, k, k).transpose(0, 1).reshape(c * n, 1, k, k)
+    out = F.conv2d(x, weight, stride=stride, padding=padding, groups=c).reshape(n, c, n, h_out, w_out)
+    samples = torch.arange(n, device=x.device)
+    return out[samples, :, samples]
 
 
 def _softmax_kernel_major(logits: Tensor, groups: int) -> Tensor:
