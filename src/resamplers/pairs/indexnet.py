@@ -139,7 +139,7 @@ class SharedIndexFilters(nn.Module):
     "indexnet_o2o",
     defaults={"index_mode": "o2o"},
     example={"channels": 8},
-    summary="IndexNet O2O DIN (depthwise one-to-one; sharing='none'|'stage'|'model')",
+    summary="IndexNet O2O DIN (depthwise one-to-one; O2O filter sharing none, stage or model)",
 )
 @register_pair(
     "indexnet_hin",
