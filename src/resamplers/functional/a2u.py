@@ -127,7 +127,7 @@ def affinity_kernels(
     Example:
         >>> z = torch.zeros(1, 32, 2, 3)
         >>> down, up = affinity_kernels(z, z, torch.zeros(1, 36), torch.zeros(1, 36), up_kernel=3)
-        >>> down.shape, up.shape, float(down[0, 0, 0, 0]) * 36, float(up[0, 0, 0, 0]) * 9
+        >>> down.shape, up.shape, round(float(down[0, 0, 0, 0]) * 36, 6), round(float(up[0, 0, 0, 0]) * 9, 6)
         (torch.Size([1, 36, 2, 3]), torch.Size([1, 9, 4, 6]), 1.0, 1.0)
     """
     check_feature(xu, "xu")

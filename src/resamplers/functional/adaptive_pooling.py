@@ -45,8 +45,8 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor
         ``N x C x H x W`` -> ``N x C x k_h x k_w``.
 
     Example:
-        >>> adaptive_avg_pool2d(torch.arange(5.0).reshape(1, 1, 1, 5), (1, 2))
-        tensor([[[[1.0000, 3.0000]]]])
+        >>> adaptive_avg_pool2d(torch.arange(5.0).reshape(1, 1, 1, 5), (1, 2))  # columns 0-2 and 2-4
+        tensor([[[[1., 3.]]]])
     """
     check_feature(x, "x")
     kh, kw = pair(output_size, "output_size", minimum=1)

@@ -197,7 +197,8 @@ class A2UPair(ResamplerPair):
 
 @register_downsampler(
     "a2u",
-    example={"channels": 32},
+    # The pair covers the released configuration; this example exercises s = 1 (sigmoid-only up kernels) and k = 4.
+    example={"channels": 32, "up_kernel": 1, "encoder_kernel": 4, "share": False},
     summary="A2U downsampling: affinity-aware 2s x 2s kernels reassembling each 2 x 2 cell's neighbourhood",
 )
 class A2UDownsample(A2UPair):

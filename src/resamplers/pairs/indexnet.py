@@ -294,7 +294,8 @@ class IndexNetPair(ResamplerPair):
 
 @register_downsampler(
     "indexnet",
-    example={"channels": 8},
+    # The pairs cover the official blocks; this example exercises stage-shared linear O2O filters.
+    example={"channels": 8, "index_mode": "o2o", "sharing": "stage", "nonlinear": False},
     summary="IndexNet indexed pooling 4*avgpool(I_en*x) with a learned index block (M2O by default)",
 )
 class IndexedPooling(IndexNetPair):
