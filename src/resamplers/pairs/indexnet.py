@@ -81,9 +81,16 @@ def _init_index_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _stack_branches(branches: Sequence[nn.Module], x: Tensor) -> Tensor:
-    """The 4 branch outputs stacked on a slot dimension: ``N x C x 4 x h x w``."""
-    return torch.stack([branch(x) for branch in branches], dim=2)
+def _add_slot_branches(module: nn.Module, channels: int, groups: int, nonlinear: bool, context: bool) -> None:
+    """The depthwise blocks' four branches ``indexnet1..4`` (slot ``j - 1``), each an ``nn.Sequential``."""
+    for j in range(1, SLOTS + 1):
+        branch = index_branch(channels, channels, groups=groups, nonlinear=nonlinear, context=context, hidden_channels=channels)
+        module.add_module(f"indexnet{j}", branch if nonlinear else nn.Sequential(branch))
+
+
+def _slot_logits(module: nn.Module, x: Tensor) -> Tensor:
+    """The four branch outputs of ``module`` stacked on a slot dimension: ``N x C x 4 x h x w``."""
+    return torch.stack([getattr(module, f"indexnet{j}")(x) for j in range(1, SLOTS + 1)], dim=2)
 
 
 class SharedIndexFilters(nn.Module):
@@ -110,17 +117,12 @@ class SharedIndexFilters(nn.Module):
     def __init__(self, nonlinear: bool = True, context: bool = True) -> None:
         super().__init__()
         self.nonlinear, self.context = bool(nonlinear), bool(context)
-        for j in range(1, SLOTS + 1):
-            branch = index_branch(1, 1, groups=1, nonlinear=nonlinear, context=context, hidden_channels=1)
-            self.add_module(f"indexnet{j}", branch if nonlinear else nn.Sequential(branch))
+        _add_slot_branches(self, 1, 1, self.nonlinear, self.context)
         _init_index_weights(self)
-
-    def branches(self) -> list[nn.Module]:
-        return [getattr(self, f"indexnet{j}") for j in range(1, SLOTS + 1)]
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
-        logits = _stack_branches(self.branches(), x.reshape(n * c, 1, h, w))
+        logits = _slot_logits(self, x.reshape(n * c, 1, h, w))
         return logits.reshape(n, c, SLOTS, logits.shape[-2], logits.shape[-1])
 
 
@@ -239,10 +241,7 @@ class IndexNetPair(ResamplerPair):
         if index_mode == "holistic":
             self.indexnet = index_branch(channels, SLOTS, groups=1, hidden_channels=2 * channels, **options)
         elif sharing == "none":
-            groups = channels if index_mode == "o2o" else 1
-            for j in range(1, SLOTS + 1):
-                branch = index_branch(channels, channels, groups=groups, hidden_channels=channels, **options)
-                self.add_module(f"indexnet{j}", branch if nonlinear else nn.Sequential(branch))
+            _add_slot_branches(self, channels, channels if index_mode == "o2o" else 1, nonlinear, context)
         else:
             self.shared_index = shared_index if shared_index is not None else SharedIndexFilters(**options)
         self.reset_parameters()
@@ -262,7 +261,7 @@ class IndexNetPair(ResamplerPair):
             logits = self.indexnet(x)
             return logits.reshape(logits.shape[0], 1, SLOTS, logits.shape[-2], logits.shape[-1])
         if self.sharing == "none":
-            return _stack_branches([getattr(self, f"indexnet{j}") for j in range(1, SLOTS + 1)], x)
+            return _slot_logits(self, x)
         return self.shared_index(x)
 
     def indices(self, x: Tensor) -> tuple[Tensor, Tensor]:
