@@ -73,7 +73,9 @@ def dynamic_depthwise_conv2d(x: Tensor, filters: Tensor, stride: int = 1, paddin
         raise ValueError(f"argument `padding`: expected 0 <= padding < {k} (the filter size), got {padding}")
     h_out, w_out = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
     if h_out < 1 or w_out < 1:
-        raise ValueError(f"argument `x`: spatial size {h} x {w} is smaller than the {k} x {k} filter with padding {padding}")
+        raise ValueError(
+            f"argument `x`: spatial size {h} x {w} is smaller than the {k} x {k} filter with padding {padding}"
+        )
     if isinstance(n, int):
         weight = filters.expand(n, c, k, k).reshape(n * c, 1, k, k)
         out = F.conv2d(x.reshape(1, n * c, h, w), weight, stride=stride, padding=padding, groups=n * c)
@@ -191,8 +193,9 @@ def a2u_downsample(x: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1
 def a2u_upsample(d: Tensor, kernels: Tensor, kernel_size: int, groups: int = 1) -> Tensor:
     """A2U upsampling by 2: CARAFE reassembly of ``d`` with the predicted ``s x s`` kernels.
 
-    ``z[n, c, y, x] = sum_{a, b < s} kernels[n, g s^2 + a s + b, y, x] * d[n, c, y//2 + a - (s-1)/2, x//2 + b - (s-1)/2]``
-    (zero padding, no renormalisation), exactly the official ``biupsample_naive`` op.
+    ``z[n, c, y, x] = sum_{a, b < s} kernels[n, g s^2 + a s + b, y, x] * d[n, c, y//2 + a - r, x//2 + b - r]``
+    with ``r = (s - 1) / 2``, zero padding and no renormalisation: exactly the official
+    ``biupsample_naive`` op.
     ``d`` may have any channel count divisible by ``G``.
 
     Args:

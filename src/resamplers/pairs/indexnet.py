@@ -84,7 +84,9 @@ def _init_index_weights(module: nn.Module) -> None:
 def _add_slot_branches(module: nn.Module, channels: int, groups: int, nonlinear: bool, context: bool) -> None:
     """The depthwise blocks' four branches ``indexnet1..4`` (slot ``j - 1``), each an ``nn.Sequential``."""
     for j in range(1, SLOTS + 1):
-        branch = index_branch(channels, channels, groups=groups, nonlinear=nonlinear, context=context, hidden_channels=channels)
+        branch = index_branch(
+            channels, channels, groups=groups, nonlinear=nonlinear, context=context, hidden_channels=channels
+        )
         module.add_module(f"indexnet{j}", branch if nonlinear else nn.Sequential(branch))
 
 
@@ -229,7 +231,9 @@ class IndexNetPair(ResamplerPair):
             raise ValueError(f"argument `shared_index`: only used with sharing='model', got sharing={sharing!r}")
         if shared_index is not None:
             if not isinstance(shared_index, SharedIndexFilters):
-                raise TypeError(f"argument `shared_index`: expected SharedIndexFilters, got {type(shared_index).__name__}")
+                raise TypeError(
+                    f"argument `shared_index`: expected SharedIndexFilters, got {type(shared_index).__name__}"
+                )
             if (shared_index.nonlinear, shared_index.context) != (nonlinear, context):
                 raise ValueError(
                     f"argument `shared_index`: built with nonlinear={shared_index.nonlinear}, "
