@@ -153,11 +153,11 @@ def indexed_upsampling(d: Tensor, index: Tensor, scale_factor: int = 2) -> Tenso
 def max_pool_index(x: Tensor, scale_factor: int = 2) -> tuple[Tensor, Tensor]:
     """Max pooling over ``s x s`` cells and the one-hot index of each maximum.
 
-    The index is ``1`` at the first maximum of each cell in row-major order (the position
-    ``torch.nn.functional.max_pool2d(..., return_indices=True)`` records, NaN counting as
-    the maximum) and ``0`` elsewhere, so ``indexed_upsampling(d, index)`` is max unpooling
-    (``max_unpool2d``) and ``indexed_pooling(x, index)`` gives back the pooled values for
-    finite inputs.  Pooled values and the index come from one reduction.
+    The index is ``1`` at the position ``torch.nn.functional.max_pool2d(...,
+    return_indices=True)`` records (the first maximum of each cell in row-major order, NaN
+    counting as the maximum) and ``0`` elsewhere, so ``indexed_upsampling(d, index)`` is
+    max unpooling (``max_unpool2d``) and ``indexed_pooling(x, index)`` gives back the pooled
+    values for finite inputs.  The index is not differentiable.
 
     Args:
         x: ``N x C x H x W``, ``H`` and ``W`` multiples of ``s``.
@@ -180,8 +180,6 @@ def max_pool_index(x: Tensor, scale_factor: int = 2) -> tuple[Tensor, Tensor]:
     n, c, h, w = x.shape
     if h % s or w % s:
         raise ValueError(f"argument `x`: expected height and width divisible by {s}, got {h} x {w}")
-    cells = F.pixel_unshuffle(x, s).reshape(n, c, s * s, h // s, w // s)
-    pooled, argmax = cells.max(dim=2)
-    slots = torch.arange(s * s, device=x.device).reshape(1, 1, s * s, 1, 1)
-    one_hot = (argmax.unsqueeze(2) == slots).to(x.dtype)
-    return pooled, F.pixel_shuffle(one_hot.reshape(n, c * s * s, h // s, w // s), s)
+    pooled, positions = F.max_pool2d(x, s, return_indices=True)  # flat positions h * W + w per channel
+    index = torch.zeros(n, c, h * w, dtype=x.dtype, device=x.device).scatter(2, positions.flatten(2), 1.0)
+    return pooled, index.view(n, c, h, w)
