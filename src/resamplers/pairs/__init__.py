@@ -1,11 +1,28 @@
 """Down/up pairs (``create_pair``).  Guided pairs register in their own modules;
 every upsampler without a guided pair of its name joins as an :class:`UnguidedPair`."""
+from .a2u import A2UDownsample, A2UPair
 from .base import Guide, ResamplerPair
 from .fade import FADE
 from .feature_guided import FeatureGuidedPair
+from .indexnet import IndexedPooling, IndexNetPair, SharedIndexFilters, indexnet_pairs
+from .maxunpool import MaxUnpoolPair
 from .sapa import SAPA
 from .unguided import UnguidedPair, register_unguided_pairs
 
 register_unguided_pairs()
 
-__all__ = ["FADE", "FeatureGuidedPair", "Guide", "ResamplerPair", "SAPA", "UnguidedPair"]
+__all__ = [
+    "A2UDownsample",
+    "A2UPair",
+    "FADE",
+    "FeatureGuidedPair",
+    "Guide",
+    "IndexNetPair",
+    "IndexedPooling",
+    "MaxUnpoolPair",
+    "ResamplerPair",
+    "SAPA",
+    "SharedIndexFilters",
+    "UnguidedPair",
+    "indexnet_pairs",
+]
