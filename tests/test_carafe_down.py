@@ -97,3 +97,18 @@ def test_initial_kernels_are_nearly_uniform():
 def test_constructor_errors(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         CARAFEDown(8, **kwargs)
+
+
+@pytest.mark.parametrize("scale, k, k_enc", [(2, 5, 3), (3, 7, 5)])
+def test_torch_export_with_dynamic_sizes_is_right_at_other_sizes(scale, k, k_enc):
+    """Strided reassembly spans and the size check are written so export needs no guards."""
+    from torch.export import Dim
+
+    torch.manual_seed(0)
+    down = CARAFEDown(4, scale, down_kernel=k, encoder_kernel=k_enc).eval()
+    dims = {"x": {0: Dim("n", min=1, max=8), 2: Dim("h", min=6, max=512), 3: Dim("w", min=6, max=512)}}
+    program = torch.export.export(down, (torch.randn(2, 4, 8, 9),), dynamic_shapes=dims)
+    for size in ((7, 6), (13, 16)):
+        x = torch.randn(1, 4, *size)
+        with torch.no_grad():
+            assert_close(program.module()(x), down(x))

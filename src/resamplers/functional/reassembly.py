@@ -68,18 +68,29 @@ def _use_native(features: Tensor, backend: Backend) -> bool:
 
 
 def _strided_span(size_in: int, count: int, stride: int, pad_before: int) -> int:
-    """Length of a slice that yields ``count`` elements at ``stride``, written in terms of the
-    input size whenever that is provably equal.
+    """Length ``L`` of the stretch of rows (or columns) that ``count`` taps ``stride`` apart
+    cover, ``count = (L - 1) // stride + 1``, written in terms of the input size whenever
+    that is provably equal.
 
-    Under ``torch.export`` with dynamic shapes, an end computed from the output size (which
-    comes out of a strided convolution as a floor division) cannot be proven to stay
-    inside the padded input, and export fails; ``size_in + extra`` can.  The search
+    Under ``torch.export`` with dynamic shapes, the output size comes out of a strided
+    convolution as a floor division; a span computed from it cannot be proven to stay
+    inside the padded input, and export fails, while ``size_in + extra`` can.  The search
     asks :func:`statically_known_true`, so it adds no guards.
     """
     for extra in range(pad_before, -stride, -1):
-        if statically_known_true((size_in + extra + stride - 1) // stride == count):
+        if statically_known_true((size_in + extra - 1) // stride + 1 == count):
             return size_in + extra
     return stride * (count - 1) + 1
+
+
+def _every_nth(x: Tensor, dim: int, stride: int) -> Tensor:
+    """``x`` sampled at indices ``0, s, 2s, ...`` along ``dim`` (a view).
+
+    ``Tensor.unfold`` gives ``(L - 1) // s + 1`` elements, the same expression as a strided
+    convolution's output size, which a ``::s`` slice (``(L + s - 1) // s``) is not always
+    proven equal to under symbolic shapes.
+    """
+    return x if stride == 1 else x.unfold(dim, 1, stride).squeeze(-1)
 
 
 def _tap_sources(
@@ -101,7 +112,8 @@ def _tap_sources(
     cols = _strided_span(w_in, wq, stride, pad_left)
     for a in range(k):
         for b in range(k):
-            source = padded[:, :, :, a : a + rows : stride, b : b + cols : stride]
+            source = padded[:, :, :, a : a + rows, b : b + cols]
+            source = _every_nth(_every_nth(source, 3, stride), 4, stride)
             yield a * k + b, source[:, :, :, :, None, :, None] if up > 1 else source
 
 
@@ -165,10 +177,12 @@ def _check_output_size(
             )
     else:
         # The window of the last output row/column must start inside the image; this also
-        # bounds the padding the torch path needs to K - 1.
+        # bounds the padding the torch path needs to K - 1.  Exact for concrete sizes; under
+        # tracing with symbolic sizes only a provable violation raises (a comparison of two
+        # floor divisions would otherwise become a guard that export cannot verify).
         h_max = (h_in - 1 + pad_top) // stride + 1
         w_max = (w_in - 1 + pad_left) // stride + 1
-        if h_out > h_max or w_out > w_max:
+        if statically_known_true(h_out > h_max) or statically_known_true(w_out > w_max):
             raise ValueError(
                 f"argument `{name}`: spatial size {h_out} x {w_out} is too large for features {h_in} x {w_in} "
                 f"with stride {stride} and padding ({pad_top}, {pad_left}); at most {h_max} x {w_max}"

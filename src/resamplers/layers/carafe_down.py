@@ -20,7 +20,7 @@ __all__ = ["CARAFEDown"]
 
 
 @register_downsampler(
-    "carafe", example={"channels": 8}, summary="CARAFE++ downsampling: predicted k x k kernels, strided reassembly"
+    "carafe", example={"channels": 8, "down_kernel": 3}, summary="CARAFE++ downsampling: predicted k x k kernels, strided reassembly"
 )
 class CARAFEDown(Downsampler):
     """CARAFE++ content-aware downsampling (no official code; exact definition below).

@@ -23,6 +23,9 @@ from .feature_guided import FeatureGuidedPair
 
 __all__ = ["FADE", "SemiShift"]
 
+# A 3x3 window keeps the shared matrix's exports small; k = 5 is tested in test_fade.py.
+_EXAMPLE = {"channels": 8, "up_kernel": 3}
+
 # Key names of the ECCV "H2L" implementation -> the IJCV "L2H" names used here.
 _H2L_KEYS = {
     "kernel_generator.conv1_en.weight": "ker_generator.compressor_en.weight",
@@ -87,10 +90,14 @@ class SemiShift(nn.Module):
 
 
 @register_pair(
-    "fade", example={"channels": 8}, summary="FADE: kernels from encoder + decoder (semi-shift conv), CARAFE reassembly, gate"
+    "fade", example=_EXAMPLE, summary="FADE: kernels from encoder + decoder (semi-shift conv), CARAFE reassembly, gate"
 )
-@register_pair("fade_no_gate", defaults={"gate": False}, example={"channels": 8}, summary="FADE without its gate (harness gating=False)")
-@register_pair("fade_lite", defaults={"lite": True}, example={"channels": 8}, summary="FADE-Lite: compressors to k^2, depthwise encoder, gate")
+@register_pair(
+    "fade_no_gate", defaults={"gate": False}, example=_EXAMPLE, summary="FADE without its gate (harness gating=False)"
+)
+@register_pair(
+    "fade_lite", defaults={"lite": True}, example=_EXAMPLE, summary="FADE-Lite: compressors to k^2, depthwise encoder, gate"
+)
 class FADE(FeatureGuidedPair):
     """FADE upsampling guided by the encoder feature, with a plain downsampler.
 

@@ -25,7 +25,8 @@ from .feature_guided import FeatureGuidedPair
 
 __all__ = ["SAPA"]
 
-_EXAMPLE = {"channels": 32}
+# A 3x3 window keeps the shared matrix's exports small; k = 5 is tested in test_sapa.py.
+_EXAMPLE = {"channels": 32, "up_kernel": 3}
 
 
 @register_pair(
