@@ -39,6 +39,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from .._checks import check_feature, check_int, check_odd, check_same_dtype_device, pair
 from ._native_backend import native_available, native_reassemble
@@ -69,6 +70,8 @@ def _reassemble_torch(
     features: Tensor, kernels: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
 ) -> Tensor:
     """Pure-PyTorch path: a sum over taps of strided views times kernel slices."""
+    if up == 1:
+        return _reassemble_torch_down(features, kernels, kernel_size, groups, stride, pad_top, pad_left)
     n, c, _, _ = features.shape
     h_out, w_out = kernels.shape[-2:]
     k = kernel_size
@@ -86,6 +89,39 @@ def _reassemble_torch(
             out = source * weight if out is None else torch.addcmul(out, source, weight)
     assert out is not None
     return out.reshape(n, c, h_out, w_out)
+
+
+def _reassemble_torch_down(
+    features: Tensor, kernels: Tensor, kernel_size: int, groups: int, stride: int, pad_top: int, pad_left: int
+) -> Tensor:
+    """The torch path without upsampling (``u = 1``), written so that ``torch.export`` can
+    prove its shapes for every input size.
+
+    The output size is ``floor((H + p_t + p_b - K) / s) + 1``, which symbolic shape
+    reasoning cannot bound against ``H``.  So the input is padded (or cropped: negative
+    padding) to exactly the ``s * (H_out - 1) + K`` rows the windows read, a size linear
+    in ``H_out``, and with one group or one group per channel the kernels broadcast
+    without a group axis (splitting and merging that axis would need more proofs).
+    """
+    n, c, h_in, w_in = features.shape
+    h_out, w_out = kernels.shape[-2:]
+    k = kernel_size
+    padded = F.pad(
+        features,
+        (pad_left, stride * (w_out - 1) + k - pad_left - w_in, pad_top, stride * (h_out - 1) + k - pad_top - h_in),
+    )
+    grouped = groups not in (1, c)
+    if grouped:
+        padded = padded.reshape(n, groups, c // groups, padded.shape[-2], padded.shape[-1])
+    taps = kernels.reshape(n, groups, k * k, h_out, w_out)
+    out: Tensor | None = None
+    for a in range(k):
+        for b in range(k):
+            source = padded[..., a : a + stride * (h_out - 1) + 1 : stride, b : b + stride * (w_out - 1) + 1 : stride]
+            weight = taps[:, :, None, a * k + b] if grouped else taps[:, :, a * k + b]
+            out = source * weight if out is None else torch.addcmul(out, source, weight)
+    assert out is not None
+    return out.reshape(n, c, h_out, w_out) if grouped else out
 
 
 def _check_geometry(
@@ -125,7 +161,9 @@ def _check_geometry(
         # bounds the padding the torch path needs to K - 1.
         h_max = (h_in - 1 + pad_top) // stride + 1
         w_max = (w_in - 1 + pad_left) // stride + 1
-        if h_out > h_max or w_out > w_max:
+        # Under torch.export the sizes are symbolic; a bound that cannot be proven without
+        # a guard is left to the exported graph's own shape checks.
+        if statically_known_true(h_out > h_max) or statically_known_true(w_out > w_max):
             raise ValueError(
                 f"argument `kernels`: spatial size {h_out} x {w_out} is too large for features {h_in} x {w_in} "
                 f"with stride {stride} and padding ({pad_top}, {pad_left}); at most {h_max} x {w_max}"
