@@ -41,6 +41,12 @@ class Resampler(nn.Module):
         """Output ``(H, W)`` for an input of spatial ``size``; ``ValueError`` if unsupported."""
         raise NotImplementedError
 
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Output shape for an input of ``shape`` (``N x C x H x W``); ``ValueError`` if unsupported."""
+        n, c, h, w = shape
+        out_channels = self.out_channels if self.out_channels is not None else c
+        return (n, out_channels, *self.output_size((h, w)))
+
     def check_input(self, x: Tensor, name: str = "x") -> Tensor:
         check_feature(x, name, channels=self.channels, size_multiple=self.size_multiple)
         self.output_size((x.shape[-2], x.shape[-1]))
