@@ -104,8 +104,8 @@ class MixedPool(_WindowPool):
 
     Example:
         >>> pool = MixedPool(scale_factor=2, init_mix=0.25)
-        >>> pool(torch.tensor([[[[1.0, 3.0], [0.0, 0.0]]]]))
-        tensor([[[[1.5000]]]], grad_fn=<AddBackward0>)
+        >>> pool(torch.tensor([[[[1.0, 3.0], [0.0, 0.0]]]])).item()
+        1.5
     """
 
     def __init__(

@@ -47,8 +47,8 @@ class GeMPool(_WindowPool):
         ``N x C x H x W`` -> ``N x C x H' x W'`` with ``H' = floor((H + 2p - k) / stride) + 1``.
 
     Example:
-        >>> GeMPool(scale_factor=2, p=1.0)(torch.tensor([[[[1.0, 2.0], [2.0, 3.0]]]]))
-        tensor([[[[2.]]]], grad_fn=<ToCopyBackward0>)
+        >>> GeMPool(scale_factor=2, p=1.0)(torch.tensor([[[[1.0, 2.0], [2.0, 3.0]]]])).item()
+        2.0
     """
 
     def __init__(
