@@ -1,0 +1,1 @@
+"""Multi-scale blocks (``create_block``)."""
