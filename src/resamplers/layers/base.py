@@ -8,6 +8,7 @@ and minimum size) so that bad input raises a ``ValueError`` naming the argument.
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from .._checks import check_feature, check_int
 
@@ -61,6 +62,24 @@ class Upsampler(Resampler):
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return (size[0] * self.scale_factor, size[1] * self.scale_factor)
+
+    def upsample_to(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Upsample ``x`` to exactly ``size``, for maps whose size was rounded up on the way down.
+
+        A stride-``s`` layer maps ``H`` to ``ceil(H / s)``, so ``s`` times that can exceed
+        ``H``: the default upsamples by ``s`` and keeps the top-left ``size`` (output pixel
+        ``p`` still reads the source pixel it would read at scale ``s``).  Interpolating
+        upsamplers override this to resample to ``size`` directly.
+        """
+        h, w = size
+        # statically_known_true: under torch.export a bound it cannot prove is not a guard.
+        s = self.scale_factor
+        if statically_known_true(x.shape[-2] * s < h) or statically_known_true(x.shape[-1] * s < w):
+            raise ValueError(
+                f"argument `size`: {self.scale_factor}x upsampling of {x.shape[-2]} x {x.shape[-1]} cannot reach "
+                f"{h} x {w}"
+            )
+        return self(x)[..., :h, :w]
 
 
 class Downsampler(Resampler):

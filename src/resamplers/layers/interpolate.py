@@ -58,5 +58,10 @@ class BilinearUpsample(Upsampler):
         h, w = self.output_size((x.shape[-2], x.shape[-1]))
         return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=self.align_corners)
 
+    def upsample_to(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Bilinear resampling to exactly ``size`` (``F.interpolate(x, size=size)``, HRNet-seg's fuse)."""
+        self.check_input(x)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, align_corners={self.align_corners}"
