@@ -84,7 +84,8 @@ class HRNetFuse(nn.Module):
     ``ceil(H_j / 2) x ceil(W_j / 2)``, any ``H_0, W_0``.
 
     Args:
-        channels: ``C_j`` for every input branch, highest resolution first.
+        channels: ``C_j`` for every input branch, highest resolution first; an int ``W``
+            means HRNet's four branches ``(W, 2W, 4W, 8W)``.
         num_outputs: output branches (default all; 1 is the official ``multi_scale_output=False``).
         upsampler: name of a registered upsampler (``"bilinear"``: HRNet-Semantic-Segmentation
             with ``align_corners=False``, its Cityscapes/ADE20K configs; ``"nearest"``: the
@@ -103,14 +104,16 @@ class HRNetFuse(nn.Module):
 
     def __init__(
         self,
-        channels: Sequence[int],
+        channels: int | Sequence[int],
         num_outputs: int | None = None,
         upsampler: str = "bilinear",
         up_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(channels, int) or len(channels) == 0:
-            raise ValueError(f"argument `channels`: expected a sequence of branch widths, got {channels!r}")
+        if isinstance(channels, int) and not isinstance(channels, bool):
+            channels = tuple(check_int(channels, "channels", minimum=1) * 2**j for j in range(4))
+        if not isinstance(channels, Sequence) or len(channels) == 0:
+            raise ValueError(f"argument `channels`: expected a width or a sequence of branch widths, got {channels!r}")
         self.channels = tuple(check_int(c, "channels", minimum=1) for c in channels)
         b = len(self.channels)
         self.num_outputs = b if num_outputs is None else check_int(num_outputs, "num_outputs", minimum=1)
