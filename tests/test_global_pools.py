@@ -233,3 +233,11 @@ class TestBilinear:
     def test_mismatched_streams(self):
         with pytest.raises(ValueError, match="`y`"):
             bilinear_pool(torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 4))
+
+
+def test_netvlad_bench_baseline_agrees():
+    from resamplers.bench.baselines import per_cluster_netvlad
+
+    pool = create_pool("netvlad", channels=6, num_clusters=3, vladv2=True).double()
+    x = _x((4, 5), c=6)
+    assert_close(per_cluster_netvlad(pool, x), pool(x))

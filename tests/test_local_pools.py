@@ -377,3 +377,12 @@ class TestBlurPool:
 def test_constructor_errors_name_the_argument(name, kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         create_downsampler(name, **kwargs)
+
+
+def test_softpool_bench_baseline_agrees_where_it_does_not_overflow():
+    from resamplers.bench.baselines import exp_ratio_soft_pool
+
+    x = _x((8, 6))
+    assert_close(exp_ratio_soft_pool(x, 2, 2), soft_pool2d(x, 2))
+    big = torch.full((1, 1, 2, 2), 100.0)
+    assert torch.isnan(exp_ratio_soft_pool(big, 2, 2)).all() and soft_pool2d(big, 2).item() == 100.0

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Baseline", "BASELINES", "unfold_matmul_carafe"]
+__all__ = ["Baseline", "BASELINES", "unfold_matmul_carafe", "exp_ratio_soft_pool", "per_cluster_netvlad"]
 
 
 def unfold_matmul_carafe(x: Tensor, masks: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
@@ -42,6 +42,35 @@ def _carafe_baseline(module: nn.Module, x: Tensor) -> Tensor:
     return unfold_matmul_carafe(x, module.kernels(x), module.up_kernel, module.up_group, module.scale_factor)
 
 
+def exp_ratio_soft_pool(x: Tensor, kernel_size: int, stride: int) -> Tensor:
+    """SoftPool as ``avg_pool(x e^x) / avg_pool(e^x)`` per channel, the paper's formula without
+    a shift (the official CPU path has this form, with ``e^x`` summed over channels); its
+    exponentials overflow for activations above ~88 in float32."""
+    e = torch.exp(x)
+    return F.avg_pool2d(x * e, kernel_size, stride) / F.avg_pool2d(e, kernel_size, stride)
+
+
+def _softpool_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    return exp_ratio_soft_pool(x, module.kernel_size, module.stride)
+
+
+def per_cluster_netvlad(module: nn.Module, x: Tensor) -> Tensor:
+    """NetVLAD with a loop over clusters that builds each ``C x HW`` residual (the reference
+    implementation's memory-saving loop), instead of one matrix product."""
+    n, c = x.shape[:2]
+    if module.normalize_input:
+        x = F.normalize(x, dim=1)
+    assign = F.conv2d(x, module.conv.weight, module.conv.bias).flatten(2).softmax(dim=1)
+    flat = x.flatten(2)
+    vlad = torch.stack(
+        [((flat - module.centroids[k][None, :, None]) * assign[:, k : k + 1]).sum(-1) for k in range(module.num_clusters)],
+        dim=1,
+    )
+    return F.normalize(F.normalize(vlad, dim=2).flatten(1), dim=1)
+
+
 BASELINES: dict[str, Baseline] = {
     "upsampler:carafe": Baseline("unfold+matmul CARAFE (seed 001)", _carafe_baseline),
+    "downsampler:softpool": Baseline("SoftPool as avg_pool(x e^x) / avg_pool(e^x), unshifted", _softpool_baseline),
+    "pool:netvlad": Baseline("NetVLAD with a per-cluster residual loop", per_cluster_netvlad),
 }
