@@ -285,3 +285,12 @@ class TestHRNet:
             create_block("hrnet", config="w99")
         with pytest.raises(ValueError, match="`config`"):
             create_block("hrnet", config=(HRNetStage(1, (1, 1), (4, 8)),))
+
+
+def test_hrnet_loads_a_checkpoint_with_a_head():
+    net = create_block("hrnet")
+    state = {**net.state_dict(), "classifier.weight": torch.zeros(3, 3), "incre_modules.0.0.conv1.weight": torch.zeros(1)}
+    assert sorted(create_block("hrnet").load_backbone_state_dict(state)) == ["classifier.weight", "incre_modules.0.0.conv1.weight"]
+    del state["conv1.weight"]
+    with pytest.raises(RuntimeError, match="conv1.weight"):
+        create_block("hrnet").load_backbone_state_dict(state)

@@ -441,6 +441,21 @@ class HRNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    # Heads of the official classification code and timm (incre/downsamp/final/classifier)
+    # and of the segmentation code (last_layer, and the OCR branch's heads).
+    HEAD_PREFIXES = ("incre_modules", "downsamp_modules", "final_layer", "classifier", "last_layer", "aux_head",
+                     "conv3x3_ocr", "ocr_", "cls_head")
+
+    def load_backbone_state_dict(self, state_dict: Mapping[str, Tensor]) -> list[str]:
+        """Load an official HRNet checkpoint (classification, segmentation or timm layout).
+
+        Head keys (:attr:`HEAD_PREFIXES`) are dropped; every backbone key must be present
+        and match (``strict`` loading).  Returns the dropped keys.
+        """
+        head = [k for k in state_dict if k.split(".")[0].startswith(self.HEAD_PREFIXES)]
+        self.load_state_dict({k: v for k, v in state_dict.items() if k not in set(head)}, strict=True)
+        return head
+
     def output_shape(self, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
         n, _, h, w = shape
         h, w = _half(_half(h)), _half(_half(w))
