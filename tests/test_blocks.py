@@ -294,3 +294,16 @@ def test_hrnet_loads_a_checkpoint_with_a_head():
     del state["conv1.weight"]
     with pytest.raises(RuntimeError, match="conv1.weight"):
         create_block("hrnet").load_backbone_state_dict(state)
+
+
+def test_every_pool_and_block_is_typed_and_documented():
+    from resamplers.registry import BLOCKS, POOLS
+
+    for registry in (POOLS, BLOCKS):
+        for entry in registry:
+            doc = entry.cls.__doc__ or ""
+            assert "Shape:" in doc and "Args:" in doc and "Example:" in doc, entry.name
+            keywords = entry.accepted_keywords()
+            assert keywords[0] == "channels", entry.name
+            assert all(k in entry.cls.__init__.__annotations__ for k in keywords), entry.name
+            assert callable(getattr(entry.cls, "output_shape", None)), entry.name
