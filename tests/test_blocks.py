@@ -236,6 +236,10 @@ class TestUpsampleTo:
         assert torch.equal(up.upsample_to(x, (10, 7)), up(x)[..., :10, :7])
         with pytest.raises(ValueError, match="`size`"):
             up.upsample_to(x, (13, 7))
+        deconv = create_upsampler("deconv", channels=2, scale_factor=2).double()
+        assert torch.equal(deconv.upsample_to(x, (5, 3)), deconv(x)[..., :5, :3])
+        with pytest.raises(ValueError, match="`size`"):
+            deconv.upsample_to(x, (5, 5))
 
     def test_bilinear_resamples_to_the_size(self):
         up = create_upsampler("bilinear", scale_factor=2, align_corners=True)
@@ -307,3 +311,16 @@ def test_every_pool_and_block_is_typed_and_documented():
             assert keywords[0] == "channels", entry.name
             assert all(k in entry.cls.__init__.__annotations__ for k in keywords), entry.name
             assert callable(getattr(entry.cls, "output_shape", None)), entry.name
+
+
+@pytest.mark.parametrize("upsampler", ["nearest", "deconv"])
+def test_hrnet_exports_at_odd_sizes_with_other_upsamplers(upsampler):
+    """Crop-based upsample_to (nearest: index gather; learned: negative padding) exports with dynamic odd sizes."""
+    config = (HRNetStage(1, (1,), (4,), "bottleneck"), HRNetStage(1, (1, 1), (4, 8)))
+    net = create_block("hrnet", config=config, upsampler=upsampler).eval()
+    dims = {"x": {2: torch.export.Dim("h", min=9, max=512), 3: torch.export.Dim("w", min=9, max=512)}}
+    program = torch.export.export(net, (torch.randn(2, 3, 17, 19),), dynamic_shapes=dims)
+    x = torch.randn(2, 3, 41, 23)
+    with torch.no_grad():
+        for a, b in zip(program.module()(x), net(x), strict=True):
+            assert_close(a, b)

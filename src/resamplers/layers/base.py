@@ -7,6 +7,7 @@ and minimum size) so that bad input raises a ``ValueError`` naming the argument.
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
@@ -71,15 +72,19 @@ class Upsampler(Resampler):
         ``p`` still reads the source pixel it would read at scale ``s``).  Interpolating
         upsamplers override this to resample to ``size`` directly.
         """
-        h, w = size
+        self.check_reachable(x, size)
+        y = self(x)
+        # Crop by negative padding: unlike a slice, it needs no provable bound under export.
+        return F.pad(y, (0, size[1] - y.shape[-1], 0, size[0] - y.shape[-2]))
+
+    def check_reachable(self, x: Tensor, size: tuple[int, int]) -> None:
+        """``ValueError`` unless ``s`` times the size of ``x`` covers ``size``."""
+        s, (h, w) = self.scale_factor, size
         # statically_known_true: under torch.export a bound it cannot prove is not a guard.
-        s = self.scale_factor
         if statically_known_true(x.shape[-2] * s < h) or statically_known_true(x.shape[-1] * s < w):
             raise ValueError(
-                f"argument `size`: {self.scale_factor}x upsampling of {x.shape[-2]} x {x.shape[-1]} cannot reach "
-                f"{h} x {w}"
+                f"argument `size`: {s}x upsampling of {x.shape[-2]} x {x.shape[-1]} cannot reach {h} x {w}"
             )
-        return self(x)[..., :h, :w]
 
 
 class Downsampler(Resampler):

@@ -1,6 +1,7 @@
 """Fixed-kernel upsampling: nearest and bilinear interpolation."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -31,6 +32,14 @@ class NearestUpsample(Upsampler):
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
         return F.interpolate(x, scale_factor=float(self.scale_factor), mode="nearest")
+
+    def upsample_to(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Output pixel ``p < size`` copies source pixel ``p // s`` (the crop of ``s``-times upsampling)."""
+        self.check_input(x)
+        self.check_reachable(x, size)
+        rows = torch.arange(size[0], device=x.device) // self.scale_factor
+        cols = torch.arange(size[1], device=x.device) // self.scale_factor
+        return x.index_select(-2, rows).index_select(-1, cols)
 
 
 @register_upsampler("bilinear", example={"channels": 8}, summary="Bilinear interpolation (align_corners explicit)")
