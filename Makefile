@@ -23,8 +23,14 @@ $(STAMP): pyproject.toml setup.py src/resamplers/_native.c
 	$(BIN)/python -c "import resamplers.functional as F; print('native kernels:', F.native_available())"
 	touch $(STAMP)
 
+# The main job: fetch the real matting data (Debian packages, no root install), then compare
+# the default operator set on matting under the quick preset.  Without apt the comparison
+# runs on the synthetic source (the report says which data it used).
+RESULTS ?= results/compare-matting-quick
 run: setup
-	$(BIN)/resamplers bench
+	$(BIN)/resamplers data fetch || echo "make run: data fetch failed; the comparison falls back to the synthetic source"
+	$(BIN)/resamplers compare --task matting --preset quick --out $(RESULTS)
+	@echo "report: $(RESULTS)/report.html (and report.md)"
 
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)

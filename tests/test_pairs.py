@@ -39,7 +39,17 @@ class TestPairAPI:
             pair.up(d, guide)
 
     def test_up_accepts_decoder_channels_different_from_encoder(self, name):
-        pair = _build(name, up_channels=2 * PAIRS.entry(name).example_kwargs().get("channels", 8))
+        channels = PAIRS.entry(name).example_kwargs().get("channels", 8)
+        if _build(name).up_channels_tied:
+            # A per-channel guide cannot serve another channel count: both places say so.
+            with pytest.raises(ValueError, match="`up_channels`.*per encoder channel"):
+                _build(name, up_channels=2 * channels)
+            pair = _build(name)
+            _, guide = pair.down(torch.randn(1, channels, 2 * pair.scale_factor, 3 * pair.scale_factor))
+            with pytest.raises(ValueError, match=f"`d`.*{channels} channels"):
+                pair.up(torch.randn(1, 2 * channels, 2, 3), guide)
+            return
+        pair = _build(name, up_channels=2 * channels)
         s = pair.scale_factor
         x = torch.randn(1, pair.channels, 2 * s, 3 * s)
         _, guide = pair.down(x)

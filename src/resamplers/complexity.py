@@ -45,3 +45,4 @@ def count_macs(module: nn.Module, *inputs: Tensor) -> int:
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         module(*inputs)
     return counter.get_total_flops() // 2
+

@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Baseline", "BASELINES", "unfold_matmul_carafe", "exp_ratio_soft_pool", "per_cluster_netvlad"]
+__all__ = [
+    "Baseline",
+    "BASELINES",
+    "unfold_matmul_carafe",
+    "unfold_a2u_downsample",
+    "unfold_a2u_upsample",
+    "exp_ratio_soft_pool",
+    "per_cluster_netvlad",
+]
 
 
 def unfold_matmul_carafe(x: Tensor, masks: Tensor, kernel_size: int, groups: int, scale: int) -> Tensor:
@@ -30,6 +38,26 @@ def unfold_matmul_carafe(x: Tensor, masks: Tensor, kernel_size: int, groups: int
     return out.reshape(n, c, h * scale, w * scale)
 
 
+def unfold_a2u_downsample(x: Tensor, kernels: Tensor, kernel_size: int, groups: int) -> Tensor:
+    """A2U's down reassembly as its CPU re-implementations write it: pad, ``F.unfold`` with
+    stride 2, multiply by the kernels and sum (materialises ``N*C*K^2*H/2*W/2``)."""
+    n, c, h, w = x.shape
+    k, pad = kernel_size, (kernel_size - 2) // 2
+    patches = F.unfold(F.pad(x, (pad, k - pad - 1, pad, k - pad - 1)), k, stride=2)
+    patches = patches.reshape(n, groups, c // groups, k * k, h // 2, w // 2)
+    return (patches * kernels.reshape(n, groups, 1, k * k, h // 2, w // 2)).sum(3).reshape(n, c, h // 2, w // 2)
+
+
+def unfold_a2u_upsample(d: Tensor, kernels: Tensor, kernel_size: int, groups: int) -> Tensor:
+    """A2U's up reassembly as ``F.unfold`` + ``repeat_interleave`` to the high resolution +
+    multiply-sum (materialises ``N*C*k^2*2H*2W``)."""
+    n, c, h, w = d.shape
+    k = kernel_size
+    patches = F.unfold(d, k, padding=(k - 1) // 2).reshape(n, groups, c // groups, k * k, h, w)
+    patches = patches.repeat_interleave(2, dim=4).repeat_interleave(2, dim=5)
+    return (patches * kernels.reshape(n, groups, 1, k * k, 2 * h, 2 * w)).sum(3).reshape(n, c, 2 * h, 2 * w)
+
+
 @dataclass(frozen=True)
 class Baseline:
     """``run(module, x)`` computes ``module(x)`` with the common formulation."""
@@ -40,6 +68,34 @@ class Baseline:
 
 def _carafe_baseline(module: nn.Module, x: Tensor) -> Tensor:
     return unfold_matmul_carafe(x, module.kernels(x), module.up_kernel, module.up_group, module.scale_factor)
+
+
+def _indexnet_down_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    encoder_index, _ = module.indices(x)
+    return 4 * F.avg_pool2d(encoder_index * x, 2)
+
+
+def _indexnet_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    encoder_index, decoder_index = module.indices(x)
+    y = 4 * F.avg_pool2d(encoder_index * x, 2)
+    return decoder_index * F.interpolate(y, size=x.shape[-2:], mode="nearest")
+
+
+def _a2u_down_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    down_kernels, _ = module.kernels(x)
+    return unfold_a2u_downsample(x, down_kernels, module.down_kernel, module.groups)
+
+
+def _a2u_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    down_kernels, up_kernels = module.kernels(x)
+    y = unfold_a2u_downsample(x, down_kernels, module.down_kernel, module.groups)
+    return unfold_a2u_upsample(y, up_kernels, module.up_kernel, module.groups)
+
+
+def _maxunpool_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    s = module.scale_factor
+    y, positions = F.max_pool2d(x, s, return_indices=True)
+    return F.max_unpool2d(y, positions, s, output_size=x.shape[-2:])
 
 
 def exp_ratio_soft_pool(x: Tensor, kernel_size: int, stride: int) -> Tensor:
@@ -71,6 +127,15 @@ def per_cluster_netvlad(module: nn.Module, x: Tensor) -> Tensor:
 
 BASELINES: dict[str, Baseline] = {
     "upsampler:carafe": Baseline("unfold+matmul CARAFE (seed 001)", _carafe_baseline),
+    # Guided pairs are timed as the round trip up(*down(x)).
+    **{
+        f"pair:{name}": Baseline("official 4*avg_pool2d(I_en*x) and I_de*interpolate(d)", _indexnet_baseline)
+        for name in ("indexnet", "indexnet_hin", "indexnet_m2o", "indexnet_o2o")
+    },
+    "downsampler:indexnet": Baseline("official 4*avg_pool2d(I_en*x)", _indexnet_down_baseline),
+    "pair:a2u": Baseline("unfold (+repeat_interleave) A2U reassembly", _a2u_baseline),
+    "downsampler:a2u": Baseline("unfold A2U down reassembly", _a2u_down_baseline),
+    "pair:maxunpool": Baseline("F.max_pool2d(return_indices) + F.max_unpool2d", _maxunpool_baseline),
     "downsampler:softpool": Baseline("SoftPool as avg_pool(x e^x) / avg_pool(e^x), unshifted", _softpool_baseline),
     "pool:netvlad": Baseline("NetVLAD with a per-cluster residual loop", per_cluster_netvlad),
 }

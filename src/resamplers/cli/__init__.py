@@ -5,12 +5,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bench, ops
+from ..data.errors import DataError
+from . import bench, compare, data, evaluate, ops, predict, report, train
 
 # name -> module with add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "bench": bench,
     "ops": ops,
+    "data": data,
+    "train": train,
+    "eval": evaluate,
+    "predict": predict,
+    "compare": compare,
+    "report": report,
 }
 
 
@@ -30,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command].run(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DataError) as error:
         print(f"resamplers {args.command}: error: {error}", file=sys.stderr)
         return 2
 

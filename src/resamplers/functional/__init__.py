@@ -1,10 +1,12 @@
 """Stateless operators: ``torch.Tensor`` in, ``torch.Tensor`` out."""
 from ._native_backend import native_available
+from .a2u import a2u_downsample, a2u_upsample, affinity_kernels, dynamic_depthwise_conv2d
+from .adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
+from .indexed import indexed_pooling, indexed_upsampling, max_pool_index, normalize_index
 from .kernel_norm import softmax_kernels
 from .reassembly import carafe, reassemble, reassemble_down, reassembly_macs
 
 # The pooling zoo.
-from .adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
 from .avgmax_pool import avgmax_pool2d, catavgmax_pool2d, mixed_pool2d
 from .bilinear_pool import bilinear_pool
 from .blur_pool import binomial_filter, blur_pool2d
@@ -17,9 +19,24 @@ from .spatial_pyramid_pool import spp_bins, spp_yolo, sppf
 from .stochastic_pool import stochastic_pool2d
 from .windows import window_output_size, window_taps
 
-__all__ = ["carafe", "native_available", "reassemble", "reassemble_down", "reassembly_macs", "softmax_kernels"]
-__all__ += [
+__all__ = [
+    "a2u_downsample",
+    "a2u_upsample",
     "adaptive_avg_pool2d",
+    "affinity_kernels",
+    "carafe",
+    "dynamic_depthwise_conv2d",
+    "indexed_pooling",
+    "indexed_upsampling",
+    "max_pool_index",
+    "native_available",
+    "normalize_index",
+    "reassemble",
+    "reassemble_down",
+    "reassembly_macs",
+    "softmax_kernels",
+]
+__all__ += [
     "adaptive_gem_pool2d",
     "adaptive_max_pool2d",
     "avgmax_pool2d",

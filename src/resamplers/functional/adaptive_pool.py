@@ -59,9 +59,14 @@ def _membership(length: int, bins: int, device: torch.device) -> Tensor:
     return (j >= start[:, None]) & (j < end[:, None])
 
 
+def _pooling_matrix(length: int, bins: int, like: Tensor) -> Tensor:
+    """``bins x length`` matrix averaging each adaptive bin (rows sum to 1)."""
+    member = _membership(length, bins, like.device).to(like.dtype)
+    return member / member.sum(dim=1, keepdim=True)
+
+
 def _avg_axis(x: Tensor, bins: int, dim: int) -> Tensor:
-    member = _membership(x.shape[dim], bins, x.device).to(x.dtype)
-    weights = member / member.sum(dim=1, keepdim=True)  # bins x length, rows sum to 1
+    weights = _pooling_matrix(x.shape[dim], bins, x)
     if dim == -2:
         return torch.matmul(weights, x)
     return torch.matmul(x, weights.transpose(0, 1))

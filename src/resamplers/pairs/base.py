@@ -57,11 +57,22 @@ class ResamplerPair(Resampler):
     Attributes:
         channels: encoder channels (input of ``down``).
         up_channels: decoder channels accepted by ``up``; ``None`` means any.
+        up_channels_tied: ``True`` when the guide is per channel (depthwise indices,
+            max-pooling positions), so ``up`` needs the encoder's channel count and
+            ``up_channels`` must equal ``channels``.
     """
 
-    def __init__(self, channels: int, scale_factor: int = 2, up_channels: int | None = None) -> None:
+    def __init__(
+        self, channels: int, scale_factor: int = 2, up_channels: int | None = None, *, per_channel_guide: bool = False
+    ) -> None:
         super().__init__(check_int(channels, "channels", minimum=1), scale_factor)
         self.up_channels = channels if up_channels is None else check_int(up_channels, "up_channels", minimum=1)
+        self.up_channels_tied = per_channel_guide
+        if per_channel_guide and self.up_channels != channels:
+            raise ValueError(
+                f"argument `up_channels`: this pair's guide holds one index per encoder channel, so up() needs "
+                f"the encoder's {channels} channels; got {self.up_channels}"
+            )
 
     @property
     def size_multiple(self) -> int:  # type: ignore[override]

@@ -1,0 +1,29 @@
+"""Compare resampler pairs on a task under one budget: train, evaluate, report."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..compare import TASKS
+
+    parser.add_argument("--task", default="matting", help=f"one of: {', '.join(sorted(TASKS))}")
+    parser.add_argument("--ops", default=None, help="comma-separated pair names (default: the task's default set)")
+    parser.add_argument("--preset", default="quick", help="smoke | quick | full (budget: steps, crop, width, seeds)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per operator (default: the preset's)")
+    parser.add_argument("--data", default="auto", help="auto | real | synthetic (auto: real when fetched)")
+    parser.add_argument("--data-root", default=None, help="data cache of `resamplers data fetch`")
+    parser.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder")
+    parser.add_argument("--shard", default=None, help="i/n: run every n-th job from i (share --out between shards)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compare.runner import parse_shard, run_compare
+
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
+    report = run_compare(args.task, args.out, ops=ops, preset=args.preset, seeds=args.seeds, data=args.data,
+                         data_root=args.data_root, shard=parse_shard(args.shard), progress=not args.no_progress)
+    print(f"report written: {report.with_suffix('.html')}")
+    return 0

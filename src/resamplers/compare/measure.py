@@ -1,0 +1,97 @@
+"""Cost measures shared by the comparison tasks, and small file helpers."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..complexity import count_macs, count_parameters
+
+__all__ = ["operator_costs", "latency_ms", "write_json_atomic", "read_json"]
+
+
+@torch.no_grad()
+def _pair_call_shapes(model: nn.Module, pairs: nn.ModuleList, example: Tensor) -> list[tuple[torch.Size, torch.Size]]:
+    """The shapes each pair's ``down`` and ``up`` receive in one forward pass of ``model``."""
+    seen: dict[int, dict[str, torch.Size]] = {}
+    for i, pair in enumerate(pairs):
+        def record(method, key, index=i):
+            def wrapped(x, *rest):
+                seen.setdefault(index, {})[key] = x.shape
+                return method(x, *rest)
+            return wrapped
+        # instance attributes shadow the class's methods for this one pass
+        pair.down = record(pair.down, "down")
+        pair.up = record(pair.up, "up")
+    try:
+        model(example)
+    finally:
+        for pair in pairs:
+            del pair.down, pair.up
+    return [(seen[i]["down"], seen[i]["up"]) for i in range(len(pairs)) if {"down", "up"} <= seen.get(i, {}).keys()]
+
+
+@torch.no_grad()
+def operator_costs(model: nn.Module, example: Tensor, pairs_attr: str = "pairs") -> dict[str, int]:
+    """Parameters and MACs of the resampler pairs inside ``model`` (and of the whole model).
+
+    Each pair's ``down`` and ``up`` are counted at the shapes they receive in one forward
+    pass on ``example`` (the task's evaluation resolution).
+    """
+    pairs = getattr(model, pairs_attr)
+    was_training = model.training
+    model.eval()
+    macs = 0
+    for pair, (down_shape, up_shape) in zip(pairs, _pair_call_shapes(model, pairs, example)):
+        x = example.new_zeros(down_shape)
+        macs += count_macs(_Call(lambda t, p=pair: p.down(t)[0]), x)
+        _, guide = pair.down(x)
+        macs += count_macs(_Call(lambda t, p=pair, g=guide: p.up(t, g)), example.new_zeros(up_shape))
+    total = count_macs(model, example)
+    model.train(was_training)
+    return {"params": count_parameters(pairs), "macs": macs, "model_params": count_parameters(model), "model_macs": total}
+
+
+class _Call(nn.Module):
+    """A module around a function, so the MAC counter can run it."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, example: Tensor, repeats: int = 5, warmup: int = 1) -> float:
+    """Median forward latency in milliseconds (eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    for _ in range(warmup):
+        model(example)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(example)
+        samples.append(time.perf_counter() - start)
+    model.train(was_training)
+    return 1000.0 * statistics.median(samples)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,295 @@
+"""The comparison report: ``report.md`` and a self-contained ``report.html`` with plots.
+
+Built only from the files in the results folder (``compare.json``, every run's
+``result.json``, ``log.jsonl`` and ``visuals.npz``, the task's reference rows), so the
+report of a sharded comparison is the same whichever process writes it.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .measure import read_json
+from .tasks import get_task
+from .tasks.base import Task
+
+__all__ = ["collect", "write_report"]
+
+
+def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The comparison spec, every finished run's record, and the reference rows."""
+    out = Path(out)
+    spec_path = out / "compare.json"
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"argument `RESULTS_DIR`: {out} has no compare.json (not a results folder)")
+    spec = read_json(spec_path)
+    records = []
+    for path in sorted((out / "runs" / spec["task"]).glob("*/seed-*/result.json")):
+        try:
+            records.append(read_json(path))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"argument `RESULTS_DIR`: unreadable run result {path}: {error}") from error
+    reference_path = out / "shared" / spec["task"] / "reference.json"
+    references = read_json(reference_path) if reference_path.is_file() else []
+    return spec, records, references
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return (float("nan"), None)
+    return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _summaries(task: Task, spec: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_op: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_op.setdefault(record["op"], []).append(record)
+    rows = []
+    for op in spec["ops"]:
+        runs = by_op.get(op, [])
+        if not runs:
+            continue
+        row: dict[str, Any] = {"op": op, "seeds": len(runs), "metrics": {}, "costs": {}}
+        for subset in task.subsets:
+            for metric in task.metrics:
+                values = [r["metrics"].get(subset, {}).get(metric.name) for r in runs]
+                row["metrics"][(subset, metric.name)] = _mean_std([v for v in values if v is not None])
+        for key in ("params", "macs", "model_params", "train_ms_per_step", "latency_ms"):
+            row["costs"][key] = _mean_std([r["costs"].get(key) for r in runs])[0]
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean: float, std: float | None, digits: int) -> str:
+    if mean != mean:  # NaN: no value (e.g. no thin image)
+        return "n/a"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _best(task: Task, rows: list[dict[str, Any]], key: tuple[str, str]) -> float | None:
+    metric = next(m for m in task.metrics if m.name == key[1])
+    values = [r["metrics"][key][0] for r in rows if r["metrics"][key][0] == r["metrics"][key][0]]
+    if not values:
+        return None
+    return max(values) if metric.higher_is_better else min(values)
+
+
+def _table(task: Task, rows: list[dict[str, Any]], references: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    headers = ["operator", "seeds"]
+    keys = [(subset, m) for subset in task.subsets for m in task.metrics]
+    headers += [m.label if subset == "overall" else f"{m.label} ({subset})" for subset, m in keys]
+    headers += ["op params", "op MMACs", "model params", "train ms/step", "latency ms"]
+    body = []
+    for row in rows:
+        cells = [f"`{row['op']}`", str(row["seeds"])]
+        for subset, m in keys:
+            mean, std = row["metrics"][(subset, m.name)]
+            text = _fmt(mean, std, m.digits)
+            best = _best(task, rows, (subset, m.name))
+            cells.append(f"**{text}**" if best is not None and mean == best and len(rows) > 1 else text)
+        c = row["costs"]
+        cells += [f"{c['params']:,.0f}", f"{c['macs'] / 1e6:,.1f}", f"{c['model_params']:,.0f}",
+                  "n/a" if c["train_ms_per_step"] != c["train_ms_per_step"] else f"{c['train_ms_per_step']:,.0f}",
+                  f"{c['latency_ms']:,.1f}"]
+        body.append(cells)
+    for ref in references:
+        cells = [f"*{ref['name']}*", "-"]
+        for subset, m in keys:
+            value = ref["metrics"].get(subset, {}).get(m.name)
+            cells.append("n/a" if value is None else f"{value:.{m.digits}f}")
+        cells += ["-"] * 5
+        body.append(cells)
+    return headers, body
+
+
+def _markdown(headers: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+
+
+def _html_table(headers: list[str], body: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        text = html.escape(text)
+        if text.startswith("**"):
+            return f"<b>{text.strip('*')}</b>"
+        if text.startswith("`"):
+            return f"<code>{text.strip('`')}</code>"
+        if text.startswith("*"):
+            return f"<i>{text.strip('*')}</i>"
+        return text
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    rows = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _plot_quality_cost(task: Task, rows: list[dict[str, Any]], references, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = next(m for m in task.metrics if m.name == task.primary)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (key, label, scale) in zip(axes, [("macs", "operator MMACs (all stages, eval resolution)", 1e6),
+                                              ("latency_ms", "whole-model inference latency (ms)", 1.0)]):
+        for row in rows:
+            x = row["costs"][key] / scale
+            y, std = row["metrics"][("overall", metric.name)]
+            ax.errorbar(x, y, yerr=std or 0, fmt="o", capsize=3)
+            ax.annotate(row["op"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for ref in references:
+            value = ref["metrics"].get("overall", {}).get(metric.name)
+            if value is not None:
+                ax.axhline(value, color="gray", linestyle="--", linewidth=1)
+                ax.annotate(ref["name"], (ax.get_xlim()[0], value), fontsize=7, color="gray", va="bottom")
+        if key == "macs":  # zero for selection-only operators (nearest, max unpooling)
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(left=0)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"{metric.label} ({'higher' if metric.higher_is_better else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{task.title}: quality against cost")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_loss_curves(out: Path, task: Task, spec: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    plotted = False
+    for op in spec["ops"]:
+        curves = []
+        for log in sorted((out / "runs" / task.name / op).glob("seed-*/log.jsonl")):
+            records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            if records:
+                curves.append({r["step"]: r["loss"] for r in records})
+        if not curves:
+            continue
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        ax.plot(steps, [statistics.fmean(c[s] for c in curves) for s in steps], label=op)
+        plotted = True
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (mean over seeds)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if plotted:
+        ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return plotted
+
+
+def _plot_visual_sheet(out: Path, task: Task, spec: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    visuals = {}
+    for op in spec["ops"]:
+        file = out / "runs" / task.name / op / "seed-0" / "visuals.npz"
+        if file.is_file():
+            with np.load(file, allow_pickle=False) as data:
+                visuals[op] = {k: data[k] for k in data.files}
+    if not visuals:
+        return False
+    first = next(iter(visuals.values()))
+    columns = len(first["output"])
+    labels = ["input", "ground truth", *visuals]
+    fig, axes = plt.subplots(len(labels), columns, figsize=(max(4.5, 1.9 * columns), 1.9 * len(labels)), squeeze=False)
+    for r, label in enumerate(labels):
+        for c in range(columns):
+            ax = axes[r][c]
+            if label == "input":
+                picture = first["input"][c]
+            elif label == "ground truth":
+                picture = first["target"][c]
+            else:
+                picture = visuals[label]["output"][c]
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle("Same test crops, every operator\n(seed 0, zoomed on boundaries)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _embed(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
+    """Write ``report.md``, ``report.html`` and the plots into ``out``; print the table."""
+    out = Path(out)
+    spec, records, references = collect(out)
+    task = get_task(spec["task"])
+    rows = _summaries(task, spec, records)
+    headers, body = _table(task, rows, references)
+    expected = len(spec["ops"]) * spec["seeds"]
+    machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in records}
+    machine_text = "; ".join(
+        f"{m.get('processor', '?')}, {m.get('cpus', '?')} CPUs, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}"
+        for m in map(json.loads, machines)
+    )
+    preset = records[0]["preset"] if records else task.presets()[spec["preset"]].to_dict()
+    wall = sum(r.get("seconds", 0.0) for r in records)
+    finished = max((r.get("finished", "") for r in records), default="")
+    pictures = {}
+    if rows:
+        _plot_quality_cost(task, rows, references, out / "quality_vs_cost.png")
+        pictures["Quality against cost"] = out / "quality_vs_cost.png"
+        if _plot_loss_curves(out, task, spec, out / "loss_curves.png"):
+            pictures["Training loss"] = out / "loss_curves.png"
+        if _plot_visual_sheet(out, task, spec, out / "visual_sheet.png"):
+            pictures["Visual sheet"] = out / "visual_sheet.png"
+    intro = [
+        f"# {task.title}",
+        "",
+        f"Preset `{spec['preset']}` ({preset['description']}); data: {spec['data']}; "
+        f"{len(records)} of {expected} runs finished (last {finished or 'n/a'}); summed run time {wall / 60:.1f} min.",
+        f"Machine: {machine_text or 'n/a'}.",
+        f"Metrics: {task.describe_metrics()}; mean ± std over seeds. Costs: the operator's parameters and "
+        "multiply-accumulates summed over every stage it occupies at the evaluation resolution, training time per "
+        "step, and whole-model inference latency at the evaluation resolution (batch 1).",
+        "",
+    ]
+    md = "\n".join(intro) + _markdown(headers, body) + "\n"
+    for title, picture in pictures.items():
+        md += f"\n## {title}\n\n![{title}]({picture.name})\n"
+    (out / "report.md").write_text(md)
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+    body_html = "".join(f"<p>{html.escape(line)}</p>" for line in intro[2:] if line)
+    body_html += _html_table(headers, body)
+    for title, picture in pictures.items():
+        body_html += f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{_embed(picture)}'>"
+    (out / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(task.title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(task.title)}</h1>{body_html}</body></html>"
+    )
+    from ..cli._console import print_table
+
+    print_table(f"{task.name} / {spec['preset']}: {len(records)} of {expected} runs", headers,
+                [[c.replace("**", "").replace("`", "").replace("*", "") for c in r] for r in body])
+    log(f"report: {out / 'report.html'} and {out / 'report.md'}")
+    return out / "report.md"

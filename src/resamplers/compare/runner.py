@@ -1,0 +1,186 @@
+"""Run a comparison: every (operator, seed) of one task under one preset, resumably.
+
+Layout of the results folder::
+
+    OUT/compare.json                       the comparison (task, preset, operators, seeds, data)
+    OUT/shared/<task>/...                  what all runs share (test set, reference rows)
+    OUT/runs/<task>/<op>/seed-<k>/         one run: checkpoints/, log.jsonl, visuals.npz,
+                                           result.json (written last, atomically: the run is done)
+    OUT/report.md, OUT/report.html, OUT/*.png
+
+A run with ``result.json`` is never redone; an unfinished one resumes from its newest
+checkpoint.  ``shard=(i, n)`` runs every n-th job starting at i, so several processes or
+machines can share one results folder; ``resamplers report OUT`` then merges them.  Under
+``torchrun`` every run trains data-parallel; rank 0 evaluates and writes.
+"""
+from __future__ import annotations
+
+import difflib
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..registry import PAIRS
+from ..training.distributed import init_distributed
+from .measure import read_json, write_json_atomic
+from .tasks import get_task
+from .tasks.base import RunSpec, Task
+
+__all__ = ["CompareSpec", "run_compare", "resolve_data", "parse_shard", "jobs_of"]
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    task: str
+    preset: str
+    ops: tuple[str, ...]
+    seeds: int
+    data: str
+    data_root: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "preset": self.preset, "ops": list(self.ops), "seeds": self.seeds,
+                "data": self.data, "data_root": self.data_root}
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    if not text:
+        return (0, 1)
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"argument `--shard`: expected i/n such as 0/2, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"argument `--shard`: expected 0 <= i < n, got {text!r}")
+    return (i, n)
+
+
+def resolve_ops(task: Task, ops: Sequence[str] | None) -> tuple[str, ...]:
+    if not ops:
+        return tuple(op for op in task.default_ops if op in PAIRS)
+    for op in ops:
+        if op not in PAIRS:
+            close = difflib.get_close_matches(op, PAIRS.names(), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"argument `--ops`: {op!r} is not a registered pair{hint} Registered: {', '.join(PAIRS.names())}")
+    return tuple(dict.fromkeys(ops))
+
+
+def resolve_data(data: str, data_root: str | None) -> str:
+    """``auto`` becomes ``real`` when the fetched data is complete, else ``synthetic``."""
+    if data != "auto":
+        if data not in ("real", "synthetic"):
+            raise ValueError(f"argument `--data`: expected auto, real or synthetic, got {data!r}")
+        return data
+    try:
+        from ..data import DataError, open_source
+
+        source = open_source("real", data_root)
+        return "real" if source.foregrounds("train") and source.backgrounds("train") else "synthetic"
+    except (DataError, OSError, ValueError):
+        return "synthetic"
+
+
+def jobs_of(spec: CompareSpec) -> list[tuple[str, int]]:
+    return [(op, seed) for op in spec.ops for seed in range(spec.seeds)]
+
+
+def _merge_spec(out: Path, spec: CompareSpec) -> CompareSpec:
+    """Reuse a results folder for the same comparison; operators may be added."""
+    path = out / "compare.json"
+    if not path.is_file():
+        return spec
+    old = read_json(path)
+    for key in ("task", "preset", "seeds", "data"):
+        if old[key] != getattr(spec, key):
+            raise ValueError(
+                f"argument `--out`: {out} holds a {old['task']}/{old['preset']} comparison with {key}={old[key]!r}, "
+                f"not {getattr(spec, key)!r}; choose another --out"
+            )
+    ops = tuple(dict.fromkeys([*old["ops"], *spec.ops]))
+    return CompareSpec(spec.task, spec.preset, ops, spec.seeds, spec.data, spec.data_root)
+
+
+def run_compare(
+    task_name: str,
+    out: Path,
+    *,
+    ops: Sequence[str] | None = None,
+    preset: str = "quick",
+    seeds: int | None = None,
+    data: str = "auto",
+    data_root: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run this shard's jobs of a comparison, then write the report; returns the report path."""
+    task = get_task(task_name)
+    presets = task.presets()
+    if preset not in presets:
+        raise ValueError(f"argument `--preset`: expected one of {sorted(presets)}, got {preset!r}")
+    chosen = presets[preset]
+    n_seeds = chosen.seeds if seeds is None else seeds
+    if n_seeds < 1:
+        raise ValueError(f"argument `--seeds`: expected at least 1, got {n_seeds}")
+    out = Path(out)
+    requested = resolve_ops(task, ops)
+    spec = _merge_spec(out, CompareSpec(task.name, preset, requested, n_seeds, resolve_data(data, data_root), data_root))
+    ctx = init_distributed()
+    try:
+        if ctx.is_main:
+            write_json_atomic(out / "compare.json", {**spec.to_dict(), "updated": _now()})
+        shared = out / "shared" / task.name
+        every = [(op, seed) for op, seed in jobs_of(spec) if op in requested]
+        mine = every[shard[0] :: shard[1]]
+        first = _run_spec(task, spec, requested[0], 0, out, shared, chosen)
+        if ctx.is_main:
+            log(f"{task.name}/{preset}: {len(mine)} of {len(every)} runs in this shard; data: {spec.data}")
+            task.prepare(first)
+        ctx.barrier()
+        for number, (op, seed) in enumerate(mine, start=1):
+            run = _run_spec(task, spec, op, seed, out, shared, chosen)
+            done = run.run_dir / "result.json"
+            if done.is_file():
+                log(f"[{number}/{len(mine)}] {op} seed {seed}: done before, kept")
+                continue
+            log(f"[{number}/{len(mine)}] {op} seed {seed}")
+            started = time.perf_counter()
+            result = task.run(run, progress)
+            if ctx.is_main:
+                record = {"task": task.name, "op": op, "seed": seed, "preset": chosen.to_dict(), "data": spec.data,
+                          "finished": _now(), "seconds": time.perf_counter() - started, "machine": machine(), **result}
+                write_json_atomic(done, record)
+            ctx.barrier()
+        if not ctx.is_main:
+            return out / "report.md"
+        rows = task.reference_rows(first)
+        write_json_atomic(shared / "reference.json", rows)
+    finally:
+        ctx.close()
+    from .report import write_report
+
+    return write_report(out, log=log)
+
+
+def _run_spec(task: Task, spec: CompareSpec, op: str, seed: int, out: Path, shared: Path, preset) -> RunSpec:
+    return RunSpec(task=task.name, op=op, seed=seed, preset=preset, run_dir=out / "runs" / task.name / op / f"seed-{seed}",
+                   shared_dir=shared, data=spec.data, data_root=spec.data_root)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "system": platform.system()}

@@ -1,0 +1,113 @@
+"""What a comparison task provides.  Tasks are pluggable: a segmentation task joins by
+subclassing :class:`Task` and calling :func:`register_task`; the runner and the report
+never name a task."""
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Metric", "Preset", "RunSpec", "Task", "TASKS", "register_task", "get_task"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A quality measure: ``name`` in results, ``label`` in reports."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    digits: int = 3
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A budget: every run of a comparison uses the same one.
+
+    ``minutes`` is the documented expected wall time of the task's default operator set on a
+    2-core CPU (all seeds), measured when the preset was set.
+    """
+
+    name: str
+    steps: int
+    crop: int
+    width: float
+    batch_size: int
+    seeds: int
+    eval_images: int
+    lr: float
+    minutes: float
+    description: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (task, operator, seed) run and where it lives."""
+
+    task: str
+    op: str
+    seed: int
+    preset: Preset
+    run_dir: Path
+    shared_dir: Path  # task-wide files (test set, reference rows) inside the results folder
+    data: str  # "real" or "synthetic"
+    data_root: str | None
+
+
+class Task(ABC):
+    """A task on which resampler pairs are compared."""
+
+    name: str
+    title: str
+    metrics: tuple[Metric, ...]
+    primary: str  # the metric on the quality axis of the quality/cost plot
+    default_ops: tuple[str, ...]
+    subsets: tuple[str, ...] = ("overall",)
+
+    @abstractmethod
+    def presets(self) -> dict[str, Preset]:
+        """The task's presets by name (``smoke``, ``quick``, ``full``)."""
+
+    @abstractmethod
+    def prepare(self, spec: RunSpec) -> None:
+        """Build what all runs share (e.g. the fixed test set) once; idempotent."""
+
+    @abstractmethod
+    def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
+        """Train (resumably, in ``spec.run_dir``), evaluate and measure; return the result record.
+
+        The record holds ``metrics`` (``{subset: {metric: value}}``), ``costs`` (``params``,
+        ``macs``, ``model_params``, ``train_ms_per_step``, ``latency_ms``) and ``train``.
+        Visual crops go to ``spec.run_dir / "visuals.npz"``.
+        """
+
+    def reference_rows(self, spec: RunSpec) -> list[dict[str, Any]]:
+        """Rows of non-learned references (e.g. closed-form matting), cached by the task."""
+        return []
+
+    def describe_metrics(self) -> str:
+        return ", ".join(f"{m.label} ({'higher' if m.higher_is_better else 'lower'} is better)" for m in self.metrics)
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"argument `--task`: unknown task {name!r}{hint} Registered: {', '.join(sorted(TASKS))}")
+    return TASKS[name]

@@ -1,0 +1,162 @@
+"""Image matting: the task where IndexNet and A2U were born and the upsampler matters most.
+
+Each run trains the IndexNet matting network (``resamplers.models``) with the operator's
+pair at every stage, on composites of the real fetched data (or the synthetic source),
+then evaluates SAD, MSE, Grad and Conn on the unknown region of the fixed test set,
+overall and on its thin-structure subset (images with procedural strands or defocus).
+The closed-form matting of Levin et al. on the same images is the reference row.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...metrics import matting_metrics
+from ...models import load_matting_model, predict_alpha
+from ...training.config import TrainConfig
+from ...training.matting import train
+from ..measure import latency_ms, operator_costs, read_json, write_json_atomic
+from .base import Metric, Preset, RunSpec, Task, register_task
+
+__all__ = ["MattingTask"]
+
+VISUAL_CROPS = 4
+CROP = 64
+
+
+def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+
+class MattingTask(Task):
+    name = "matting"
+    title = "Image matting (IndexNet matting network, Composition-1k-style test set)"
+    metrics = (Metric("sad", "SAD", False, 2), Metric("mse", "MSE", False, 4),
+               Metric("grad", "Grad", False, 2), Metric("conn", "Conn", False, 2))
+    primary = "sad"
+    default_ops = ("indexnet_m2o", "a2u", "carafe", "bilinear", "nearest", "maxunpool", "dysample", "fade", "sapa")
+    subsets = ("overall", "thin")
+
+    def presets(self) -> dict[str, Preset]:
+        return {
+            "smoke": Preset("smoke", steps=2, crop=64, width=0.25, batch_size=2, seeds=1, eval_images=2, lr=1e-3,
+                            minutes=0.5, description="two steps at width 0.25: checks the pipeline end to end",
+                            extra={"eval_size": 64}),
+            "quick": Preset("quick", steps=150, crop=128, width=0.35, batch_size=8, seeds=1, eval_images=24, lr=2e-3,
+                            minutes=14.0, description="150 steps of 8 crops of 128, width 0.35, 24 test images",
+                            extra={"eval_size": 256}),
+            "full": Preset("full", steps=20000, crop=256, width=1.0, batch_size=16, seeds=3, eval_images=0, lr=1e-3,
+                           minutes=6000.0, description="20k steps of 16 crops of 256 at full width, 3 seeds, all test images",
+                           extra={"eval_size": 256}),
+        }
+
+    def _test_set_dir(self, spec: RunSpec):
+        return spec.shared_dir / f"testset-{spec.data}-{spec.preset.extra['eval_size']}"
+
+    def prepare(self, spec: RunSpec) -> None:
+        from ...data import open_source, write_test_set
+
+        write_test_set(open_source(spec.data, spec.data_root), self._test_set_dir(spec),
+                       size=spec.preset.extra["eval_size"], seed=0)
+
+    def _test_images(self, spec: RunSpec):
+        from ...data import MattingTestSet
+
+        test = MattingTestSet(self._test_set_dir(spec))
+        n = len(test) if spec.preset.eval_images <= 0 else min(len(test), spec.preset.eval_images)
+        # An evenly spread subset keeps every foreground family represented.
+        indices = np.linspace(0, len(test) - 1, n).round().astype(int).tolist() if n < len(test) else list(range(n))
+        return [test[i] for i in indices]
+
+    def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
+        p = spec.preset
+        config = TrainConfig(
+            out=str(spec.run_dir), pair=spec.op, width=p.width, data=spec.data, data_root=spec.data_root,
+            crop=p.crop, workers=0, lr=p.lr, batch_size=p.batch_size, steps=p.steps,
+            checkpoint_every=max(1, p.steps // 5), log_every=max(1, p.steps // 50), seed=spec.seed,
+        )
+        start = time.perf_counter()
+        resume = (spec.run_dir / "checkpoints" / "latest").is_file()
+        result = train(config, resume=resume, progress=progress)
+        model = load_matting_model(spec.run_dir)
+        samples = self._test_images(spec)
+        per_image = []
+        predictions = []
+        for sample in samples:
+            pred = predict_alpha(model, sample["image"], sample["trimap"])
+            row = matting_metrics(pred.numpy(), sample["alpha"][0].numpy(), sample["trimap"].numpy())
+            per_image.append({"name": sample["name"], "thin": bool(sample["thin"]), **row})
+            predictions.append(pred)
+        metrics = {
+            "overall": _mean_metrics([{m.name: r[m.name] for m in self.metrics} for r in per_image]),
+            "thin": _mean_metrics([{m.name: r[m.name] for m in self.metrics} for r in per_image if r["thin"]]),
+        }
+        write_json_atomic(spec.run_dir / "per_image.json", per_image)
+        size = p.extra["eval_size"]
+        example = torch.zeros(1, 4, size, size)
+        costs = operator_costs(model, example)
+        costs["latency_ms"] = latency_ms(model, example, repeats=3)
+        costs["train_ms_per_step"] = 1000.0 * result.seconds_per_step if result.seconds_per_step else None
+        self._save_visuals(spec, samples, predictions)
+        return {"metrics": metrics, "costs": costs, "train": {"steps": result.step, "wall_s": time.perf_counter() - start}}
+
+    def _visual_windows(self, samples: list[dict]) -> list[tuple[int, int, int]]:
+        """Fixed crops for the visual sheet: the thin images first, each centred on its busiest unknown band."""
+        order = sorted(range(len(samples)), key=lambda i: (not samples[i]["thin"], i))[:VISUAL_CROPS]
+        windows = []
+        for i in order:
+            alpha = samples[i]["alpha"][0].numpy()
+            soft = ((alpha > 0.02) & (alpha < 0.98)).astype(np.float32)
+            h, w = soft.shape
+            c = min(CROP, h, w)
+            # the window with the most fractional-alpha pixels (integral image, stride 8)
+            integral = np.pad(soft.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            best, at = -1.0, (0, 0)
+            for y in range(0, h - c + 1, 8):
+                for x in range(0, w - c + 1, 8):
+                    total = integral[y + c, x + c] - integral[y, x + c] - integral[y + c, x] + integral[y, x]
+                    if total > best:
+                        best, at = total, (y, x)
+            windows.append((i, *at))
+        return windows
+
+    def _save_visuals(self, spec: RunSpec, samples: list[dict], predictions: list[torch.Tensor]) -> None:
+        windows = self._visual_windows(samples)
+        c = min(CROP, *samples[0]["alpha"].shape[-2:])
+
+        def crop(t: torch.Tensor, y: int, x: int) -> np.ndarray:
+            return t[..., y : y + c, x : x + c].numpy()
+
+        image = [crop(samples[i]["image"], y, x).transpose(1, 2, 0) for i, y, x in windows]
+        target = [crop(samples[i]["alpha"][0], y, x) for i, y, x in windows]
+        output = [crop(predictions[i], y, x) for i, y, x in windows]
+        to8 = lambda arrays: (np.stack(arrays) * 255).round().clip(0, 255).astype(np.uint8)  # noqa: E731
+        np.savez_compressed(spec.run_dir / "visuals.npz", input=to8(image), target=to8(target), output=to8(output),
+                            names=np.array([samples[i]["name"] for i, _, _ in windows]))
+
+    def reference_rows(self, spec: RunSpec) -> list[dict[str, Any]]:
+        cache = spec.shared_dir / f"closed-form-{spec.data}-{spec.preset.name}.json"
+        if cache.is_file():
+            return [read_json(cache)]
+        try:
+            from ...metrics.closed_form import closed_form_alpha
+        except ImportError:
+            return []
+        samples = self._test_images(spec)
+        rows = []
+        for sample in samples:
+            pred = closed_form_alpha(sample["image"], sample["trimap"])
+            rows.append({"thin": bool(sample["thin"]),
+                         **matting_metrics(pred, sample["alpha"][0].numpy(), sample["trimap"].numpy())})
+        names = [m.name for m in self.metrics]
+        row = {"name": "closed-form matting (Levin et al. 2008, pymatting)",
+               "metrics": {"overall": _mean_metrics([{k: r[k] for k in names} for r in rows]),
+                           "thin": _mean_metrics([{k: r[k] for k in names} for r in rows if r["thin"]])}}
+        write_json_atomic(cache, row)
+        return [row]
+
+
+register_task(MattingTask())

@@ -1,0 +1,78 @@
+"""resamplers compare: smoke presets of both tasks, resumption, shards and the merged report."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resamplers.cli import main
+from resamplers.compare import TASKS
+from resamplers.compare.runner import parse_shard
+
+
+def test_tasks_are_registered_with_three_documented_presets():
+    assert {"matting", "reconstruction"} <= set(TASKS)
+    for task in TASKS.values():
+        presets = task.presets()
+        assert set(presets) == {"smoke", "quick", "full"}
+        assert presets["smoke"].minutes <= 1 and presets["quick"].minutes <= 15
+
+
+def test_shard_parsing():
+    assert parse_shard("1/3") == (1, 3) and parse_shard(None) == (0, 1)
+    for bad in ("3/3", "x", "1/0"):
+        with pytest.raises(ValueError, match="`--shard`"):
+            parse_shard(bad)
+
+
+@pytest.mark.slow
+def test_matting_smoke_writes_report(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--task", "matting", "--preset", "smoke", "--ops", "bilinear,nearest", "--data", "synthetic",
+                 "--out", str(out), "--no-progress"]) == 0
+    for name in ("report.md", "report.html", "quality_vs_cost.png", "loss_curves.png", "visual_sheet.png"):
+        assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "`bilinear`" in report and "`nearest`" in report and "closed-form" in report
+    result = json.loads((out / "runs" / "matting" / "bilinear" / "seed-0" / "result.json").read_text())
+    assert set(result["metrics"]) == {"overall", "thin"}
+    assert set(result["metrics"]["overall"]) == {"sad", "mse", "grad", "conn"}
+    assert {"params", "macs", "latency_ms", "train_ms_per_step"} <= set(result["costs"])
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    assert "SAD" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    common = ["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "bilinear,maxunpool,nearest",
+              "--data", "synthetic", "--out", str(out), "--no-progress"]
+    assert main([*common, "--shard", "0/2"]) == 0
+    runs = out / "runs" / "reconstruction"
+    assert (runs / "bilinear" / "seed-0" / "result.json").is_file()
+    assert not (runs / "maxunpool" / "seed-0").exists()
+    assert (runs / "nearest" / "seed-0" / "result.json").is_file()
+    first = (runs / "bilinear" / "seed-0" / "result.json").read_text()
+    assert main([*common, "--shard", "1/2"]) == 0
+    assert (runs / "maxunpool" / "seed-0" / "result.json").is_file()
+    capsys.readouterr()
+    assert main(common) == 0  # everything done: nothing is redone
+    assert capsys.readouterr().out.count("done before, kept") == 3
+    assert (runs / "bilinear" / "seed-0" / "result.json").read_text() == first
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "3 of 3 runs finished" in report and "`maxunpool`" in report and "PSNR" in report
+
+
+def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):
+    assert main(["compare", "--task", "reconstruction", "--ops", "bilinearr", "--out", str(tmp_path / "a")]) == 2
+    assert "did you mean bilinear" in capsys.readouterr().err
+    assert main(["compare", "--task", "segmentation", "--out", str(tmp_path / "a")]) == 2
+    assert "unknown task" in capsys.readouterr().err
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "compare.json").write_text(json.dumps(
+        {"task": "matting", "preset": "quick", "ops": ["bilinear"], "seeds": 1, "data": "synthetic", "data_root": None}))
+    assert main(["compare", "--task", "reconstruction", "--preset", "smoke", "--data", "synthetic",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "choose another --out" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nothing")]) == 2
