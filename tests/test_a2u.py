@@ -10,7 +10,7 @@ from conftest import assert_close
 from reference import a2u_down_loop, a2u_kernels_reference, a2u_up_loop
 from resamplers import create_downsampler, create_pair
 from resamplers.functional import a2u_downsample, a2u_upsample, adaptive_avg_pool2d, dynamic_depthwise_conv2d
-from resamplers.functional.adaptive_pooling import _pooling_matrix
+from resamplers.functional.adaptive_pool import _pooling_matrix
 
 OFFICIAL_KEYS = {
     "bnu.0.weight", "bnu.0.bias", "bnv.0.weight", "bnv.0.bias",
@@ -71,8 +71,12 @@ class TestParametersAndCheckpoints:
 
     def test_group_norm_divisibility_is_a_clear_error(self):
         with pytest.raises(ValueError, match="`channels`.*multiple of 32"):
-            create_pair("a2u", channels=48)
+            create_pair("a2u", channels=48, norm_groups=32)
         assert create_pair("a2u", channels=12, norm_groups=4).bnu[0].num_groups == 4
+        # default: the official 32 groups where they fit, else the largest power of two dividing C
+        assert create_pair("a2u", channels=64).bnu[0].num_groups == 32
+        assert create_pair("a2u", channels=24).bnu[0].num_groups == 8
+        assert create_pair("a2u", channels=160).bnu[0].num_groups == 32
         with pytest.raises(ValueError, match="`groups`"):
             create_pair("a2u", channels=32, groups=3)
         with pytest.raises(ValueError, match="`up_kernel`"):

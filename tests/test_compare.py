@@ -45,23 +45,23 @@ def test_matting_smoke_writes_report(tmp_path, capsys):
 @pytest.mark.slow
 def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
     out = tmp_path / "cmp"
-    common = ["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "bilinear,deconv,nearest",
+    common = ["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "bilinear,maxunpool,nearest",
               "--data", "synthetic", "--out", str(out), "--no-progress"]
     assert main([*common, "--shard", "0/2"]) == 0
     runs = out / "runs" / "reconstruction"
     assert (runs / "bilinear" / "seed-0" / "result.json").is_file()
-    assert not (runs / "deconv" / "seed-0").exists()
+    assert not (runs / "maxunpool" / "seed-0").exists()
     assert (runs / "nearest" / "seed-0" / "result.json").is_file()
     first = (runs / "bilinear" / "seed-0" / "result.json").read_text()
     assert main([*common, "--shard", "1/2"]) == 0
-    assert (runs / "deconv" / "seed-0" / "result.json").is_file()
+    assert (runs / "maxunpool" / "seed-0" / "result.json").is_file()
     capsys.readouterr()
     assert main(common) == 0  # everything done: nothing is redone
     assert capsys.readouterr().out.count("done before, kept") == 3
     assert (runs / "bilinear" / "seed-0" / "result.json").read_text() == first
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "3 of 3 runs finished" in report and "`deconv`" in report and "PSNR" in report
+    assert "3 of 3 runs finished" in report and "`maxunpool`" in report and "PSNR" in report
 
 
 def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):

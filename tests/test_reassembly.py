@@ -240,3 +240,27 @@ def test_peak_memory_bounded_by_a_few_outputs(backend):
     extra, output_bytes = map(int, out.split())
     limit = 2 if backend == "native" else 4
     assert extra <= limit * output_bytes, f"extra {extra / 2**20:.1f} MiB vs output {output_bytes / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("kernel, stride, padding, groups", [(3, 2, 1, 1), (2, 2, 0, 8), (5, 3, 2, 8), (4, 2, 1, 1)])
+def test_strided_reassembly_exports_with_dynamic_odd_sizes(kernel, stride, padding, groups):
+    """Kernels predicted at floor-sized resolution (any input size) export with dynamic sizes."""
+
+    class Down(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.predict = torch.nn.Conv2d(8, groups * kernel**2, kernel, stride, padding)
+
+        def forward(self, x):
+            return reassemble_down(x, self.predict(x), kernel, groups, stride, padding)
+
+    torch.manual_seed(0)
+    down = Down()
+    x = torch.randn(2, 8, 7, 11)
+    dims = {"x": {2: torch.export.Dim("h", min=6, max=512), 3: torch.export.Dim("w", min=6, max=512)}}
+    program = torch.export.export(down, (x,), dynamic_shapes=dims)
+    geometry = dict(kernel_size=kernel, groups=groups, scale_factor=1, stride=stride, padding=(padding, padding))
+    for size in [(13, 6), (8, 9)]:
+        x2 = torch.randn(2, 8, *size)
+        with torch.no_grad():
+            assert_close(program.module()(x2), _loop(x2, down.predict(x2), geometry))

@@ -7,6 +7,7 @@ torch.Size([1, 64, 16, 16])
 """
 from . import functional, layers
 from . import pairs  # after layers: registers every upsampler as an unguided pair
+from . import blocks, pools
 from .registry import (
     create_block,
     create_downsampler,
@@ -37,3 +38,4 @@ __all__ = [
     "list_upsamplers",
     "pairs",
 ]
+__all__ += ["blocks", "pools"]

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 __all__ = [
     "Baseline",
     "BASELINES",
+    "exp_ratio_soft_pool",
+    "per_cluster_netvlad",
     "unfold_a2u_downsample",
     "unfold_a2u_upsample",
     "unfold_matmul_carafe",
@@ -147,6 +149,33 @@ def _maxunpool_baseline(module: nn.Module, x: Tensor) -> Tensor:
     return F.max_unpool2d(y, positions, s, output_size=x.shape[-2:])
 
 
+def exp_ratio_soft_pool(x: Tensor, kernel_size: int, stride: int) -> Tensor:
+    """SoftPool as ``avg_pool(x e^x) / avg_pool(e^x)`` per channel, the paper's formula without
+    a shift (the official CPU path has this form, with ``e^x`` summed over channels); its
+    exponentials overflow for activations above ~88 in float32."""
+    e = torch.exp(x)
+    return F.avg_pool2d(x * e, kernel_size, stride) / F.avg_pool2d(e, kernel_size, stride)
+
+
+def _softpool_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    return exp_ratio_soft_pool(x, module.kernel_size, module.stride)
+
+
+def per_cluster_netvlad(module: nn.Module, x: Tensor) -> Tensor:
+    """NetVLAD with a loop over clusters that builds each ``C x HW`` residual (the reference
+    implementation's memory-saving loop), instead of one matrix product."""
+    n, c = x.shape[:2]
+    if module.normalize_input:
+        x = F.normalize(x, dim=1)
+    assign = F.conv2d(x, module.conv.weight, module.conv.bias).flatten(2).softmax(dim=1)
+    flat = x.flatten(2)
+    vlad = torch.stack(
+        [((flat - module.centroids[k][None, :, None]) * assign[:, k : k + 1]).sum(-1) for k in range(module.num_clusters)],
+        dim=1,
+    )
+    return F.normalize(F.normalize(vlad, dim=2).flatten(1), dim=1)
+
+
 BASELINES: dict[str, Baseline] = {
     "upsampler:carafe": Baseline("unfold+matmul CARAFE (seed 001)", _carafe_baseline),
     "downsampler:carafe": Baseline("unfold(stride=s) CARAFE++ down (unofficial ports)", _carafe_down_baseline),
@@ -161,4 +190,6 @@ BASELINES: dict[str, Baseline] = {
     "pair:a2u": Baseline("unfold (+repeat_interleave) A2U reassembly", _a2u_baseline),
     "downsampler:a2u": Baseline("unfold A2U down reassembly", _a2u_down_baseline),
     "pair:maxunpool": Baseline("F.max_pool2d(return_indices) + F.max_unpool2d", _maxunpool_baseline),
+    "downsampler:softpool": Baseline("SoftPool as avg_pool(x e^x) / avg_pool(e^x), unshifted", _softpool_baseline),
+    "pool:netvlad": Baseline("NetVLAD with a per-cluster residual loop", per_cluster_netvlad),
 }

@@ -145,14 +145,30 @@ def time_interleaved(candidates: Sequence[Callable[[], object]], repeats: int, w
     return [_median_ms(s) for s in samples]
 
 
-def _workloads(forward: Callable[[Tensor], Tensor], x: Tensor, module: nn.Module, grad: Tensor):
+def _tensors(value: Tensor | list[Tensor]) -> list[Tensor]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def example_input(module: nn.Module, config: BenchConfig, generator: torch.Generator) -> Tensor | list[Tensor]:
+    """The benchmark input: ``N x C x H x W``, or for a multi-resolution block (``channels``
+    a tuple, e.g. HRNet's fuse unit) one map per branch, branch ``j`` at ``ceil(H / 2^j)``."""
+    widths = getattr(module, "channels", None)
+    if not isinstance(widths, tuple):
+        return torch.randn(config.batch, config.channels, config.height, config.width, generator=generator)
+    return [
+        torch.randn(config.batch, c, -(-config.height // 2**j), -(-config.width // 2**j), generator=generator)
+        for j, c in enumerate(widths)
+    ]
+
+
+def _workloads(forward: Callable, x: Tensor | list[Tensor], module: nn.Module, grad: list[Tensor]):
     def infer() -> None:
         with torch.no_grad():
             forward(x)
 
     def train() -> None:
-        xg = x.detach().requires_grad_()
-        forward(xg).backward(grad)
+        xg = [t.detach().requires_grad_() for t in _tensors(x)]
+        torch.autograd.backward(_tensors(forward(xg if isinstance(x, list) else xg[0])), grad)
         module.zero_grad(set_to_none=True)
 
     return infer, train
@@ -186,12 +202,15 @@ def run_bench(
             progress(qualified)
         kind, name = qualified.split(":", 1)
         torch.manual_seed(config.seed)
-        module = build_operator(kind, name, config.channels, config.scale_factor).to(dtype)
+        # Eval mode: BatchNorm after a global pool (SK attention) cannot train on a batch
+        # of 1, and stochastic ops time their deterministic form; gradients still flow.
+        module = build_operator(kind, name, config.channels, config.scale_factor).to(dtype).eval()
         g = torch.Generator().manual_seed(config.seed)
-        x = torch.randn(config.batch, config.channels, config.height, config.width, generator=g).to(dtype)
+        x = example_input(module, config, g)
+        x = [t.to(dtype) for t in x] if isinstance(x, list) else x.to(dtype)
         with torch.no_grad():
-            out = module(x)
-        grad = torch.randn(out.shape, generator=g).to(dtype)
+            outs = _tensors(module(x))
+        grad = [torch.randn(o.shape, generator=g).to(dtype) for o in outs]
         infer, train = _workloads(module, x, module, grad)
         forward_ms, train_ms = time_interleaved([infer, train], config.repeats, config.warmup)
         report.ops.append(
@@ -199,8 +218,8 @@ def run_bench(
                 op=qualified,
                 params=count_parameters(module),
                 macs=count_macs(module, x),
-                input_shape=list(x.shape),
-                output_shape=list(out.shape),
+                input_shape=list(_tensors(x)[0].shape),
+                output_shape=list(outs[0].shape),  # the first (highest-resolution) output of a list
                 forward_ms=forward_ms,
                 train_ms=train_ms,
                 peak_mib=_mib(peak_extra_bytes(train)),
@@ -210,7 +229,7 @@ def run_bench(
         if baseline is None:
             continue
         with torch.no_grad():
-            diff = (baseline.run(module, x) - out).abs().max().item()
+            diff = (baseline.run(module, x) - outs[0]).abs().max().item()
         b_infer, b_train = _workloads(lambda t: baseline.run(module, t), x, module, grad)
         ours_f, base_f, ours_t, base_t = time_interleaved([infer, b_infer, train, b_train], config.repeats, config.warmup)
         report.baselines.append(

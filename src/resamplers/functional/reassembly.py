@@ -93,12 +93,23 @@ def _every_nth(x: Tensor, dim: int, stride: int) -> Tensor:
     return x if stride == 1 else x.unfold(dim, 1, stride).squeeze(-1)
 
 
+def _splits_groups(groups: int, channels: int) -> bool:
+    """Whether the torch path needs an explicit group axis.
+
+    Not for one group (the kernels broadcast over the channels) nor for one group per
+    channel (kernel groups line up with channels): splitting and merging that axis would
+    need shape proofs that ``torch.export`` cannot always make.
+    """
+    return groups not in (1, channels)
+
+
 def _tap_sources(
     features: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int, hq: int, wq: int
 ) -> Iterator[tuple[int, Tensor]]:
     """Yield ``(tap, source)`` for every tap ``a*K + b``: the strided view of the zero-padded
-    features that the tap reads, ``N x G x C/G x Hq x 1 x Wq x 1`` (broadcastable against
-    ``up x up`` output blocks) when upsampling, ``N x G x C/G x Hq x Wq`` otherwise.
+    features that the tap reads, ``N x [G x C/G | C] x Hq x Wq`` (the group axis only when
+    :func:`_splits_groups`), with size-1 axes after ``Hq`` and ``Wq`` when upsampling, to
+    broadcast against ``up x up`` output blocks.
 
     Without upsampling no size-1 block dimensions are inserted: their strides would be
     floor-division expressions that export's layout computation cannot order.
@@ -107,14 +118,15 @@ def _tap_sources(
     k = kernel_size
     # K - 1 rows/columns of bottom/right padding always suffice: see _check_geometry.
     padded = F.pad(features, (pad_left, k - 1, pad_top, k - 1))
-    padded = padded.reshape(n, groups, c // groups, padded.shape[-2], padded.shape[-1])
+    if _splits_groups(groups, c):
+        padded = padded.reshape(n, groups, c // groups, padded.shape[-2], padded.shape[-1])
     rows = _strided_span(h_in, hq, stride, pad_top)
     cols = _strided_span(w_in, wq, stride, pad_left)
     for a in range(k):
         for b in range(k):
-            source = padded[:, :, :, a : a + rows, b : b + cols]
-            source = _every_nth(_every_nth(source, 3, stride), 4, stride)
-            yield a * k + b, source[:, :, :, :, None, :, None] if up > 1 else source
+            source = padded[..., a : a + rows, b : b + cols]
+            source = _every_nth(_every_nth(source, -2, stride), -1, stride)
+            yield a * k + b, source.unsqueeze(-1).unsqueeze(-3) if up > 1 else source
 
 
 def _reassemble_torch(
@@ -125,13 +137,14 @@ def _reassemble_torch(
     h_out, w_out = kernels.shape[-2:]
     k = kernel_size
     hq, wq = h_out // up, w_out // up
+    split = _splits_groups(groups, c)
     taps = kernels.reshape((n, groups, k * k, hq, up, wq, up) if up > 1 else (n, groups, k * k, hq, wq))
     out: Tensor | None = None
     for tap, source in _tap_sources(features, k, groups, up, stride, pad_top, pad_left, hq, wq):
-        weight = taps[:, :, None, tap]  # N G 1 Hq [up] Wq [up]
+        weight = taps[:, :, None, tap] if split else taps[:, :, tap]  # N G [1] Hq [up] Wq [up]
         out = source * weight if out is None else torch.addcmul(out, source, weight)
     assert out is not None
-    return out.reshape(n, c, h_out, w_out)
+    return out.reshape(n, c, h_out, w_out) if split or up > 1 else out
 
 
 def _check_geometry(

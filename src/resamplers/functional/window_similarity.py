@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .._checks import check_feature, check_int, check_same_dtype_device, pair
 from ._native_similarity import native_window_similarity
-from .reassembly import Backend, _check_output_size, _tap_sources, _use_native
+from .reassembly import Backend, _check_output_size, _splits_groups, _tap_sources, _use_native
 
 __all__ = ["window_similarity"]
 
@@ -31,9 +31,14 @@ def _similarity_torch(
     n, c = keys.shape[:2]
     h_out, w_out = query.shape[-2:]
     hq, wq = h_out // up, w_out // up
-    blocks = (n, groups, c // groups, hq, up, wq, up) if up > 1 else (n, groups, c // groups, hq, wq)
-    q = query.reshape(blocks)
-    sims = [(source * q).sum(2) for _, source in _tap_sources(keys, kernel_size, groups, up, stride, pad_top, pad_left, hq, wq)]
+    block = (hq, up, wq, up) if up > 1 else (hq, wq)
+    split = _splits_groups(groups, c)
+    q = query.reshape((n, groups, c // groups, *block) if split else (n, c, *block))
+    sims = []
+    for _, source in _tap_sources(keys, kernel_size, groups, up, stride, pad_top, pad_left, hq, wq):
+        product = source * q
+        # Sum over each group's channels (none to sum with one channel per group).
+        sims.append(product.sum(2) if split else product.sum(1, keepdim=True) if groups == 1 else product)
     return torch.stack(sims, dim=2).reshape(n, groups * kernel_size * kernel_size, h_out, w_out)
 
 

@@ -10,6 +10,15 @@ from .pixel_shuffle import PixelShuffleUpsample
 from .pool import AvgPool, MaxPool
 from .strided_conv import StridedConv
 
+# The pooling zoo (local pools, registered as downsamplers).
+from .avgmax_pool import AvgMaxPool, CatAvgMaxPool, MixedPool
+from .blur_pool import BlurPool
+from .gem import GeMPool
+from .lp_pool import LPPool
+from .median_pool import MedianPool
+from .soft_pool import SoftPool
+from .stochastic_pool import StochasticPool
+
 __all__ = [
     "AvgPool",
     "BilinearUpsample",
@@ -25,4 +34,15 @@ __all__ = [
     "Resampler",
     "StridedConv",
     "Upsampler",
+]
+__all__ += [
+    "AvgMaxPool",
+    "BlurPool",
+    "CatAvgMaxPool",
+    "GeMPool",
+    "LPPool",
+    "MedianPool",
+    "MixedPool",
+    "SoftPool",
+    "StochasticPool",
 ]

@@ -1,6 +1,7 @@
 """Fixed-kernel upsampling: nearest and bilinear interpolation."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -32,6 +33,14 @@ class NearestUpsample(Upsampler):
         self.check_input(x)
         return F.interpolate(x, scale_factor=float(self.scale_factor), mode="nearest")
 
+    def upsample_to(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Output pixel ``p < size`` copies source pixel ``p // s`` (the crop of ``s``-times upsampling)."""
+        self.check_input(x)
+        self.check_reachable(x, size)
+        rows = torch.arange(size[0], device=x.device) // self.scale_factor
+        cols = torch.arange(size[1], device=x.device) // self.scale_factor
+        return x.index_select(-2, rows).index_select(-1, cols)
+
 
 @register_upsampler("bilinear", example={"channels": 8}, summary="Bilinear interpolation (align_corners explicit)")
 class BilinearUpsample(Upsampler):
@@ -57,6 +66,11 @@ class BilinearUpsample(Upsampler):
         self.check_input(x)
         h, w = self.output_size((x.shape[-2], x.shape[-1]))
         return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=self.align_corners)
+
+    def upsample_to(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Bilinear resampling to exactly ``size`` (``F.interpolate(x, size=size)``, HRNet-seg's fuse)."""
+        self.check_input(x)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, align_corners={self.align_corners}"

@@ -5,23 +5,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_int
+from ..functional.windows import window_output_size
 from ..registry import register_downsampler
 from .base import Downsampler
 
 __all__ = ["MaxPool", "AvgPool", "window_output_size"]
-
-
-def window_output_size(
-    size: tuple[int, int], kernel_size: int, stride: int, padding: int, name: str = "x"
-) -> tuple[int, int]:
-    """Output size of a sliding window, ``floor((n + 2p - k) / s) + 1`` per axis (torch's pools)."""
-    out = tuple((n + 2 * padding - kernel_size) // stride + 1 for n in size)
-    if min(out) < 1:
-        raise ValueError(
-            f"argument `{name}`: spatial size {size[0]} x {size[1]} is smaller than the {kernel_size} x {kernel_size} "
-            f"window (padding {padding}); expected height and width >= {kernel_size - 2 * padding}"
-        )
-    return out  # type: ignore[return-value]
 
 
 class _WindowPool(Downsampler):

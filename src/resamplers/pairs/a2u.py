@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_int
 from ..functional.a2u import a2u_downsample, a2u_upsample, affinity_kernels, dynamic_depthwise_conv2d
-from ..functional.adaptive_pooling import adaptive_avg_pool2d
+from ..functional.adaptive_pool import adaptive_avg_pool2d
 from ..registry import register_downsampler, register_pair
 from .base import Guide, ResamplerPair, spatial_size
 
@@ -32,6 +32,12 @@ class _AdaptiveAvgPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
+
+
+def default_norm_groups(channels: int) -> int:
+    """32 GroupNorm groups (the official value) or, when ``channels`` is not a multiple of 32,
+    the largest power of two dividing it."""
+    return 32 if channels % 32 == 0 else channels & -channels
 
 
 @register_pair(
@@ -70,13 +76,16 @@ class A2UPair(ResamplerPair):
     ``bnv.0.*``, ``bconv_UP.1.*``, ``bconv_DP.1.*``, ``bconv_U.1.*``, ``bconv_V.1.*``).
 
     Args:
-        channels: encoder channels ``C`` (a multiple of ``norm_groups``).
+        channels: encoder channels ``C`` (a multiple of ``norm_groups`` when that is given).
         scale_factor: 2.
         up_kernel: ``s``, the up kernel size (odd); the down kernel is ``2s``.
         encoder_kernel: ``k``, the size of the dynamic U/V filters.
         groups: kernel groups ``G`` (``downupsample_group``).
         share: one U/V filter shared by every channel, else one per channel.
-        norm_groups: GroupNorm groups (32 in the official code).
+        norm_groups: GroupNorm groups.  ``None`` (default): 32 as in the official code when
+            ``C`` is a multiple of 32, otherwise the largest power of two dividing ``C`` (e.g.
+            8 for MobileNetV2's 24 channels), so A2U fits networks the official ResNet-34
+            widths do not describe.  An explicit value must divide ``C``.
         official_group_order: reproduce the official ``G > 1`` normalisation order.
         up_channels: decoder channels (informational: ``up`` accepts any multiple of ``G``).
 
@@ -100,11 +109,12 @@ class A2UPair(ResamplerPair):
         encoder_kernel: int = 6,
         groups: int = 1,
         share: bool = True,
-        norm_groups: int = 32,
+        norm_groups: int | None = None,
         official_group_order: bool = False,
         up_channels: int | None = None,
     ) -> None:
         check_choice(scale_factor, "scale_factor", [2])
+        norm_groups = default_norm_groups(channels) if norm_groups is None else norm_groups
         super().__init__(channels, scale_factor, up_channels)
         self.up_kernel = check_int(up_kernel, "up_kernel", minimum=1)
         if up_kernel % 2 == 0:
@@ -208,7 +218,7 @@ class A2UDownsample(A2UPair):
     whose ``forward`` is ``down(x)[0]``; the up kernels it also computes are discarded.
 
     Args:
-        channels: input channels ``C`` (a multiple of ``norm_groups``).
+        channels: input channels ``C`` (see :class:`A2UPair` for ``norm_groups``).
         scale_factor: 2.
         up_kernel, encoder_kernel, groups, share, norm_groups, official_group_order,
             up_channels: as :class:`A2UPair`.
