@@ -84,3 +84,8 @@ def test_bench_counts_dysample_macs(tmp_path):
     # offset conv 16 -> 32 per input pixel, plus 4 bilinear taps per output element
     assert op["params"] == 16 * 32 + 32
     assert op["macs"] == 4 * 6 * 16 * 32 + 4 * 16 * 8 * 12
+
+
+def test_runs_as_a_module_for_torchrun():
+    result = subprocess.run([sys.executable, "-m", "resamplers.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "compare" in result.stdout

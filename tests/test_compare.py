@@ -33,7 +33,7 @@ def test_matting_smoke_writes_report(tmp_path, capsys):
     for name in ("report.md", "report.html", "quality_vs_cost.png", "loss_curves.png", "visual_sheet.png"):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
-    assert "`bilinear`" in report and "`nearest`" in report and "closed-form" in report
+    assert "`bilinear`" in report and "`nearest`" in report and "closed-form" in report and "trivial" in report
     result = json.loads((out / "runs" / "matting" / "bilinear" / "seed-0" / "result.json").read_text())
     assert set(result["metrics"]) == {"overall", "thin"}
     assert set(result["metrics"]["overall"]) == {"sad", "mse", "grad", "conn"}
