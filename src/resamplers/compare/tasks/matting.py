@@ -46,7 +46,7 @@ class MattingTask(Task):
                             minutes=0.5, description="two steps at width 0.25: checks the pipeline end to end",
                             extra={"eval_size": 64}),
             "quick": Preset("quick", steps=120, crop=96, width=0.5, batch_size=8, seeds=1, eval_images=24, lr=2e-3,
-                            minutes=12.0, description="120 steps of 8 crops of 96 at width 0.5, 24 test images of 256",
+                            minutes=9.0, description="120 steps of 8 crops of 96 at width 0.5, 24 test images of 256",
                             extra={"eval_size": 256}),
             "full": Preset("full", steps=20000, crop=256, width=1.0, batch_size=16, seeds=3, eval_images=0, lr=1e-3,
                            minutes=6000.0, description="20k steps of 16 crops of 256 at full width, 3 seeds, all test images",
