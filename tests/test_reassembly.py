@@ -208,8 +208,9 @@ def test_pure_fallback_when_native_disabled():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_peak_memory_bounded_by_a_few_outputs(backend):
-    """Peak extra memory of forward + backward stays within 2x the output size (native) or
-    4x (torch: the output plus output-sized temporaries of one tap in backward; ~2.9x measured).
+    """Peak extra memory of forward + backward stays within 2x the output size, for both
+    backends (the torch path through its hand-written backward: ~1.2x measured, ~2.9x with
+    plain autograd through the composite).
 
     Runs in a fresh process and compares the growth of the peak resident set with the
     output size.  The unfolded tensor (k^2 = 25 times the output here) would be far over.
@@ -238,8 +239,7 @@ def test_peak_memory_bounded_by_a_few_outputs(backend):
         """
     )
     extra, output_bytes = map(int, out.split())
-    limit = 2 if backend == "native" else 4
-    assert extra <= limit * output_bytes, f"extra {extra / 2**20:.1f} MiB vs output {output_bytes / 2**20:.1f} MiB"
+    assert extra <= 2 * output_bytes, f"extra {extra / 2**20:.1f} MiB vs output {output_bytes / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("kernel, stride, padding, groups", [(3, 2, 1, 1), (2, 2, 0, 8), (5, 3, 2, 8), (4, 2, 1, 1)])

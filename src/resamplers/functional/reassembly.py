@@ -26,11 +26,14 @@ Two interchangeable backends compute the same formula:
 
 * ``"native"``: C kernels (CPU, float32/float64; half and bfloat16 run in float32) with
   hand-written gather-form backward passes; deterministic and free of atomics;
-* ``"torch"``: a loop over the ``K*K`` taps of broadcasted multiply-adds on strided views.
-  It runs on every device and is the path used when exporting (ONNX, ``torch.export``).
+* ``"torch"``: a loop over the ``K*K`` taps of broadcasted multiply-adds on strided views,
+  accumulated in place.  It runs on every device and is the path used when exporting
+  (ONNX, ``torch.export``) and compiling; in eager training it has a hand-written
+  backward pass (:class:`_TorchReassembly`) that accumulates both gradients in place.
 
 Neither materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the native
-kernels work row by row, and the torch path keeps one output-sized temporary per tap.
+kernels work row by row, and the torch path holds the output plus, in backward, products
+over a quarter of the channels at a time: peak extra memory stays within 2x the output.
 """
 from __future__ import annotations
 
@@ -103,6 +106,32 @@ def _splits_groups(groups: int, channels: int) -> bool:
     return groups not in (1, channels)
 
 
+def _padded_features(features: Tensor, kernel_size: int, groups: int, pad_top: int, pad_left: int) -> Tensor:
+    """Zero-padded features, ``N x [G x C/G | C] x H_p x W_p`` (the group axis only when
+    :func:`_splits_groups`).  ``K - 1`` rows/columns of bottom/right padding always suffice:
+    see :func:`_check_geometry`."""
+    n, c = features.shape[:2]
+    k = kernel_size
+    padded = F.pad(features, (pad_left, k - 1, pad_top, k - 1))
+    if _splits_groups(groups, c):
+        padded = padded.reshape(n, groups, c // groups, padded.shape[-2], padded.shape[-1])
+    return padded
+
+
+def _tap_windows(
+    padded: Tensor, size_in: tuple[int, int], kernel_size: int, stride: int, pad_top: int, pad_left: int, hq: int, wq: int
+) -> Iterator[tuple[int, Tensor]]:
+    """Yield ``(tap, window)`` for every tap ``a*K + b``: the ``... x Hq x Wq`` strided view of
+    ``padded`` that the tap reads (no two elements of one view alias)."""
+    k = kernel_size
+    rows = _strided_span(size_in[0], hq, stride, pad_top)
+    cols = _strided_span(size_in[1], wq, stride, pad_left)
+    for a in range(k):
+        for b in range(k):
+            window = padded[..., a : a + rows, b : b + cols]
+            yield a * k + b, _every_nth(_every_nth(window, -2, stride), -1, stride)
+
+
 def _tap_sources(
     features: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int, hq: int, wq: int
 ) -> Iterator[tuple[int, Tensor]]:
@@ -114,37 +143,136 @@ def _tap_sources(
     Without upsampling no size-1 block dimensions are inserted: their strides would be
     floor-division expressions that export's layout computation cannot order.
     """
-    n, c, h_in, w_in = features.shape
-    k = kernel_size
-    # K - 1 rows/columns of bottom/right padding always suffice: see _check_geometry.
-    padded = F.pad(features, (pad_left, k - 1, pad_top, k - 1))
-    if _splits_groups(groups, c):
-        padded = padded.reshape(n, groups, c // groups, padded.shape[-2], padded.shape[-1])
-    rows = _strided_span(h_in, hq, stride, pad_top)
-    cols = _strided_span(w_in, wq, stride, pad_left)
-    for a in range(k):
-        for b in range(k):
-            source = padded[..., a : a + rows, b : b + cols]
-            source = _every_nth(_every_nth(source, -2, stride), -1, stride)
-            yield a * k + b, source.unsqueeze(-1).unsqueeze(-3) if up > 1 else source
+    padded = _padded_features(features, kernel_size, groups, pad_top, pad_left)
+    size_in = (features.shape[-2], features.shape[-1])
+    for tap, window in _tap_windows(padded, size_in, kernel_size, stride, pad_top, pad_left, hq, wq):
+        yield tap, window.unsqueeze(-1).unsqueeze(-3) if up > 1 else window
+
+
+def _tap_kernels(kernels: Tensor, kernel_size: int, groups: int, up: int) -> Tensor:
+    """Kernels as ``N x G x K^2 x Hq [x up] x Wq [x up]``: tap ``t`` is ``[:, :, t]``."""
+    n = kernels.shape[0]
+    h_out, w_out = kernels.shape[-2:]
+    k2 = kernel_size * kernel_size
+    if up > 1:
+        return kernels.reshape(n, groups, k2, h_out // up, up, w_out // up, up)
+    return kernels.reshape(n, groups, k2, h_out, w_out)
+
+
+def _tap_weight(taps: Tensor, tap: int, split: bool) -> Tensor:
+    """Tap ``tap`` of :func:`_tap_kernels`, shaped to broadcast against a tap source."""
+    return taps[:, :, None, tap] if split else taps[:, :, tap]
 
 
 def _reassemble_torch(
     features: Tensor, kernels: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
 ) -> Tensor:
-    """Pure-PyTorch path: a sum over taps of strided views times kernel slices."""
+    """Pure-PyTorch path: a sum over taps of strided views times kernel slices, accumulated
+    in place (the forward pass holds one output-sized tensor)."""
     n, c, _, _ = features.shape
     h_out, w_out = kernels.shape[-2:]
-    k = kernel_size
     hq, wq = h_out // up, w_out // up
     split = _splits_groups(groups, c)
-    taps = kernels.reshape((n, groups, k * k, hq, up, wq, up) if up > 1 else (n, groups, k * k, hq, wq))
+    taps = _tap_kernels(kernels, kernel_size, groups, up)
     out: Tensor | None = None
-    for tap, source in _tap_sources(features, k, groups, up, stride, pad_top, pad_left, hq, wq):
-        weight = taps[:, :, None, tap] if split else taps[:, :, tap]  # N G [1] Hq [up] Wq [up]
-        out = source * weight if out is None else torch.addcmul(out, source, weight)
+    for tap, source in _tap_sources(features, kernel_size, groups, up, stride, pad_top, pad_left, hq, wq):
+        weight = _tap_weight(taps, tap, split)  # N G [1] Hq [up] Wq [up]
+        out = source * weight if out is None else out.addcmul_(source, weight)
     assert out is not None
     return out.reshape(n, c, h_out, w_out) if split or up > 1 else out
+
+
+# Backward temporaries are computed this many channel slices at a time, so that each one
+# is a fraction of the output: the peak stays near the output and the two gradients.
+_BACKWARD_CHANNEL_SLICES = 4
+
+
+class _TorchReassembly(torch.autograd.Function):
+    """The torch path with a hand-written backward pass for training in eager mode.
+
+    Autograd through :func:`_reassemble_torch` keeps, per tap, an output-sized product and
+    a padded-input-sized scatter of the strided view's gradient alive at once (about 3x
+    the output at peak).  This backward accumulates both gradients in place, tap by tap,
+    and forms each product on a slice of the channels, so peak memory stays within 2x the
+    output, as for the native kernels.  Used only in eager mode; compile and export trace
+    the plain composite.
+    """
+
+    @staticmethod
+    def forward(ctx, features, kernels, kernel_size, groups, up, stride, pad_top, pad_left):  # type: ignore[override]
+        ctx.save_for_backward(features, kernels)
+        ctx.geometry = (kernel_size, groups, up, stride, pad_top, pad_left)
+        return _reassemble_torch(features, kernels, kernel_size, groups, up, stride, pad_top, pad_left)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        features, kernels = ctx.saved_tensors
+        kernel_size, groups, up, stride, pad_top, pad_left = ctx.geometry
+        n, c, h_in, w_in = features.shape
+        h_out, w_out = kernels.shape[-2:]
+        hq, wq = h_out // up, w_out // up
+        split = _splits_groups(groups, c)
+        need_features, need_kernels = ctx.needs_input_grad[:2]
+
+        # The gradient laid out like the forward's products: N [G C/G | C] Hq [up] Wq [up].
+        channel_shape = (groups, c // groups) if split else (c,)
+        grad = grad.reshape(n, *channel_shape, hq, up, wq, up) if up > 1 else grad.reshape(n, *channel_shape, hq, wq)
+        channel_axis = 2 if split else 1
+        per_channel = not split and groups == c > 1  # kernel groups line up with channels
+        slice_size = -(-grad.shape[channel_axis] // _BACKWARD_CHANNEL_SLICES)
+        block_dims = (-3, -1) if up > 1 else ()
+
+        padded = _padded_features(features, kernel_size, groups, pad_top, pad_left)
+        grad_padded = torch.zeros_like(padded) if need_features else None
+        taps = _tap_kernels(kernels, kernel_size, groups, up)
+        grad_taps = torch.empty_like(taps) if need_kernels else None
+        windows = _tap_windows(padded, (h_in, w_in), kernel_size, stride, pad_top, pad_left, hq, wq)
+        grad_windows = (
+            _tap_windows(grad_padded, (h_in, w_in), kernel_size, stride, pad_top, pad_left, hq, wq)
+            if grad_padded is not None
+            else None
+        )
+        for tap, window in windows:
+            grad_window = next(grad_windows)[1] if grad_windows is not None else None
+            weight = _tap_weight(taps, tap, split)
+            grad_weight = _tap_weight(grad_taps, tap, split) if grad_taps is not None else None
+            for start in range(0, grad.shape[channel_axis], slice_size):
+                part = slice(start, start + slice_size)
+                index = (slice(None),) * channel_axis + (part,)
+                grad_part = grad[index]
+                weight_part = weight[index] if per_channel else weight
+                if grad_window is not None:
+                    product = grad_part * weight_part
+                    grad_window[index].add_(product.sum(block_dims) if block_dims else product)
+                if grad_weight is not None:
+                    source = window[index]
+                    source = source.unsqueeze(-1).unsqueeze(-3) if up > 1 else source
+                    product = grad_part * source
+                    if per_channel:
+                        grad_weight[index].copy_(product)
+                    elif start == 0:
+                        grad_weight.copy_(product.sum(channel_axis, keepdim=True))
+                    else:
+                        grad_weight.add_(product.sum(channel_axis, keepdim=True))
+        grad_features = None
+        if grad_padded is not None:
+            grad_padded = grad_padded.reshape(n, c, grad_padded.shape[-2], grad_padded.shape[-1])
+            grad_features = grad_padded[..., pad_top : pad_top + h_in, pad_left : pad_left + w_in]
+        grad_kernels = grad_taps.reshape(kernels.shape) if grad_taps is not None else None
+        return grad_features, grad_kernels, None, None, None, None, None, None
+
+
+def _eager_training(features: Tensor, kernels: Tensor) -> bool:
+    """Whether autograd will differentiate this call outside any tracing (compile, export, script)."""
+    return (
+        torch.is_grad_enabled()
+        and (features.requires_grad or kernels.requires_grad)
+        and not torch.jit.is_scripting()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+    )
 
 
 def _check_geometry(
@@ -247,6 +375,8 @@ def reassemble(
         raise ValueError(f"argument `backend`: expected one of ['auto', 'native', 'torch'], got {backend!r}")
     if _use_native(features, backend):
         return native_reassemble(features, kernels, kernel_size, groups, scale_factor, stride, pad_top, pad_left)
+    if _eager_training(features, kernels):
+        return _TorchReassembly.apply(features, kernels, kernel_size, groups, scale_factor, stride, pad_top, pad_left)
     return _reassemble_torch(features, kernels, kernel_size, groups, scale_factor, stride, pad_top, pad_left)
 
 
