@@ -36,6 +36,33 @@ static geom_t read_geom(const int64_t *p) {
     return g;
 }
 
+/* Index arithmetic shared by the kernels (offsets in elements, NCHW contiguous). */
+
+/* Source row sr of channel c of image n: features / grad_x, N x C x Hin x Win. */
+static inline int64_t source_row(const geom_t *g, int64_t n, int64_t c, int64_t sr) {
+    return ((n * g->C + c) * g->Hin + sr) * g->Win;
+}
+
+/* Plane of channel c of image n: out / grad_out, N x C x Hout x Wout. */
+static inline int64_t output_plane(const geom_t *g, int64_t n, int64_t c) {
+    return (n * g->C + c) * g->Hout * g->Wout;
+}
+
+/* Output row y of tap (a, b) of kernel group grp of image n: kernels, N x G*K*K x Hout x Wout. */
+static inline int64_t kernel_row(const geom_t *g, int64_t n, int64_t grp, int64_t a, int64_t b, int64_t y) {
+    return ((((n * g->G + grp) * g->K + a) * g->K + b) * g->Hout + y) * g->Wout;
+}
+
+/* End (exclusive) of the output rows q * up .. (q + 1) * up - 1 that share source rows. */
+static inline int64_t row_group_end(const geom_t *g, int64_t q) {
+    return (q + 1) * g->up < g->Hout ? (q + 1) * g->up : g->Hout;
+}
+
+/* Source column held by phase[r][j] (see below); it may lie outside the row. */
+static inline int64_t phase_column(const geom_t *g, int64_t r, int64_t j) {
+    return (j / g->up) * g->stride + r - g->pad_left;
+}
+
 /*
  * The "phase" buffers turn every tap's strided / repeated column access into a
  * contiguous one.  phase[r][j] = row[(j / up) * stride + r - pad_left] (zero outside), for
@@ -47,7 +74,7 @@ static void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {    
     for (int64_t r = 0; r < g->stride; ++r) {                                              \
         T *ph = phase + r * g->phase_len;                                                   \
         for (int64_t j = 0; j < g->phase_len; ++j) {                                       \
-            int64_t col = (j / g->up) * g->stride + r - g->pad_left;                       \
+            int64_t col = phase_column(g, r, j);                                           \
             ph[j] = (col >= 0 && col < g->Win) ? row[col] : (T)0;                          \
         }                                                                                  \
     }                                                                                      \
@@ -61,27 +88,24 @@ static inline const T *tap_source_##SUFFIX(const T *phase, int64_t b, const geom
 void reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,        \
                                  int64_t task_begin, int64_t task_end) {                   \
     geom_t g = read_geom(gp);                                                              \
-    const int64_t KK = g.K * g.K;                                                          \
     T *phase = (T *)malloc(sizeof(T) * g.stride * g.phase_len);                            \
     if (!phase) return;                                                                    \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
-        const int64_t y_end = (q + 1) * g.up < g.Hout ? (q + 1) * g.up : g.Hout;           \
+        const int64_t y_end = row_group_end(&g, q);                                        \
         for (int64_t c = 0; c < g.C; ++c) {                                                \
             const int64_t grp = c / g.Cg;                                                  \
-            T *out_plane = out + (n * g.C + c) * g.Hout * g.Wout;                           \
+            T *out_plane = out + output_plane(&g, n, c);                                   \
             for (int64_t y = q * g.up; y < y_end; ++y)                                     \
                 memset(out_plane + y * g.Wout, 0, sizeof(T) * g.Wout);                     \
             for (int64_t a = 0; a < g.K; ++a) {                                            \
                 const int64_t sr = q * g.stride + a - g.pad_top;                           \
                 if (sr < 0 || sr >= g.Hin) continue;                                       \
-                build_phases_##SUFFIX(x + ((n * g.C + c) * g.Hin + sr) * g.Win, phase, &g); \
+                build_phases_##SUFFIX(x + source_row(&g, n, c, sr), phase, &g);            \
                 for (int64_t y = q * g.up; y < y_end; ++y) {                               \
                     T *restrict o = out_plane + y * g.Wout;                                \
                     for (int64_t b = 0; b < g.K; ++b) {                                    \
-                        const T *restrict w =                                              \
-                            m + ((n * g.G + grp) * KK + a * g.K + b) * g.Hout * g.Wout     \
-                            + y * g.Wout;                                                  \
+                        const T *restrict w = m + kernel_row(&g, n, grp, a, b, y);         \
                         const T *restrict s = tap_source_##SUFFIX(phase, b, &g);           \
                         for (int64_t xx = 0; xx < g.Wout; ++xx) o[xx] += w[xx] * s[xx];    \
                     }                                                                      \
@@ -97,25 +121,22 @@ void reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m, 
                                       const int64_t *gp, int64_t task_begin,               \
                                       int64_t task_end) {                                  \
     geom_t g = read_geom(gp);                                                              \
-    const int64_t KK = g.K * g.K;                                                          \
     T *phase = (T *)malloc(sizeof(T) * g.stride * g.phase_len);                            \
     if (!phase) return;                                                                    \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
-        const int64_t y_end = (q + 1) * g.up < g.Hout ? (q + 1) * g.up : g.Hout;           \
+        const int64_t y_end = row_group_end(&g, q);                                        \
         for (int64_t c = 0; c < g.C; ++c) {                                                \
             const int64_t grp = c / g.Cg;                                                  \
-            const T *go_plane = grad_out + (n * g.C + c) * g.Hout * g.Wout;                \
+            const T *go_plane = grad_out + output_plane(&g, n, c);                         \
             for (int64_t a = 0; a < g.K; ++a) {                                            \
                 const int64_t sr = q * g.stride + a - g.pad_top;                           \
                 if (sr < 0 || sr >= g.Hin) continue;                                       \
-                build_phases_##SUFFIX(x + ((n * g.C + c) * g.Hin + sr) * g.Win, phase, &g); \
+                build_phases_##SUFFIX(x + source_row(&g, n, c, sr), phase, &g);            \
                 for (int64_t y = q * g.up; y < y_end; ++y) {                               \
                     const T *restrict go = go_plane + y * g.Wout;                          \
                     for (int64_t b = 0; b < g.K; ++b) {                                    \
-                        T *restrict gw =                                                   \
-                            grad_m + ((n * g.G + grp) * KK + a * g.K + b) * g.Hout * g.Wout \
-                            + y * g.Wout;                                                  \
+                        T *restrict gw = grad_m + kernel_row(&g, n, grp, a, b, y);         \
                         const T *restrict s = tap_source_##SUFFIX(phase, b, &g);           \
                         for (int64_t xx = 0; xx < g.Wout; ++xx) gw[xx] += go[xx] * s[xx];  \
                     }                                                                      \
@@ -133,14 +154,13 @@ void reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,
                                        const int64_t *gp, int64_t task_begin,              \
                                        int64_t task_end) {                                 \
     geom_t g = read_geom(gp);                                                              \
-    const int64_t KK = g.K * g.K;                                                          \
     T *acc = (T *)malloc(sizeof(T) * g.stride * g.phase_len);                              \
     if (!acc) return;                                                                      \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hin, sr = task % g.Hin;                                 \
         for (int64_t c = 0; c < g.C; ++c) {                                                \
             const int64_t grp = c / g.Cg;                                                  \
-            const T *go_plane = grad_out + (n * g.C + c) * g.Hout * g.Wout;                \
+            const T *go_plane = grad_out + output_plane(&g, n, c);                         \
             int touched = 0;                                                               \
             memset(acc, 0, sizeof(T) * g.stride * g.phase_len);                            \
             for (int64_t a = 0; a < g.K; ++a) {                                            \
@@ -148,13 +168,11 @@ void reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,
                 if (num < 0 || num % g.stride != 0) continue;                              \
                 const int64_t q = num / g.stride;                                          \
                 if (q >= g.Hq) continue;                                                   \
-                const int64_t y_end = (q + 1) * g.up < g.Hout ? (q + 1) * g.up : g.Hout;   \
+                const int64_t y_end = row_group_end(&g, q);                                \
                 for (int64_t y = q * g.up; y < y_end; ++y) {                               \
                     const T *restrict go = go_plane + y * g.Wout;                          \
                     for (int64_t b = 0; b < g.K; ++b) {                                    \
-                        const T *restrict w =                                              \
-                            m + ((n * g.G + grp) * KK + a * g.K + b) * g.Hout * g.Wout     \
-                            + y * g.Wout;                                                  \
+                        const T *restrict w = m + kernel_row(&g, n, grp, a, b, y);         \
                         T *restrict s = (T *)tap_source_##SUFFIX(acc, b, &g);              \
                         for (int64_t xx = 0; xx < g.Wout; ++xx) s[xx] += w[xx] * go[xx];   \
                     }                                                                      \
@@ -162,11 +180,11 @@ void reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,
                 }                                                                          \
             }                                                                              \
             if (!touched) continue;                                                        \
-            T *gx = grad_x + ((n * g.C + c) * g.Hin + sr) * g.Win;                          \
+            T *gx = grad_x + source_row(&g, n, c, sr);                                     \
             for (int64_t r = 0; r < g.stride; ++r) {                                       \
                 const T *ph = acc + r * g.phase_len;                                       \
                 for (int64_t j = 0; j < g.phase_len; ++j) {                                \
-                    int64_t col = (j / g.up) * g.stride + r - g.pad_left;                  \
+                    int64_t col = phase_column(&g, r, j);                                  \
                     if (col >= 0 && col < g.Win) gx[col] += ph[j];                         \
                 }                                                                          \
             }                                                                              \

@@ -14,6 +14,7 @@ import ctypes
 import importlib.util
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -153,8 +154,10 @@ def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) 
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    features, kernels, geometry = inputs
-    ctx.save_for_backward(features, kernels)
+    """Autograd context of the native ops (``(tensor, tensor, geometry)`` inputs): both tensors
+    are saved, the geometry list is kept."""
+    first, second, geometry = inputs
+    ctx.save_for_backward(first, second)
     ctx.geometry = geometry
 
 
@@ -171,15 +174,22 @@ def _backward(ctx, grad_out: Tensor):
 _reassemble_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _in_native_dtype(
+    op: Callable[[Tensor, Tensor, list[int]], Tensor], first: Tensor, second: Tensor, geometry: list[int]
+) -> Tensor:
+    """``op(first, second, geometry)`` returned in the dtype of ``first``; half and bfloat16
+    inputs are computed in float32 (the kernels exist for float32 and float64)."""
+    dtype = first.dtype
+    if dtype not in _DTYPE_SUFFIX:
+        first, second = first.float(), second.float()
+    return op(first, second, geometry).to(dtype)
+
+
 def native_reassemble(
     features: Tensor, kernels: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
 ) -> Tensor:
     """Run the native kernel; half and bfloat16 inputs are computed in float32."""
-    dtype = features.dtype
-    if dtype not in _DTYPE_SUFFIX:
-        features, kernels = features.float(), kernels.float()
-    out = _reassemble_op(features, kernels, [kernel_size, groups, up, stride, pad_top, pad_left])
-    return out.to(dtype)
+    return _in_native_dtype(_reassemble_op, features, kernels, [kernel_size, groups, up, stride, pad_top, pad_left])
 
 
 @register_flop_formula(torch.ops.resamplers.reassemble)

@@ -11,7 +11,15 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from ._native_backend import _DTYPE_SUFFIX, _geometry_tensor, _grad_features_op, _reassemble_op, _row_groups, _run
+from ._native_backend import (
+    _geometry_tensor,
+    _grad_features_op,
+    _in_native_dtype,
+    _reassemble_op,
+    _row_groups,
+    _run,
+    _setup_context,
+)
 
 __all__ = ["native_window_similarity"]
 
@@ -33,12 +41,6 @@ def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
 def _(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
     taps = geometry[1] * geometry[0] * geometry[0]
     return keys.new_empty((keys.shape[0], taps, query.shape[-2], query.shape[-1]))
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    query, keys, geometry = inputs
-    ctx.save_for_backward(query, keys)
-    ctx.geometry = geometry
 
 
 def _backward(ctx, grad: Tensor):
@@ -65,8 +67,4 @@ def native_window_similarity(
     query: Tensor, keys: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
 ) -> Tensor:
     """Run the native op; half and bfloat16 inputs are computed in float32."""
-    dtype = query.dtype
-    if dtype not in _DTYPE_SUFFIX:
-        query, keys = query.float(), keys.float()
-    out = _similarity_op(query, keys, [kernel_size, groups, up, stride, pad_top, pad_left])
-    return out.to(dtype)
+    return _in_native_dtype(_similarity_op, query, keys, [kernel_size, groups, up, stride, pad_top, pad_left])

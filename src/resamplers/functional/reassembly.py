@@ -54,6 +54,9 @@ Backend = Literal["auto", "native", "torch"]
 
 
 def _use_native(features: Tensor, backend: Backend) -> bool:
+    """Validate ``backend`` and decide whether the native kernels compute this call."""
+    if backend not in ("auto", "native", "torch"):
+        raise ValueError(f"argument `backend`: expected one of ['auto', 'native', 'torch'], got {backend!r}")
     if backend == "torch":
         return False
     exporting = (
@@ -275,21 +278,38 @@ def _eager_training(features: Tensor, kernels: Tensor) -> bool:
     )
 
 
-def _check_geometry(
-    features: Tensor, kernels: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
-) -> None:
-    check_feature(features, "features")
-    check_feature(kernels, "kernels")
-    check_same_dtype_device(features, "features", kernels, "kernels")
+def _check_reassembly_window(
+    kernel_size: int, groups: int, up: int, stride: int, padding: int | tuple[int, int] | None
+) -> tuple[int, int, int]:
+    """Validate the window arguments that reassembly and window similarity share; return
+    ``(K, p_t, p_l)`` with the padding defaulting to ``(K - 1) // 2``."""
     k = check_int(kernel_size, "kernel_size", minimum=1)
     check_int(groups, "groups", minimum=1)
     check_int(up, "scale_factor", minimum=1)
     check_int(stride, "stride", minimum=1)
     if up > 1 and stride > 1:
         raise ValueError(f"argument `stride`: expected 1 when upsampling (scale_factor={up}), got {stride}")
-    for value, name in ((pad_top, "padding"), (pad_left, "padding")):
-        if not 0 <= value < k:
-            raise ValueError(f"argument `{name}`: expected 0 <= padding < kernel_size={k}, got {value}")
+    pad_top, pad_left = pair((k - 1) // 2 if padding is None else padding, "padding", minimum=0)
+    for value in (pad_top, pad_left):
+        if value >= k:
+            raise ValueError(f"argument `padding`: expected 0 <= padding < kernel_size={k}, got {value}")
+    return k, pad_top, pad_left
+
+
+def _check_geometry(
+    features: Tensor,
+    kernels: Tensor,
+    kernel_size: int,
+    groups: int,
+    up: int,
+    stride: int,
+    padding: int | tuple[int, int] | None,
+) -> tuple[int, int]:
+    """Validate the arguments of :func:`reassemble`; return the padding ``(p_t, p_l)``."""
+    check_feature(features, "features")
+    check_feature(kernels, "kernels")
+    check_same_dtype_device(features, "features", kernels, "kernels")
+    k, pad_top, pad_left = _check_reassembly_window(kernel_size, groups, up, stride, padding)
     n, c, h_in, w_in = features.shape
     if c % groups != 0:
         raise ValueError(f"argument `groups`: expected a divisor of the {c} feature channels, got {groups}")
@@ -302,6 +322,7 @@ def _check_geometry(
         )
     h_out, w_out = kernels.shape[-2:]
     _check_output_size((h_in, w_in), (h_out, w_out), up, stride, pad_top, pad_left, "kernels")
+    return pad_top, pad_left
 
 
 def _check_output_size(
@@ -369,10 +390,7 @@ def reassemble(
                 [2., 2., 3., 3.],
                 [2., 2., 3., 3.]])
     """
-    pad_top, pad_left = pair((kernel_size - 1) // 2 if padding is None else padding, "padding", minimum=0)
-    _check_geometry(features, kernels, kernel_size, groups, scale_factor, stride, pad_top, pad_left)
-    if backend not in ("auto", "native", "torch"):
-        raise ValueError(f"argument `backend`: expected one of ['auto', 'native', 'torch'], got {backend!r}")
+    pad_top, pad_left = _check_geometry(features, kernels, kernel_size, groups, scale_factor, stride, padding)
     if _use_native(features, backend):
         return native_reassemble(features, kernels, kernel_size, groups, scale_factor, stride, pad_top, pad_left)
     if _eager_training(features, kernels):

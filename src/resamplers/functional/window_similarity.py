@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_feature, check_int, check_same_dtype_device, pair
+from .._checks import check_feature, check_same_dtype_device
 from ._native_similarity import native_window_similarity
-from .reassembly import Backend, _check_output_size, _splits_groups, _tap_sources, _use_native
+from .reassembly import Backend, _check_output_size, _check_reassembly_window, _splits_groups, _tap_sources, _use_native
 
 __all__ = ["window_similarity"]
 
@@ -85,15 +85,7 @@ def window_similarity(
     check_feature(query, "query")
     check_feature(keys, "keys")
     check_same_dtype_device(query, "query", keys, "keys")
-    k = check_int(kernel_size, "kernel_size", minimum=1)
-    check_int(groups, "groups", minimum=1)
-    check_int(scale_factor, "scale_factor", minimum=1)
-    check_int(stride, "stride", minimum=1)
-    if scale_factor > 1 and stride > 1:
-        raise ValueError(f"argument `stride`: expected 1 when upsampling (scale_factor={scale_factor}), got {stride}")
-    pad_top, pad_left = pair((k - 1) // 2 if padding is None else padding, "padding", minimum=0)
-    if pad_top >= k or pad_left >= k:
-        raise ValueError(f"argument `padding`: expected 0 <= padding < kernel_size={k}, got {(pad_top, pad_left)}")
+    k, pad_top, pad_left = _check_reassembly_window(kernel_size, groups, scale_factor, stride, padding)
     n, c = keys.shape[:2]
     if tuple(query.shape[:2]) != (n, c):
         raise ValueError(
@@ -102,8 +94,6 @@ def window_similarity(
     if c % groups != 0:
         raise ValueError(f"argument `groups`: expected a divisor of the {c} channels, got {groups}")
     _check_output_size(tuple(keys.shape[-2:]), tuple(query.shape[-2:]), scale_factor, stride, pad_top, pad_left, "query")
-    if backend not in ("auto", "native", "torch"):
-        raise ValueError(f"argument `backend`: expected one of ['auto', 'native', 'torch'], got {backend!r}")
     if _use_native(keys, backend):
         return native_window_similarity(query, keys, k, groups, scale_factor, stride, pad_top, pad_left)
     return _similarity_torch(query, keys, k, groups, scale_factor, stride, pad_top, pad_left)

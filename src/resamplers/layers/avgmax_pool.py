@@ -1,6 +1,8 @@
 """Average-max combinations (registered downsamplers): ``avgmax``, ``catavgmax`` and learned ``mixed``."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -36,9 +38,7 @@ class AvgMaxPool(_WindowPool):
         tensor([[[[2.]]]])
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return avgmax_pool2d(x, self.kernel_size, self.stride, self.padding)
+    _function = staticmethod(avgmax_pool2d)
 
 
 @register_downsampler(
@@ -64,6 +64,8 @@ class CatAvgMaxPool(_WindowPool):
         torch.Size([1, 8, 3, 3])
     """
 
+    _function = staticmethod(catavgmax_pool2d)
+
     @property
     def out_channels(self) -> int | None:
         return None if self.channels is None else 2 * self.channels
@@ -71,10 +73,6 @@ class CatAvgMaxPool(_WindowPool):
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         n, c, h, w = shape
         return (n, 2 * c, *self.output_size((h, w)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return catavgmax_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 
 @register_downsampler(
@@ -108,6 +106,9 @@ class MixedPool(_WindowPool):
         1.5
     """
 
+    _function = staticmethod(mixed_pool2d)
+    _repr_attributes = ("per_channel",)
+
     def __init__(
         self,
         channels: int | None = None,
@@ -134,9 +135,5 @@ class MixedPool(_WindowPool):
         """The mixing proportion ``a`` in ``(0, 1)`` (a scalar or a ``C``-vector)."""
         return torch.sigmoid(self.mix_logit)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return mixed_pool2d(x, self.mix.to(x.dtype), self.kernel_size, self.stride, self.padding)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, per_channel={self.per_channel}"
+    def _function_kwargs(self, x: Tensor) -> dict[str, Any]:
+        return {"mix": self.mix.to(x.dtype)}

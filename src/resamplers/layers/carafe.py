@@ -7,12 +7,12 @@ state-dict keys), so checkpoints trained with mmcv / mmdetection load with
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._checks import check_int, check_odd
 from ..functional.kernel_norm import softmax_kernels
 from ..functional.reassembly import carafe
 from ..registry import register_upsampler
+from ._kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
 from .base import Upsampler
 
 __all__ = ["CARAFEPack"]
@@ -60,13 +60,9 @@ class CARAFEPack(Upsampler):
         compressed_channels: int = 64,
     ) -> None:
         super().__init__(channels, scale_factor)
-        check_odd(up_kernel, "up_kernel")
-        check_int(up_group, "up_group", minimum=1)
-        check_int(encoder_kernel, "encoder_kernel", minimum=1)
-        check_int(encoder_dilation, "encoder_dilation", minimum=1)
-        check_int(compressed_channels, "compressed_channels", minimum=1)
-        if channels % up_group != 0:
-            raise ValueError(f"argument `up_group`: expected a divisor of channels={channels}, got {up_group}")
+        check_kernel_predictor_args(
+            channels, "up", up_kernel, up_group, encoder_kernel, compressed_channels, encoder_dilation
+        )
         if (encoder_kernel - 1) * encoder_dilation % 2 != 0:
             raise ValueError(
                 f"argument `encoder_kernel`: (encoder_kernel - 1) * encoder_dilation must be even to keep the "
@@ -77,26 +73,16 @@ class CARAFEPack(Upsampler):
         self.encoder_kernel = encoder_kernel
         self.encoder_dilation = encoder_dilation
         self.compressed_channels = compressed_channels
-        self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
-        self.content_encoder = nn.Conv2d(
-            compressed_channels,
-            up_kernel * up_kernel * up_group * scale_factor * scale_factor,
-            encoder_kernel,
-            padding=(encoder_kernel - 1) * encoder_dilation // 2,
-            dilation=encoder_dilation,
-        )
+        taps = up_kernel * up_kernel * up_group * scale_factor * scale_factor
+        add_kernel_predictor(self, channels, compressed_channels, taps, encoder_kernel, stride=1, dilation=encoder_dilation)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for conv in (self.channel_compressor, self.content_encoder):
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-        nn.init.normal_(self.content_encoder.weight, std=0.001)
-        nn.init.zeros_(self.content_encoder.bias)
+        reset_kernel_predictor(self)
 
     def kernels(self, x: Tensor) -> Tensor:
         """Normalised reassembly kernels, ``N x (G*k*k) x sH x sW``."""
-        logits = F.pixel_shuffle(self.content_encoder(self.channel_compressor(x)), self.scale_factor)
+        logits = F.pixel_shuffle(kernel_logits(self, x), self.scale_factor)
         return softmax_kernels(logits, self.up_group)
 
     def forward(self, x: Tensor) -> Tensor:

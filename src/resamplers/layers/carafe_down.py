@@ -8,12 +8,12 @@ the exact definition below is this library's, written from the paper's descripti
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._checks import check_int, check_odd
 from ..functional.kernel_norm import softmax_kernels
 from ..functional.reassembly import reassemble_down
 from ..registry import register_downsampler
+from ._kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
 from .base import Downsampler
 
 __all__ = ["CARAFEDown"]
@@ -72,31 +72,17 @@ class CARAFEDown(Downsampler):
         compressed_channels: int = 16,
     ) -> None:
         super().__init__(channels, scale_factor)
-        check_odd(down_kernel, "down_kernel")
-        check_int(down_group, "down_group", minimum=1)
-        check_odd(encoder_kernel, "encoder_kernel")
-        check_int(compressed_channels, "compressed_channels", minimum=1)
-        if channels % down_group != 0:
-            raise ValueError(f"argument `down_group`: expected a divisor of channels={channels}, got {down_group}")
+        check_kernel_predictor_args(channels, "down", down_kernel, down_group, encoder_kernel, compressed_channels)
         self.down_kernel = down_kernel
         self.down_group = down_group
         self.encoder_kernel = encoder_kernel
         self.compressed_channels = compressed_channels
-        self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
-        self.content_encoder = nn.Conv2d(
-            compressed_channels,
-            down_kernel * down_kernel * down_group,
-            encoder_kernel,
-            stride=scale_factor,
-            padding=(encoder_kernel - 1) // 2,
-        )
+        taps = down_kernel * down_kernel * down_group
+        add_kernel_predictor(self, channels, compressed_channels, taps, encoder_kernel, stride=scale_factor, dilation=1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for conv in (self.channel_compressor, self.content_encoder):
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
-        nn.init.normal_(self.content_encoder.weight, std=0.001)
+        reset_kernel_predictor(self)
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         s = self.scale_factor
@@ -104,7 +90,7 @@ class CARAFEDown(Downsampler):
 
     def kernels(self, x: Tensor) -> Tensor:
         """Normalised kernels, ``N x (G*k*k) x ceil(H/s) x ceil(W/s)``."""
-        return softmax_kernels(self.content_encoder(self.channel_compressor(x)), self.down_group)
+        return softmax_kernels(kernel_logits(self, x), self.down_group)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)

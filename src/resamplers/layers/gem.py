@@ -1,6 +1,8 @@
 """GeM pooling over local windows (a registered downsampler)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -51,6 +53,9 @@ class GeMPool(_WindowPool):
         2.0
     """
 
+    _function = staticmethod(gem_pool2d)
+    _repr_attributes = ("eps",)
+
     def __init__(
         self,
         channels: int | None = None,
@@ -65,9 +70,5 @@ class GeMPool(_WindowPool):
         super().__init__(channels, scale_factor, kernel_size, stride, padding)
         init_gem_exponent(self, p, eps, learn_p)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return gem_pool2d(x, self.p.clamp(min=1.0), self.kernel_size, self.stride, self.padding, self.eps)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, eps={self.eps}"
+    def _function_kwargs(self, x: Tensor) -> dict[str, Any]:
+        return {"p": self.p.clamp(min=1.0), "eps": self.eps}

@@ -1,6 +1,8 @@
 """LP pooling on absolute values (a registered downsampler)."""
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from ..functional.lp_pool import _check_norm_type, lp_pool2d
@@ -39,6 +41,9 @@ class LPPool(_WindowPool):
         tensor([[[[5.]]]])
     """
 
+    _function = staticmethod(lp_pool2d)
+    _repr_attributes = ("norm_type",)
+
     def __init__(
         self,
         channels: int | None = None,
@@ -51,9 +56,5 @@ class LPPool(_WindowPool):
         super().__init__(channels, scale_factor, kernel_size, stride, padding)
         self.norm_type = _check_norm_type(norm_type)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return lp_pool2d(x, self.norm_type, self.kernel_size, self.stride, self.padding)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, norm_type={self.norm_type}"
+    def _function_kwargs(self, x: Tensor) -> dict[str, Any]:
+        return {"norm_type": self.norm_type}

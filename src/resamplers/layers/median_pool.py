@@ -1,6 +1,8 @@
 """Median pooling (a registered downsampler)."""
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from .._checks import check_choice
@@ -38,6 +40,9 @@ class MedianPool(_WindowPool):
         tensor([[[[2.]]]])
     """
 
+    _function = staticmethod(median_pool2d)
+    _repr_attributes = ("padding_mode",)
+
     def __init__(
         self,
         channels: int | None = None,
@@ -58,9 +63,5 @@ class MedianPool(_WindowPool):
             )
         return super().output_size(size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return median_pool2d(x, self.kernel_size, self.stride, self.padding, self.padding_mode)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, padding_mode={self.padding_mode!r}"
+    def _function_kwargs(self, x: Tensor) -> dict[str, Any]:
+        return {"padding_mode": self.padding_mode}

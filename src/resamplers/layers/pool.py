@@ -1,11 +1,13 @@
 """Fixed-kernel and argmax-kernel downsampling: average and max pooling."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_int
-from ..functional.windows import window_output_size
+from ..functional.windows import check_window, window_output_size
 from ..registry import register_downsampler
 from .base import Downsampler
 
@@ -13,7 +15,16 @@ __all__ = ["MaxPool", "AvgPool", "window_output_size"]
 
 
 class _WindowPool(Downsampler):
-    """Shared arguments of the window pools: ``kernel_size``, ``stride`` and ``padding`` as in torch."""
+    """Shared arguments of the window pools: ``kernel_size``, ``stride`` and ``padding`` as in torch.
+
+    A subclass names its functional in ``_function``; :meth:`forward` checks the input and
+    calls ``_function(x, kernel_size=..., stride=..., padding=..., **self._function_kwargs(x))``.
+    ``_repr_attributes`` lists the attributes :meth:`extra_repr` adds (as ``name=repr(value)``)
+    after the window.
+    """
+
+    _function: Callable[..., Tensor]
+    _repr_attributes: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -24,20 +35,28 @@ class _WindowPool(Downsampler):
         padding: int = 0,
     ) -> None:
         super().__init__(channels, scale_factor)
-        self.kernel_size = check_int(scale_factor if kernel_size is None else kernel_size, "kernel_size", minimum=1)
-        self.stride = check_int(scale_factor if stride is None else stride, "stride", minimum=1)
-        self.padding = check_int(padding, "padding", minimum=0)
-        if 2 * self.padding > self.kernel_size:
-            raise ValueError(
-                f"argument `padding`: expected at most half the kernel size ({self.kernel_size // 2}), got {padding}"
-            )
+        self.kernel_size, self.stride, self.padding = check_window(
+            scale_factor if kernel_size is None else kernel_size, scale_factor if stride is None else stride, padding
+        )
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return window_output_size(size, self.kernel_size, self.stride, self.padding)
 
+    def _function_kwargs(self, x: Tensor) -> dict[str, Any]:
+        """Keyword arguments of ``_function`` besides the window (none by default)."""
+        return {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self._function(
+            x, kernel_size=self.kernel_size, stride=self.stride, padding=self.padding, **self._function_kwargs(x)
+        )
+
     def extra_repr(self) -> str:
+        extra = "".join(f", {name}={getattr(self, name)!r}" for name in self._repr_attributes)
         return (
             f"{super().extra_repr()}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+            f"{extra}"
         )
 
 
@@ -56,9 +75,7 @@ class MaxPool(_WindowPool):
         ``N x C x H x W`` -> ``N x C x H' x W'`` with ``H' = floor((H + 2p - k) / stride) + 1``.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+    _function = staticmethod(F.max_pool2d)
 
 
 @register_downsampler("avg", example={"channels": 8}, summary="Average pooling (window = stride = s by default)")
@@ -76,6 +93,4 @@ class AvgPool(_WindowPool):
         ``N x C x H x W`` -> ``N x C x H' x W'`` with ``H' = floor((H + 2p - k) / stride) + 1``.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+    _function = staticmethod(F.avg_pool2d)

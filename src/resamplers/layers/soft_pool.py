@@ -1,8 +1,6 @@
 """SoftPool (a registered downsampler)."""
 from __future__ import annotations
 
-from torch import Tensor
-
 from ..functional.soft_pool import soft_pool2d
 from ..registry import register_downsampler
 from .pool import _WindowPool
@@ -37,6 +35,4 @@ class SoftPool(_WindowPool):
         tensor([[[[1000.]]]])
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return soft_pool2d(x, self.kernel_size, self.stride, self.padding)
+    _function = staticmethod(soft_pool2d)

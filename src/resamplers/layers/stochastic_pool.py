@@ -1,6 +1,8 @@
 """Stochastic pooling (a registered downsampler)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -41,6 +43,8 @@ class StochasticPool(_WindowPool):
         tensor([[[[2.5000]]]])
     """
 
+    _function = staticmethod(stochastic_pool2d)
+
     def __init__(
         self,
         channels: int | None = None,
@@ -55,8 +59,5 @@ class StochasticPool(_WindowPool):
             raise TypeError(f"argument `generator`: expected a torch.Generator or None, got {type(generator).__name__}")
         self.generator = generator
 
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return stochastic_pool2d(
-            x, self.kernel_size, self.stride, self.padding, training=self.training, generator=self.generator
-        )
+    def _function_kwargs(self, x: Tensor) -> dict[str, Any]:
+        return {"training": self.training, "generator": self.generator}

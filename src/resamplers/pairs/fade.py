@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from .._checks import check_int, check_odd
 from ..functional.kernel_norm import softmax_kernels
-from ..functional.reassembly import carafe
 from ..registry import register_pair
 from .feature_guided import FeatureGuidedPair
 
@@ -202,9 +201,7 @@ class FADE(FeatureGuidedPair):
         return g * skip + (1 - g) * reassembled
 
     def upsample(self, d: Tensor, encoder: Tensor) -> Tensor:
-        self.check_upsample_inputs(d, encoder)
-        reassembled = carafe(d, self.kernels(d, encoder), self.up_kernel, 1, self.scale_factor)
-        return self.combine(reassembled, d, encoder)
+        return self.combine(self._reassemble(d, encoder), d, encoder)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         for old, new in _H2L_KEYS.items():

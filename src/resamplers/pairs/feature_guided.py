@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from .._checks import check_feature
+from ..functional.reassembly import carafe
 from ..registry import DOWNSAMPLERS
 from .base import Guide, ResamplerPair, spatial_size
 
@@ -63,6 +64,12 @@ class FeatureGuidedPair(ResamplerPair):
                 f"argument `encoder`: expected batch {expected[0]} and spatial size {expected[1]} x {expected[2]} "
                 f"(scale_factor {s} times that of `d`), got shape {tuple(encoder.shape)}"
             )
+
+    def _reassemble(self, d: Tensor, encoder: Tensor) -> Tensor:
+        """Check the inputs and reassemble ``d`` with ``self.kernels(d, encoder)`` (CARAFE with one
+        group and window ``self.up_kernel``): the up step of the kernel-predicting pairs."""
+        self.check_upsample_inputs(d, encoder)
+        return carafe(d, self.kernels(d, encoder), self.up_kernel, 1, self.scale_factor)
 
     def upsample(self, d: Tensor, encoder: Tensor) -> Tensor:  # pragma: no cover - abstract
         """Upsample the decoder feature ``d`` guided by the encoder feature (``s`` times larger)."""

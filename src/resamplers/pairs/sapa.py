@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_int, check_odd
 from ..functional.kernel_norm import softmax_kernels
-from ..functional.reassembly import carafe
 from ..functional.window_similarity import window_similarity
 from ..layers.channel_norm import channel_norm
 from ..registry import register_pair
@@ -164,8 +163,7 @@ class SAPA(FeatureGuidedPair):
         return softmax_kernels(window_similarity(q, k, self.up_kernel, scale_factor=self.scale_factor), 1)
 
     def upsample(self, d: Tensor, encoder: Tensor) -> Tensor:
-        self.check_upsample_inputs(d, encoder)
-        return carafe(d, self.kernels(d, encoder), self.up_kernel, 1, self.scale_factor)
+        return self._reassemble(d, encoder)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # The official modules use nn.Linear (d x C weights); ours are 1x1 convolutions.
