@@ -76,3 +76,28 @@ def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):
                  "--out", str(tmp_path / "b")]) == 2
     assert "choose another --out" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.slow
+def test_compare_under_torchrun_trains_data_parallel_and_writes_once(tmp_path):
+    """Two processes share each run (the trainer's data parallelism); rank 0 evaluates
+    and writes the results and the report, the other rank writes nothing of its own."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "cmp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "resamplers.cli", "compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "bilinear",
+         "--data", "synthetic", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = out / "runs" / "reconstruction" / "bilinear" / "seed-0"
+    record = json.loads((run / "result.json").read_text())
+    assert record["train"]["steps"] > 0 and "psnr" in record["metrics"]["overall"]
+    assert (out / "report.md").is_file() and result.stdout.count("1 of 1 runs in this shard") == 1
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log and all(entry["processes"] == 2 for entry in log)

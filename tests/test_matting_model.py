@@ -111,3 +111,40 @@ def test_inputs_are_normalised_rgb_and_trimap():
     assert x.shape == (1, 4, 2, 2)
     torch.testing.assert_close(x[0, 3], torch.tensor([[0.0, 128 / 255], [1.0, 128 / 255]]))
     torch.testing.assert_close(x[0, 0, 0, 0], torch.tensor((0.5 - 0.485) / 0.229))
+
+
+class TestHeadActivation:
+    def test_official_head_is_relu6_and_the_others_share_its_weights(self):
+        official = create_matting_model("bilinear", width=0.25)
+        assert isinstance(official.head[0][2], torch.nn.ReLU6)
+        for name in ("leaky_relu", "none"):
+            other = create_matting_model("bilinear", width=0.25, head_activation=name)
+            assert other.config.head_activation == name
+            other.load_state_dict(official.state_dict())  # same keys and shapes
+            assert count_parameters(other) == count_parameters(official)
+
+    def test_config_round_trip_rebuilds_the_head(self):
+        from resamplers.models.matting import IndexNetMatting, MattingConfig
+
+        model = create_matting_model("bilinear", width=0.25, head_activation="leaky_relu")
+        rebuilt = IndexNetMatting(MattingConfig.from_dict(model.config.to_dict()))
+        assert isinstance(rebuilt.head[0][2], torch.nn.LeakyReLU)
+        # configurations saved before the option existed rebuild the official head
+        legacy = {k: v for k, v in model.config.to_dict().items() if k != "head_activation"}
+        assert MattingConfig.from_dict(legacy).head_activation == "relu6"
+
+    @pytest.mark.parametrize("name, learns", [("relu6", False), ("leaky_relu", True), ("none", True)])
+    def test_a_head_below_zero_blocks_all_gradient_only_with_relu6(self, name, learns):
+        """The failure the option exists for: once the one-channel bottleneck is negative
+        everywhere, the official head passes no gradient to the rest of the network."""
+        torch.manual_seed(0)
+        model = create_matting_model("bilinear", width=0.25, head_activation=name).eval()
+        with torch.no_grad():
+            model.head[0][1].bias.fill_(-100.0)
+        model(torch.randn(1, 4, 64, 64)).square().sum().backward()
+        encoder_grad = sum(p.grad.abs().sum() for p in model.encoder.parameters() if p.grad is not None)
+        assert (encoder_grad > 0) == learns
+
+    def test_unknown_head_activation_is_a_clear_error(self):
+        with pytest.raises(ValueError, match="`head_activation`"):
+            create_matting_model("bilinear", width=0.25, head_activation="gelu")

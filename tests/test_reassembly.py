@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import assert_close
 from reference import reassemble_loop
 from resamplers.functional import native_available, reassemble, reassemble_down
+from resamplers.functional.reassembly import _reassemble_torch
 
 BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native_available(), reason="no native build"))]
 
@@ -75,6 +76,23 @@ class TestReassemble:
             grads.append(torch.autograd.grad(out, (a, b), grad_out))
         for ga, gb in zip(*grads):
             assert_close(ga, gb)
+
+    @pytest.mark.parametrize("needs", ["both", "features", "kernels"])
+    @pytest.mark.parametrize("geometry", GEOMETRIES)
+    def test_torch_backward_equals_autograd_of_the_composite(self, geometry, needs):
+        """The torch path's hand-written backward (eager training) against plain autograd
+        through the same multiply-adds, for each input alone and both."""
+        x, kernels, kw = _case(*geometry)
+        inputs = {"both": (x, kernels), "features": (x,), "kernels": (kernels,)}[needs]
+        for t in inputs:
+            t.requires_grad_()
+        out = reassemble(x, kernels, **kw, backend="torch")
+        assert type(out.grad_fn).__name__ == "_TorchReassemblyBackward"
+        reference = _reassemble_torch(x, kernels, kw["kernel_size"], kw["groups"], kw["scale_factor"],
+                                      kw["stride"], *kw["padding"])
+        grad_out = torch.randn_like(out)
+        for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(reference, inputs, grad_out)):
+            assert_close(got, want)
 
     @pytest.mark.skipif(not native_available(), reason="no native build")
     def test_native_is_deterministic_across_thread_counts(self):

@@ -16,6 +16,7 @@ _FIELD_FLAGS: list[tuple[str, type, str]] = [
     ("width", float, "width multiplier of the network"),
     ("output_stride", int, "32 (five pairs) or 16 (four)"),
     ("decoder_kernel", int, "decoder convolution kernel"),
+    ("head_activation", str, "relu6 (official) | leaky_relu (trains reliably from scratch) | none"),
     ("data", str, "training data: synthetic | real | folder"),
     ("data_root", str, "data cache (real) or benchmark root (folder)"),
     ("crop", int, "training crop size (a multiple of the output stride)"),

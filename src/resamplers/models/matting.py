@@ -8,6 +8,14 @@ upsample with that pair's ``up`` and concatenate the skip feature the pair says 
 (for IndexNet the index-weighted feature ``I_en * x``).  Head: ``conv 5x5 -> BN -> ReLU6 ->
 conv 5x5`` to one channel, no sigmoid (clip to [0, 1] at test time).
 
+The head's activation is an option (``head_activation``).  The official ReLU6 sits on a
+single channel: trained from scratch, the network first learns the L1-optimal constant
+for the unknown region (the median alpha there, usually 0), and it can reach it by pushing
+that one channel below zero on the whole unknown region, where the loss lives.  From there
+no gradient flows and the matte stays at the trimap-only answer (seen in 120- to 400-step
+runs for six of nine pairs).  ``"leaky_relu"`` (slope 0.2; A2U's official head is leaky
+too) cannot die that way and adds no parameters, so weights still load either way.
+
 With ``pair="indexnet_m2o"``, width 1, ASPP and output stride 32 this is the official
 IndexNet matting model (5,953,515 parameters); :func:`convert_official_state_dict` maps the
 official checkpoint's keys onto this module's.
@@ -77,6 +85,7 @@ class MattingConfig:
     output_stride: int = 32
     decoder_kernel: int = 5
     pair_kwargs: dict[str, Any] = field(default_factory=dict)
+    head_activation: str = "relu6"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +97,21 @@ class MattingConfig:
         if unknown:
             raise ValueError(f"argument `config`: unknown matting-model fields {sorted(unknown)}")
         return cls(**dict(data))
+
+
+HEAD_ACTIVATIONS = ("relu6", "leaky_relu", "none")
+HEAD_LEAKY_SLOPE = 0.2
+
+
+def head_activation_layer(name: str) -> nn.Module:
+    """The activation between the head's two convolutions: ``"relu6"`` (official),
+    ``"leaky_relu"`` (negative slope :data:`HEAD_LEAKY_SLOPE`) or ``"none"``."""
+    check_choice(name, "head_activation", HEAD_ACTIVATIONS)
+    if name == "relu6":
+        return nn.ReLU6(inplace=True)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(HEAD_LEAKY_SLOPE, inplace=True)
+    return nn.Identity()
 
 
 class DecoderStage(nn.Module):
@@ -134,7 +158,9 @@ class IndexNetMatting(nn.Module):
         out = {6: ch[5], 5: ch[4], 4: ch[3], 3: ch[2], 2: ch[1], 1: ch[0], 0: scaled(32, w)}
         inp = {6: bottleneck, 5: ch[5], 4: ch[4], 3: ch[3], 2: ch[2], 1: ch[1], 0: ch[0]}
         self.decoder = nn.ModuleDict({str(i): DecoderStage(inp[i] + ch[i], out[i], k) for i in range(6, -1, -1)})
-        self.head = nn.Sequential(conv_bn_relu6(out[0], 1, k), nn.Conv2d(1, 1, k, padding=k // 2, bias=False))
+        head = conv_bn_relu6(out[0], 1, k)
+        head[2] = head_activation_layer(config.head_activation)
+        self.head = nn.Sequential(head, nn.Conv2d(1, 1, k, padding=k // 2, bias=False))
         self._initialize()
 
     def _initialize(self) -> None:
@@ -185,9 +211,14 @@ def create_matting_model(
     aspp: bool = True,
     output_stride: int = 32,
     decoder_kernel: int = 5,
+    *,
+    head_activation: str = "relu6",
     **pair_kwargs: Any,
 ) -> IndexNetMatting:
     """Build the IndexNet matting network around a registered pair (see :func:`resamplers.create_pair`).
+
+    ``head_activation``: ``"relu6"`` (official), ``"leaky_relu"`` (for training from
+    scratch; see the module docstring) or ``"none"``.  Other keywords go to the pair.
 
     Example:
         >>> model = create_matting_model("bilinear", width=0.25).eval()
@@ -196,7 +227,9 @@ def create_matting_model(
     """
     if not (isinstance(width, (int, float)) and width > 0):
         raise ValueError(f"argument `width`: expected a positive number, got {width!r}")
-    config = MattingConfig(pair, float(width), bool(aspp), output_stride, decoder_kernel, dict(pair_kwargs))
+    config = MattingConfig(
+        pair, float(width), bool(aspp), output_stride, decoder_kernel, dict(pair_kwargs), head_activation
+    )
     return IndexNetMatting(config)
 
 

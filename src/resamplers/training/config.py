@@ -11,7 +11,7 @@ from .._checks import check_choice, check_int
 __all__ = ["TrainConfig", "load_config_file", "MODEL_FIELDS"]
 
 # Fields that define the network: a run can only resume with the same values.
-MODEL_FIELDS = ("pair", "width", "aspp", "output_stride", "decoder_kernel", "pair_kwargs")
+MODEL_FIELDS = ("pair", "width", "aspp", "output_stride", "decoder_kernel", "pair_kwargs", "head_activation")
 
 
 @dataclass
@@ -19,7 +19,8 @@ class TrainConfig:
     """One training run of the matting network.
 
     Model: ``pair`` (any registered pair name), ``width``, ``aspp``, ``output_stride``,
-    ``decoder_kernel``, ``pair_kwargs``.  Data: ``data`` (``synthetic``, ``real`` or
+    ``decoder_kernel``, ``pair_kwargs``, ``head_activation`` (``relu6`` as the official
+    model; ``leaky_relu`` trains reliably from scratch).  Data: ``data`` (``synthetic``, ``real`` or
     ``folder``), ``data_root``, ``crop`` (a multiple of the output stride), ``workers``.
     Optimisation: ``optimizer`` (``adamw``, or ``official``: Adam with lr 1e-2 for the
     decoder, head and pairs and lr / 100 for the encoder), ``lr``, ``weight_decay``,
@@ -36,6 +37,7 @@ class TrainConfig:
     output_stride: int = 32
     decoder_kernel: int = 5
     pair_kwargs: dict[str, Any] = field(default_factory=dict)
+    head_activation: str = "relu6"
     data: str = "synthetic"
     data_root: str | None = None
     crop: int = 256
@@ -57,6 +59,7 @@ class TrainConfig:
         check_choice(self.optimizer, "optimizer", ("adamw", "official"))
         check_choice(self.schedule, "schedule", ("cosine", "step", "constant"))
         check_choice(self.output_stride, "output_stride", (16, 32))
+        check_choice(self.head_activation, "head_activation", ("relu6", "leaky_relu", "none"))
         for name in ("crop", "batch_size", "steps", "checkpoint_every", "log_every"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.workers, "workers", minimum=0)

@@ -291,6 +291,7 @@ def _fit(build_model, loss_fn, dataset, settings, model_config, run_config, iden
                         "seconds_per_step": sum(recent) / len(recent),
                         "images_per_second": config.batch_size * len(recent) / sum(recent),
                         "elapsed_s": time.perf_counter() - run_start,
+                        "processes": ctx.world_size,
                     }
                     if ctx.is_main:
                         with log_path.open("a") as log:

@@ -78,7 +78,8 @@ def train(
 
     def build() -> nn.Module:
         return create_matting_model(
-            config.pair, config.width, config.aspp, config.output_stride, config.decoder_kernel, **config.pair_kwargs
+            config.pair, config.width, config.aspp, config.output_stride, config.decoder_kernel,
+            head_activation=config.head_activation, **config.pair_kwargs
         )
 
     return fit(

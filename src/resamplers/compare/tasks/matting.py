@@ -31,6 +31,13 @@ def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
+# Every operator trains the same network from scratch; the official head's one-channel
+# ReLU6 can die on the whole unknown region before the network has learned anything,
+# which leaves the matte at the trimap-only answer whatever the operator (see
+# resamplers.models.matting).  The leaky head has the same parameters and cannot.
+HEAD_ACTIVATION = "leaky_relu"
+
+
 class MattingTask(Task):
     name = "matting"
     title = "Image matting (IndexNet matting network, Composition-1k-style test set)"
@@ -76,6 +83,7 @@ class MattingTask(Task):
         config = TrainConfig(
             out=str(spec.run_dir), pair=spec.op, width=p.width, data=spec.data, data_root=spec.data_root,
             crop=p.crop, workers=0, lr=p.lr, batch_size=p.batch_size, steps=p.steps,
+            head_activation=HEAD_ACTIVATION,
             checkpoint_every=max(1, p.steps // 5), log_every=max(1, p.steps // 50), seed=spec.seed,
         )
         start = time.perf_counter()
