@@ -62,6 +62,17 @@ def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "3 of 3 runs finished" in report and "`maxunpool`" in report and "PSNR" in report
+    # A result made under another budget of the same preset name (an older version) is redone.
+    stale_path = runs / "nearest" / "seed-0" / "result.json"
+    stale = json.loads(stale_path.read_text())
+    current_steps = stale["preset"]["steps"]
+    stale["preset"]["steps"] = current_steps + 1
+    stale_path.write_text(json.dumps(stale))
+    capsys.readouterr()
+    assert main(common) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("done before, kept") == 2 and "nearest seed 0: done before under another" in printed
+    assert json.loads(stale_path.read_text())["preset"]["steps"] == current_steps
 
 
 def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):

@@ -227,7 +227,8 @@ def _plot_visual_sheet(out: Path, task: Task, spec: dict[str, Any], path: Path) 
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle("Same test crops, every operator\n(seed 0, zoomed on boundaries)", fontsize=9)
-    fig.tight_layout()
+    # Keep half an inch at the top for the two-line title, whatever the figure's height.
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

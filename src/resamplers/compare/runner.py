@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from ..registry import PAIRS
 from ..training.distributed import init_distributed
 from .measure import read_json, write_json_atomic
 from .tasks import get_task
-from .tasks.base import RunSpec, Task
+from .tasks.base import Preset, RunSpec, Task
 
 __all__ = ["CompareSpec", "run_compare", "resolve_data", "parse_shard", "jobs_of"]
 
@@ -149,8 +150,15 @@ def run_compare(
             run = _run_spec(task, spec, op, seed, out, shared, chosen)
             done = run.run_dir / "result.json"
             if done.is_file():
-                log(f"[{number}/{len(mine)}] {op} seed {seed}: done before, kept")
-                continue
+                if _same_budget(read_json(done).get("preset", {}), chosen):
+                    log(f"[{number}/{len(mine)}] {op} seed {seed}: done before, kept")
+                    continue
+                ctx.barrier()
+                if ctx.is_main:
+                    log(f"[{number}/{len(mine)}] {op} seed {seed}: done before under another {preset!r} budget "
+                        "(an older version of the preset), run again")
+                    shutil.rmtree(run.run_dir)
+                ctx.barrier()
             log(f"[{number}/{len(mine)}] {op} seed {seed}")
             started = time.perf_counter()
             result = task.run(run, progress)
@@ -168,6 +176,13 @@ def run_compare(
     from .report import write_report
 
     return write_report(out, log=log)
+
+
+def _same_budget(recorded: dict[str, Any], preset: Preset) -> bool:
+    """Whether a finished run used the preset's current budget (older results lack nothing
+    that matters: missing keys count as different)."""
+    budget = preset.budget()
+    return all(recorded.get(key) == value for key, value in budget.items())
 
 
 def _run_spec(task: Task, spec: CompareSpec, op: str, seed: int, out: Path, shared: Path, preset) -> RunSpec:

@@ -45,6 +45,11 @@ class Preset:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def budget(self) -> dict[str, Any]:
+        """What a run's result depends on: everything but the name, the documented time
+        and the description."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("name", "minutes", "description")}
+
 
 @dataclass(frozen=True)
 class RunSpec:

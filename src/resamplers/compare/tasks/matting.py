@@ -51,13 +51,13 @@ class MattingTask(Task):
         return {
             "smoke": Preset("smoke", steps=2, crop=64, width=0.25, batch_size=2, seeds=1, eval_images=2, lr=1e-3,
                             minutes=0.5, description="two steps at width 0.25: checks the pipeline end to end",
-                            extra={"eval_size": 64}),
+                            extra={"eval_size": 64, "head_activation": HEAD_ACTIVATION}),
             "quick": Preset("quick", steps=120, crop=96, width=0.5, batch_size=8, seeds=1, eval_images=24, lr=2e-3,
-                            minutes=9.0, description="120 steps of 8 crops of 96 at width 0.5, 24 test images of 256",
-                            extra={"eval_size": 256}),
+                            minutes=9.0, description="120 steps of 8 crops of 96 at width 0.5 (leaky head), 24 test images of 256",
+                            extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION}),
             "full": Preset("full", steps=20000, crop=256, width=1.0, batch_size=16, seeds=3, eval_images=0, lr=1e-3,
-                           minutes=6000.0, description="20k steps of 16 crops of 256 at full width, 3 seeds, all test images",
-                           extra={"eval_size": 256}),
+                           minutes=6000.0, description="20k steps of 16 crops of 256 at full width (leaky head), 3 seeds, all test images",
+                           extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION}),
         }
 
     def _test_set_dir(self, spec: RunSpec):
@@ -83,7 +83,7 @@ class MattingTask(Task):
         config = TrainConfig(
             out=str(spec.run_dir), pair=spec.op, width=p.width, data=spec.data, data_root=spec.data_root,
             crop=p.crop, workers=0, lr=p.lr, batch_size=p.batch_size, steps=p.steps,
-            head_activation=HEAD_ACTIVATION,
+            head_activation=p.extra["head_activation"],
             checkpoint_every=max(1, p.steps // 5), log_every=max(1, p.steps // 50), seed=spec.seed,
         )
         start = time.perf_counter()

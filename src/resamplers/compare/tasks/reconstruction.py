@@ -110,7 +110,7 @@ class ReconstructionTask(Task):
 
     def presets(self) -> dict[str, Preset]:
         return {
-            "smoke": Preset("smoke", steps=3, crop=32, width=16, batch_size=2, seeds=1, eval_images=4, lr=2e-3,
+            "smoke": Preset("smoke", steps=3, crop=32, width=16, batch_size=4, seeds=1, eval_images=4, lr=2e-3,
                             minutes=0.3, description="a few steps on tiny crops: checks the pipeline end to end"),
             "quick": Preset("quick", steps=300, crop=64, width=32, batch_size=16, seeds=1, eval_images=64, lr=2e-3,
                             minutes=13.0, description="300 steps on 64x64 crops, 32 channels, 3 levels"),
