@@ -324,3 +324,16 @@ def test_hrnet_exports_at_odd_sizes_with_other_upsamplers(upsampler):
     with torch.no_grad():
         for a, b in zip(program.module()(x), net(x), strict=True):
             assert_close(a, b)
+
+
+def test_hrnet_with_carafe_exports_at_multiples_of_its_stride():
+    """CARAFE fusion exports with dynamic sizes constrained to multiples of the stride (the
+    documented way: at odd sizes export cannot prove the kernel map splits into blocks)."""
+    config = (HRNetStage(1, (1,), (4,), "bottleneck"), HRNetStage(1, (1, 1), (4, 8)))
+    net = create_block("hrnet", config=config, upsampler="carafe").eval()
+    blocks_h, blocks_w = torch.export.Dim("blocks_h", min=2, max=64), torch.export.Dim("blocks_w", min=2, max=64)
+    program = torch.export.export(net, (torch.randn(2, 3, 16, 24),), dynamic_shapes={"x": {2: 8 * blocks_h, 3: 8 * blocks_w}})
+    x = torch.randn(2, 3, 40, 24)
+    with torch.no_grad():
+        for a, b in zip(program.module()(x), net(x), strict=True):
+            assert_close(a, b)
