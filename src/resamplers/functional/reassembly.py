@@ -185,9 +185,14 @@ def _reassemble_torch(
     return out.reshape(n, c, h_out, w_out) if split or up > 1 else out
 
 
-# Backward temporaries are computed this many channel slices at a time, so that each one
-# is a fraction of the output: the peak stays near the output and the two gradients.
-_BACKWARD_CHANNEL_SLICES = 4
+def _sub_pixels(up: int) -> list[tuple[int, int] | None]:
+    """The ``up x up`` output phases ``(i, j)`` of an upsampling reassembly (``[None]`` for none)."""
+    return [(i, j) for i in range(up) for j in range(up)] if up > 1 else [None]
+
+
+def _phase(t: Tensor, phase: tuple[int, int] | None) -> Tensor:
+    """The ``... x Hq x Wq`` view of a ``... x Hq x up x Wq x up`` tensor at one output phase."""
+    return t if phase is None else t.select(-1, phase[1]).select(-2, phase[0])
 
 
 class _TorchReassembly(torch.autograd.Function):
@@ -195,10 +200,13 @@ class _TorchReassembly(torch.autograd.Function):
 
     Autograd through :func:`_reassemble_torch` keeps, per tap, an output-sized product and
     a padded-input-sized scatter of the strided view's gradient alive at once (about 3x
-    the output at peak).  This backward accumulates both gradients in place, tap by tap,
-    and forms each product on a slice of the channels, so peak memory stays within 2x the
-    output, as for the native kernels.  Used only in eager mode; compile and export trace
-    the plain composite.
+    the output at peak), and reduces over the ``up x up`` block axes, whose innermost
+    length of ``up`` defeats vectorisation.  This backward works one output phase
+    ``(i, j)`` of one tap at a time: the feature gradient is an in-place multiply-add into
+    the tap's window of the padded gradient, the kernel gradient a product summed over the
+    channels.  Temporaries are ``1 / up^2`` of the output (a quarter of the channels at a
+    time without upsampling), so peak memory stays within 2x the output.  Used only in
+    eager mode; compile and export trace the plain composite.
     """
 
     @staticmethod
@@ -223,8 +231,8 @@ class _TorchReassembly(torch.autograd.Function):
         grad = grad.reshape(n, *channel_shape, hq, up, wq, up) if up > 1 else grad.reshape(n, *channel_shape, hq, wq)
         channel_axis = 2 if split else 1
         per_channel = not split and groups == c > 1  # kernel groups line up with channels
-        slice_size = -(-grad.shape[channel_axis] // _BACKWARD_CHANNEL_SLICES)
-        block_dims = (-3, -1) if up > 1 else ()
+        channel_slices = 4 if up == 1 else 1  # one phase is already 1 / up^2 of the output
+        slice_size = -(-grad.shape[channel_axis] // channel_slices)
 
         padded = _padded_features(features, kernel_size, groups, pad_top, pad_left)
         grad_padded = torch.zeros_like(padded) if need_features else None
@@ -238,26 +246,23 @@ class _TorchReassembly(torch.autograd.Function):
         )
         for tap, window in windows:
             grad_window = next(grad_windows)[1] if grad_windows is not None else None
-            weight = _tap_weight(taps, tap, split)
-            grad_weight = _tap_weight(grad_taps, tap, split) if grad_taps is not None else None
-            for start in range(0, grad.shape[channel_axis], slice_size):
-                part = slice(start, start + slice_size)
-                index = (slice(None),) * channel_axis + (part,)
-                grad_part = grad[index]
-                weight_part = weight[index] if per_channel else weight
-                if grad_window is not None:
-                    product = grad_part * weight_part
-                    grad_window[index].add_(product.sum(block_dims) if block_dims else product)
-                if grad_weight is not None:
-                    source = window[index]
-                    source = source.unsqueeze(-1).unsqueeze(-3) if up > 1 else source
-                    product = grad_part * source
-                    if per_channel:
-                        grad_weight[index].copy_(product)
-                    elif start == 0:
-                        grad_weight.copy_(product.sum(channel_axis, keepdim=True))
-                    else:
-                        grad_weight.add_(product.sum(channel_axis, keepdim=True))
+            for phase in _sub_pixels(up):
+                grad_phase = _phase(grad, phase)
+                weight = _phase(_tap_weight(taps, tap, split), phase)
+                grad_weight = _phase(_tap_weight(grad_taps, tap, split), phase) if grad_taps is not None else None
+                for start in range(0, grad.shape[channel_axis], slice_size):
+                    index = (slice(None),) * channel_axis + (slice(start, start + slice_size),)
+                    grad_part = grad_phase[index]
+                    if grad_window is not None:
+                        grad_window[index].addcmul_(grad_part, weight[index] if per_channel else weight)
+                    if grad_weight is not None:
+                        product = grad_part * window[index]
+                        if per_channel:
+                            grad_weight[index].copy_(product)
+                        elif start == 0:
+                            torch.sum(product, channel_axis, keepdim=True, out=grad_weight)
+                        else:
+                            grad_weight.add_(product.sum(channel_axis, keepdim=True))
         grad_features = None
         if grad_padded is not None:
             grad_padded = grad_padded.reshape(n, c, grad_padded.shape[-2], grad_padded.shape[-1])
