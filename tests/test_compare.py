@@ -73,6 +73,13 @@ def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("done before, kept") == 2 and "nearest seed 0: done before under another" in printed
     assert json.loads(stale_path.read_text())["preset"]["steps"] == current_steps
+    # More seeds extend the comparison; the finished seed-0 runs are kept.
+    capsys.readouterr()
+    assert main([*common, "--seeds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("done before, kept") == 3
+    assert all((runs / op / "seed-1" / "result.json").is_file() for op in ("bilinear", "maxunpool", "nearest"))
+    assert json.loads((out / "compare.json").read_text())["seeds"] == 2
 
 
 def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):

@@ -94,19 +94,20 @@ def jobs_of(spec: CompareSpec) -> list[tuple[str, int]]:
 
 
 def _merge_spec(out: Path, spec: CompareSpec) -> CompareSpec:
-    """Reuse a results folder for the same comparison; operators may be added."""
+    """Reuse a results folder for the same comparison; operators and seeds may be added
+    (a folder keeps every seed it has: asking for fewer does not drop results)."""
     path = out / "compare.json"
     if not path.is_file():
         return spec
     old = read_json(path)
-    for key in ("task", "preset", "seeds", "data"):
+    for key in ("task", "preset", "data"):
         if old[key] != getattr(spec, key):
             raise ValueError(
                 f"argument `--out`: {out} holds a {old['task']}/{old['preset']} comparison with {key}={old[key]!r}, "
                 f"not {getattr(spec, key)!r}; choose another --out"
             )
     ops = tuple(dict.fromkeys([*old["ops"], *spec.ops]))
-    return CompareSpec(spec.task, spec.preset, ops, spec.seeds, spec.data, spec.data_root)
+    return CompareSpec(spec.task, spec.preset, ops, max(int(old["seeds"]), spec.seeds), spec.data, spec.data_root)
 
 
 def run_compare(
