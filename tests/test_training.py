@@ -136,6 +136,18 @@ def test_resume_refuses_another_configuration(tmp_path):
         train(_config(tmp_path, steps=2, width=0.5), resume=True, dataset=FakeComposites(64, seed=3), progress=False)
 
 
+def test_a_checkpoint_older_than_an_option_resumes_at_its_default(tmp_path):
+    """Fields added later (``head_activation``) count as their default in older checkpoints."""
+    from resamplers.training.loop import _check_resumable
+    from resamplers.training.matting import _identity_defaults
+
+    now = _config(tmp_path).to_dict()
+    older = {k: v for k, v in now.items() if k != "head_activation"}
+    _check_resumable({"run_config": older}, now, _identity_defaults())
+    with pytest.raises(CheckpointError, match="head_activation: checkpoint 'relu6' vs now 'leaky_relu'"):
+        _check_resumable({"run_config": older}, {**now, "head_activation": "leaky_relu"}, _identity_defaults())
+
+
 DRIVER = textwrap.dedent(
     """
     import sys

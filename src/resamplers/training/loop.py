@@ -18,7 +18,7 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,11 +139,21 @@ def _trim_log(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _check_resumable(saved: dict[str, Any], run_config: dict[str, Any], identity: Sequence[str]) -> None:
+def _check_resumable(
+    saved: dict[str, Any], run_config: dict[str, Any], identity: Sequence[str] | Mapping[str, Any]
+) -> None:
+    """Refuse to resume unless the checkpoint shares every ``identity`` field with this run.
+
+    As a mapping, ``identity`` also gives the value a field had in a checkpoint written
+    before the field existed (an option added later, at the default that keeps the old
+    behaviour).
+    """
     run = saved.get("run_config") or {}
-    different = [f for f in identity if run.get(f) != run_config.get(f)]
+    assumed = identity if isinstance(identity, Mapping) else {}
+    recorded = {f: run.get(f, assumed.get(f)) for f in identity}
+    different = [f for f in identity if recorded[f] != run_config.get(f)]
     if different:
-        details = ", ".join(f"{f}: checkpoint {run.get(f)!r} vs now {run_config.get(f)!r}" for f in different)
+        details = ", ".join(f"{f}: checkpoint {recorded[f]!r} vs now {run_config.get(f)!r}" for f in different)
         raise CheckpointError(f"argument `--resume`: the checkpoint was made with another configuration ({details})")
 
 
@@ -178,7 +188,7 @@ def fit(
     *,
     model_config: dict[str, Any],
     run_config: dict[str, Any],
-    identity: Sequence[str] = (),
+    identity: Sequence[str] | Mapping[str, Any] = (),
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
@@ -193,7 +203,8 @@ def fit(
         settings: optimisation and bookkeeping settings (``settings.out`` is the run directory).
         model_config: stored with the weights so the model can be rebuilt.
         run_config: stored in the checkpoint and as ``config.json``.
-        identity: ``run_config`` fields a resumed run must share with its checkpoint.
+        identity: ``run_config`` fields a resumed run must share with its checkpoint (a
+            mapping also gives the value assumed when an older checkpoint lacks a field).
         resume: continue from the newest checkpoint in the run directory.
         progress: show a progress bar (rank 0 only).
         stop_after: stop (with a checkpoint) after this many steps, as an interruption would.

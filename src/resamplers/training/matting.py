@@ -61,6 +61,13 @@ def _dataset(config: TrainConfig) -> Dataset:
     return EpochIndexed(TrainingComposites(source, size=config.crop, seed=config.seed))
 
 
+def _identity_defaults() -> dict[str, Any]:
+    """The :data:`IDENTITY` fields at their defaults: what a checkpoint written before a
+    field existed (e.g. ``head_activation``) was trained with."""
+    defaults = TrainConfig()
+    return {name: getattr(defaults, name) for name in IDENTITY}
+
+
 def train(
     config: TrainConfig,
     *,
@@ -84,7 +91,7 @@ def train(
 
     return fit(
         build, matting_batch_loss, dataset if dataset is not None else _dataset(config), loop_settings(config),
-        model_config=config.model_config(), run_config=config.to_dict(), identity=IDENTITY, resume=resume,
+        model_config=config.model_config(), run_config=config.to_dict(), identity=_identity_defaults(), resume=resume,
         progress=progress, stop_after=stop_after,
         # ASPP's image-pooling branch batch-normalises a 1x1 map: it needs 2 samples per process.
         min_batch_per_process=2 if config.aspp else 1,
