@@ -53,17 +53,19 @@ __all__ = ["reassemble", "carafe", "reassemble_down", "reassembly_macs", "Backen
 Backend = Literal["auto", "native", "torch"]
 
 
+def _exporting() -> bool:
+    """Whether this call is being scripted or exported (TorchScript, ``torch.export``, ONNX):
+    the graph must then consist of portable ops."""
+    return torch.jit.is_scripting() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 def _use_native(features: Tensor, backend: Backend) -> bool:
     """Validate ``backend`` and decide whether the native kernels compute this call."""
     if backend not in ("auto", "native", "torch"):
         raise ValueError(f"argument `backend`: expected one of ['auto', 'native', 'torch'], got {backend!r}")
     if backend == "torch":
         return False
-    exporting = (
-        torch.jit.is_scripting()
-        or torch.compiler.is_exporting()
-        or torch.onnx.is_in_onnx_export()
-    )
+    exporting = _exporting()
     usable = native_available() and features.device.type == "cpu" and not exporting
     if backend == "native" and not usable:
         raise ValueError(
@@ -276,10 +278,9 @@ def _eager_training(features: Tensor, kernels: Tensor) -> bool:
     return (
         torch.is_grad_enabled()
         and (features.requires_grad or kernels.requires_grad)
-        and not torch.jit.is_scripting()
+        and not _exporting()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import check_choice, check_int
+from ..models.matting import HEAD_ACTIVATIONS
 
 __all__ = ["TrainConfig", "load_config_file", "MODEL_FIELDS"]
 
@@ -59,7 +60,7 @@ class TrainConfig:
         check_choice(self.optimizer, "optimizer", ("adamw", "official"))
         check_choice(self.schedule, "schedule", ("cosine", "step", "constant"))
         check_choice(self.output_stride, "output_stride", (16, 32))
-        check_choice(self.head_activation, "head_activation", ("relu6", "leaky_relu", "none"))
+        check_choice(self.head_activation, "head_activation", HEAD_ACTIVATIONS)
         for name in ("crop", "batch_size", "steps", "checkpoint_every", "log_every"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.workers, "workers", minimum=0)
