@@ -12,8 +12,8 @@ The head's activation is an option (``head_activation``).  The official ReLU6 si
 single channel: trained from scratch, the network first learns the L1-optimal constant
 for the unknown region (the median alpha there, usually 0), and it can reach it by pushing
 that one channel below zero on the whole unknown region, where the loss lives.  From there
-no gradient flows and the matte stays at the trimap-only answer (seen in 120- to 400-step
-runs for six of nine pairs).  ``"leaky_relu"`` (slope 0.2; A2U's official head is leaky
+no gradient flows and the matte stays at the trimap-only answer (seen at 120 steps for
+five of nine pairs, and for CARAFE still at 400).  ``"leaky_relu"`` (slope 0.2; A2U's official head is leaky
 too) cannot die that way and adds no parameters, so weights still load either way.
 
 With ``pair="indexnet_m2o"``, width 1, ASPP and output stride 32 this is the official
