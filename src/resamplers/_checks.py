@@ -7,7 +7,8 @@ traceable by ``torch.compile`` / ``torch.export``.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -18,7 +19,8 @@ __all__ = [
     "check_feature",
     "check_divides",
     "check_same_dtype_device",
-    "pair",
+    "to_hw",
+    "did_you_mean",
 ]
 
 
@@ -44,7 +46,7 @@ def check_choice(value: object, name: str, choices: Sequence[object]) -> object:
     return value
 
 
-def pair(value: int | Sequence[int], name: str, *, minimum: int | None = None) -> tuple[int, int]:
+def to_hw(value: int | Sequence[int], name: str, *, minimum: int | None = None) -> tuple[int, int]:
     """Normalise an int or a 2-sequence to ``(h, w)`` ints."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 2:
@@ -106,3 +108,9 @@ def check_same_dtype_device(a: torch.Tensor, a_name: str, b: torch.Tensor, b_nam
         raise ValueError(f"argument `{b_name}`: expected dtype {a.dtype} (the dtype of `{a_name}`), got {b.dtype}")
     if a.device != b.device:
         raise ValueError(f"argument `{b_name}`: expected device {a.device} (the device of `{a_name}`), got {b.device}")
+
+
+def did_you_mean(name: str, options: Iterable[str], *, n: int = 3) -> str:
+    """``"; did you mean 'a', 'b'?"`` for the options close to ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(options), n=n, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

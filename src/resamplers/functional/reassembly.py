@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
-from .._checks import check_feature, check_int, check_odd, check_same_dtype_device, pair
+from .._checks import check_feature, check_int, check_odd, check_same_dtype_device, to_hw
 from ._native_backend import native_available, native_reassemble
 
 __all__ = ["reassemble", "carafe", "reassemble_down", "reassembly_macs", "Backend"]
@@ -295,7 +295,7 @@ def _check_reassembly_window(
     check_int(stride, "stride", minimum=1)
     if up > 1 and stride > 1:
         raise ValueError(f"argument `stride`: expected 1 when upsampling (scale_factor={up}), got {stride}")
-    pad_top, pad_left = pair((k - 1) // 2 if padding is None else padding, "padding", minimum=0)
+    pad_top, pad_left = to_hw((k - 1) // 2 if padding is None else padding, "padding", minimum=0)
     for value in (pad_top, pad_left):
         if value >= k:
             raise ValueError(f"argument `padding`: expected 0 <= padding < kernel_size={k}, got {value}")
