@@ -8,18 +8,30 @@ documentation, the benchmark and the shared test matrix use.
 Creating an operator validates the keywords against the constructor's signature first,
 so a typo raises ``TypeError`` naming the keyword and listing the accepted ones, and an
 unknown name raises ``ValueError`` listing the close matches.
+
+Operators register at any time: with the decorators when their module is imported (the
+package's own, or user code after ``import resamplers``), or from another installed
+package through the entry-point group :data:`ENTRY_POINT_GROUP` (``resamplers.operators``;
+each entry point names a module to import, or a callable to call, that registers
+operators), loaded the first time a registry is listed or misses a name.  A registry can
+derive entries from another one when they are looked up: every upsampler is a pair.
 """
 from __future__ import annotations
 
-import difflib
+import functools
+import importlib.metadata
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from torch import nn
 
+from ._checks import did_you_mean
+
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "load_plugins",
     "Entry",
     "Registry",
     "UPSAMPLERS",
@@ -46,6 +58,26 @@ __all__ = [
 
 M = TypeVar("M", bound=type)
 
+ENTRY_POINT_GROUP = "resamplers.operators"
+
+
+@functools.cache
+def load_plugins() -> tuple[str, ...]:
+    """Import (or call) every ``resamplers.operators`` entry point once; returns their names.
+
+    A plug-in that fails to load raises ``ImportError`` naming it, never silently skipped.
+    """
+    loaded = []
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = point.load()
+        except Exception as error:
+            raise ImportError(f"resamplers plug-in {point.name!r} ({point.value}) failed to load: {error}") from error
+        if callable(target):
+            target()
+        loaded.append(point.name)
+    return tuple(loaded)
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -56,10 +88,26 @@ class Entry:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     example: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
+    # Keywords gathered into one dict argument of ``cls``: {"up_kwargs": ("up_kernel", ...)}.
+    forwarded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def accepted_keywords(self) -> list[str]:
+    def own_keywords(self) -> list[str]:
         params = inspect.signature(self.cls.__init__).parameters
         return [p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+
+    def accepted_keywords(self) -> list[str]:
+        own = self.own_keywords()
+        return own + [k for keys in self.forwarded.values() for k in keys if k not in own]
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        """Construct the operator; forwarded keywords go into their dict argument."""
+        own = set(self.own_keywords())
+        arguments = {**self.defaults, **{k: v for k, v in kwargs.items() if k in own}}
+        for target, keys in self.forwarded.items():
+            gathered = {k: kwargs[k] for k in keys if k in kwargs and k not in own}
+            if gathered:
+                arguments[target] = {**dict(arguments.get(target) or {}), **gathered}
+        return self.cls(**arguments)
 
     def example_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """The example construction keywords, updated with ``overrides``."""
@@ -72,6 +120,12 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._derivations: list[tuple[Registry, Callable[[Entry], Entry]]] = []
+
+    def derive_from(self, source: Registry, make_entry: Callable[[Entry], Entry]) -> None:
+        """Give every entry of ``source`` without an entry of its name here the entry
+        ``make_entry(source_entry)``, decided at look-up (so later registrations count)."""
+        self._derivations.append((source, make_entry))
 
     def register(
         self,
@@ -114,29 +168,40 @@ class Registry:
         self._entries[name] = entry
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        load_plugins()
+        derived = {name for source, _ in self._derivations for name in source.names()}
+        return sorted(set(self._entries) | derived)
+
+    def _find(self, name: str) -> Entry | None:
+        if name in self._entries:
+            return self._entries[name]
+        for source, make_entry in self._derivations:
+            if name in source:
+                return make_entry(source.entry(name))
+        return None
 
     def entry(self, name: str) -> Entry:
         if not isinstance(name, str):
             raise TypeError(f"argument `name`: expected a str, got {type(name).__name__}")
-        if name not in self._entries:
-            close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        found = self._find(name)
+        if found is None and load_plugins():
+            found = self._find(name)
+        if found is None:
+            names = self.names()
             raise ValueError(
-                f"argument `name`: unknown {self.kind} {name!r}{hint} Registered: {', '.join(self.names())}"
+                f"argument `name`: unknown {self.kind} {name!r}{did_you_mean(name, names)} Registered: {', '.join(names)}"
             )
-        return self._entries[name]
+        return found
 
     def create(self, name: str, **kwargs: Any) -> nn.Module:
         entry = self.entry(name)
         accepted = entry.accepted_keywords()
         for key in kwargs:
             if key not in accepted:
-                close = difflib.get_close_matches(key, accepted, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(key, accepted, n=1) or "."
                 raise TypeError(
-                    f"create_{self.kind}({name!r}): unexpected keyword argument {key!r}{hint}; "
-                    f"accepted: {', '.join(accepted)}"
+                    f"create_{self.kind}({name!r}): unexpected keyword argument {key!r}{hint} "
+                    f"Accepted: {', '.join(accepted)}"
                 )
         for key in entry.defaults:
             if key in kwargs and kwargs[key] != entry.defaults[key]:
@@ -144,21 +209,21 @@ class Registry:
                     f"create_{self.kind}({name!r}): keyword {key!r} is fixed to {entry.defaults[key]!r} by this "
                     f"variant; use the base operator to change it"
                 )
-        return entry.cls(**{**entry.defaults, **kwargs})
+        return entry.build(**kwargs)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and self._find(name) is not None
 
-    def __iter__(self):
-        return iter(self._entries[n] for n in self.names())
+    def __iter__(self) -> Iterator[Entry]:
+        return iter([self.entry(n) for n in self.names()])
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.names())
 
 
 UPSAMPLERS = Registry("upsampler")
 DOWNSAMPLERS = Registry("downsampler")
-PAIRS = Registry("pair")  # guided down/up pairs (resamplers.pairs)
+PAIRS = Registry("pair")  # down/up pairs (resamplers.guided); every upsampler is one
 POOLS = Registry("pool")  # global and pyramid pooling
 BLOCKS = Registry("block")  # multi-scale blocks built on resamplers
 
@@ -189,12 +254,13 @@ def list_downsamplers() -> list[str]:
     return DOWNSAMPLERS.names()
 
 
-def create_pair(name: str, channels: int, **kwargs: Any) -> nn.Module:
+def create_pair(name: str, **kwargs: Any) -> nn.Module:
     """Create a registered down/up pair, e.g. ``create_pair('indexnet_m2o', channels=64)``.
 
-    Every registered upsampler is also a pair (its downsampler chosen with ``down=``).
+    Every registered upsampler is also a pair (its downsampler chosen with ``down=``, its
+    own keywords passed as they are), including upsamplers registered later.
     """
-    return PAIRS.create(name, channels=channels, **kwargs)
+    return PAIRS.create(name, **kwargs)
 
 
 def create_pool(name: str, **kwargs: Any) -> nn.Module:

@@ -1,19 +1,17 @@
-"""Multi-scale blocks built on resamplers (``create_block``): strip pooling, selective kernels, HRNet."""
-from .base import Block
-from .hrnet import HRNET_CONFIGS, HighResolutionModule, HRNet, HRNetFuse, HRNetStage, hrnet_config
+"""Multi-scale blocks built on resamplers (``create_block``): strip pooling, selective kernels,
+HRNet's exchange unit."""
+from .base import Block, MultiResolutionBlock
+from .hrnet import HighResolutionModule, HRNetFuse
 from .selective_kernel import SelectiveKernel, SelectiveKernelAttention
 from .strip_pooling import MixedPoolingModule, StripPooling
 
 __all__ = [
     "Block",
-    "HRNET_CONFIGS",
-    "HRNet",
     "HRNetFuse",
-    "HRNetStage",
     "HighResolutionModule",
     "MixedPoolingModule",
+    "MultiResolutionBlock",
     "SelectiveKernel",
     "SelectiveKernelAttention",
     "StripPooling",
-    "hrnet_config",
 ]

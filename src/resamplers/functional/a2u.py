@@ -97,12 +97,12 @@ def _softmax_kernel_major(logits: Tensor, groups: int) -> Tensor:
 def affinity_kernels(
     xu: Tensor,
     xv: Tensor,
-    p_up: Tensor,
+    p_up: Tensor | None,
     p_down: Tensor,
     up_kernel: int,
     groups: int = 1,
     official_group_order: bool = False,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """A2U's down and up kernels from the two embeddings and the dynamic ``P`` weights.
 
     With ``A = sum_c (xu * xv) / sqrt(C)`` (``N x 1 x h x w``):
@@ -114,7 +114,8 @@ def affinity_kernels(
 
     Args:
         xu, xv: ``N x C x h x w`` normalised embeddings.
-        p_up, p_down: ``N x (4 s^2 G)`` per-sample ``P`` weights (or ``N x 4s^2G x 1 x 1``).
+        p_up, p_down: ``N x (4 s^2 G)`` per-sample ``P`` weights (or ``N x 4s^2G x 1 x 1``);
+            ``p_up=None`` computes the down kernels only (and returns ``None`` for the up ones).
         up_kernel: ``s``.
         groups: ``G``.
         official_group_order: normalise kernel-major as the official code (see module doc).
@@ -141,12 +142,16 @@ def affinity_kernels(
     n, c = xu.shape[:2]
     taps = 4 * s * s * g
     for p, name in ((p_up, "p_up"), (p_down, "p_down")):
+        if p is None and name == "p_up":
+            continue
         if not isinstance(p, Tensor) or p.numel() != n * taps:
             raise ValueError(f"argument `{name}`: expected N x 4 s^2 G = {n} x {taps} values, got {tuple(p.shape)}")
     affinity = (xu * xv).sum(dim=1, keepdim=True) / math.sqrt(c)
     down_logits = affinity * p_down.reshape(n, taps, 1, 1)
-    up_logits = F.pixel_shuffle(affinity * p_up.reshape(n, taps, 1, 1), 2)
     normalise = _softmax_kernel_major if official_group_order else softmax_kernels
+    if p_up is None:
+        return normalise(down_logits, g), None
+    up_logits = F.pixel_shuffle(affinity * p_up.reshape(n, taps, 1, 1), 2)
     up_kernels = torch.sigmoid(up_logits)
     if s > 1:  # one tap: the official code keeps the bare sigmoid
         up_kernels = normalise(up_kernels, g)

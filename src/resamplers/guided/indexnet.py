@@ -36,12 +36,20 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice
-from ..functional.indexed import indexed_pooling, indexed_upsampling, normalize_index
+from .._checks import check_choice, check_int
+from ..base import Downsampler, Guide, Upsampler
+from ..functional import indexed_pooling, indexed_upsampling, normalize_index
 from ..registry import register_downsampler, register_pair
-from .base import Guide, ResamplerPair, spatial_size
+from .base import ResamplerPair
 
-__all__ = ["IndexNetPair", "IndexedPooling", "SharedIndexFilters", "index_branch", "indexnet_pairs"]
+__all__ = [
+    "IndexNetPair",
+    "IndexedPooling",
+    "IndexedUpsampling",
+    "SharedIndexFilters",
+    "index_branch",
+    "indexnet_pairs",
+]
 
 IndexMode = Literal["holistic", "o2o", "m2o"]
 Sharing = Literal["none", "stage", "model"]
@@ -126,6 +134,140 @@ class SharedIndexFilters(nn.Module):
         n, c, h, w = x.shape
         logits = _slot_logits(self, x.reshape(n * c, 1, h, w))
         return logits.reshape(n, c, SLOTS, logits.shape[-2], logits.shape[-1])
+
+
+@register_downsampler(
+    "indexnet",
+    # The pairs cover the official blocks; this example exercises stage-shared linear O2O filters.
+    example={"channels": 8, "index_mode": "o2o", "sharing": "stage", "nonlinear": False},
+    summary="IndexNet indexed pooling 4*avgpool(I_en*x) with a learned index block (M2O by default)",
+)
+class IndexedPooling(Downsampler):
+    """IndexNet's down step: a learned index block and indexed pooling ``4 * avgpool2x2(I_en * x)``.
+
+    The index block predicts logits ``L`` (``N x G x 4 x H/2 x W/2``; ``G = 1`` holistic,
+    ``C`` depthwise), normalised as the official code
+    (:func:`~resamplers.functional.normalize_index`: ``S = sigmoid(L)``,
+    ``I_en = pixel_shuffle(softmax(S over the 4 slots))``, ``I_de = pixel_shuffle(S)``,
+    slot ``j`` <-> sub-pixel ``(j // 2, j % 2)``; depthwise channel order ``c * 4 + j``).
+    ``forward(x)`` is the pooled map; :meth:`down` also returns the guide for
+    :class:`IndexedUpsampling` (``skip`` ``I_en * x``, the index-weighted feature the
+    official matting model passes to the decoder; ``tensors['decoder_index']`` ``I_de``).
+    Layers, parameters and keys: see :class:`IndexNetPair`.
+
+    Args:
+        channels: input channels ``C``.
+        scale_factor: 2.
+        index_mode, nonlinear, context, sharing, shared_index: as :class:`IndexNetPair`.
+
+    Shape:
+        ``N x C x H x W`` -> ``N x C x H/2 x W/2`` (``H``, ``W`` even).
+
+    Example:
+        >>> pool = IndexedPooling(channels=4, index_mode="holistic")
+        >>> pool(torch.randn(1, 4, 6, 8)).shape
+        torch.Size([1, 4, 3, 4])
+    """
+
+    size_multiple = 2
+
+    def __init__(
+        self,
+        channels: int,
+        scale_factor: int = 2,
+        index_mode: IndexMode = "m2o",
+        nonlinear: bool = True,
+        context: bool = True,
+        sharing: Sharing = "none",
+        shared_index: SharedIndexFilters | None = None,
+    ) -> None:
+        check_choice(scale_factor, "scale_factor", [2])
+        check_choice(index_mode, "index_mode", ["holistic", "o2o", "m2o"])
+        check_choice(sharing, "sharing", ["none", "stage", "model"])
+        for value, name in ((nonlinear, "nonlinear"), (context, "context")):
+            if not isinstance(value, bool):
+                raise TypeError(f"argument `{name}`: expected a bool, got {value!r}")
+        if sharing != "none" and index_mode != "o2o":
+            raise ValueError(f"argument `sharing`: filter sharing applies to index_mode='o2o' only, got {index_mode!r}")
+        if shared_index is not None and sharing != "model":
+            raise ValueError(f"argument `shared_index`: only used with sharing='model', got sharing={sharing!r}")
+        if shared_index is not None:
+            if not isinstance(shared_index, SharedIndexFilters):
+                raise TypeError(
+                    f"argument `shared_index`: expected SharedIndexFilters, got {type(shared_index).__name__}"
+                )
+            if (shared_index.nonlinear, shared_index.context) != (nonlinear, context):
+                raise ValueError(
+                    f"argument `shared_index`: built with nonlinear={shared_index.nonlinear}, "
+                    f"context={shared_index.context}; this pair has nonlinear={nonlinear}, context={context}"
+                )
+        super().__init__(check_int(channels, "channels", minimum=1), scale_factor)
+        self.index_mode, self.nonlinear, self.context, self.sharing = index_mode, nonlinear, context, sharing
+        options = {"nonlinear": nonlinear, "context": context}
+        if index_mode == "holistic":
+            self.indexnet = index_branch(channels, SLOTS, groups=1, hidden_channels=2 * channels, **options)
+        elif sharing == "none":
+            _add_slot_branches(self, channels, channels if index_mode == "o2o" else 1, nonlinear, context)
+        else:
+            self.shared_index = shared_index if shared_index is not None else SharedIndexFilters(**options)
+        self.reset_parameters()
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return (size[0] // 2, size[1] // 2)
+
+    def reset_parameters(self) -> None:
+        """The official initialisation (a shared index keeps its current weights)."""
+        if self.sharing == "none":
+            _init_index_weights(self)
+
+    def index_logits(self, x: Tensor) -> Tensor:
+        """Index logits ``N x G x 4 x H/2 x W/2`` (``G = 1`` holistic, else ``C``)."""
+        if self.index_mode == "holistic":
+            logits = self.indexnet(x)
+            return logits.reshape(logits.shape[0], 1, SLOTS, logits.shape[-2], logits.shape[-1])
+        if self.sharing == "none":
+            return _slot_logits(self, x)
+        return self.shared_index(x)
+
+    def indices(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(I_en, I_de)``, each ``N x G x H x W``, as the official block returns them."""
+        self.check_input(x)
+        return normalize_index(self.index_logits(x))
+
+    def down(self, x: Tensor) -> tuple[Tensor, Guide]:
+        encoder_index, decoder_index = self.indices(x)
+        y = indexed_pooling(x, encoder_index)
+        tensors = {"encoder_index": encoder_index, "decoder_index": decoder_index}
+        return y, self.make_guide(x, y, skip=encoder_index * x, tensors=tensors)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return indexed_pooling(x, self.indices(x)[0])
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, index_mode={self.index_mode!r}, nonlinear={self.nonlinear}, "
+            f"context={self.context}, sharing={self.sharing!r}"
+        )
+
+
+class IndexedUpsampling(Upsampler):
+    """IndexNet's up step: ``I_de * nearest(d)`` with the decoder index of :class:`IndexedPooling`.
+
+    ``up(d, guide)`` reads ``guide.tensors['decoder_index']`` (``N x G x H x W``); group
+    ``g`` of the index applies to channel ``c`` with ``g = c // (C / G)``.
+
+    Shape:
+        ``N x C_d x H/2 x W/2`` -> ``N x C_d x H x W``.
+    """
+
+    def __init__(self, scale_factor: int = 2) -> None:
+        super().__init__(None, scale_factor)
+
+    def forward(self, d: Tensor, decoder_index: Tensor) -> Tensor:
+        return indexed_upsampling(d, decoder_index)
+
+    def up(self, d: Tensor, guide: Guide) -> Tensor:
+        return self(d, guide.tensor("decoder_index", "IndexNet's indexed upsampling"))
 
 
 @register_pair(
@@ -219,115 +361,22 @@ class IndexNetPair(ResamplerPair):
         shared_index: SharedIndexFilters | None = None,
         up_channels: int | None = None,
     ) -> None:
-        check_choice(scale_factor, "scale_factor", [2])
-        check_choice(index_mode, "index_mode", ["holistic", "o2o", "m2o"])
-        check_choice(sharing, "sharing", ["none", "stage", "model"])
-        for value, name in ((nonlinear, "nonlinear"), (context, "context")):
-            if not isinstance(value, bool):
-                raise TypeError(f"argument `{name}`: expected a bool, got {value!r}")
-        if sharing != "none" and index_mode != "o2o":
-            raise ValueError(f"argument `sharing`: filter sharing applies to index_mode='o2o' only, got {index_mode!r}")
-        if shared_index is not None and sharing != "model":
-            raise ValueError(f"argument `shared_index`: only used with sharing='model', got sharing={sharing!r}")
-        if shared_index is not None:
-            if not isinstance(shared_index, SharedIndexFilters):
-                raise TypeError(
-                    f"argument `shared_index`: expected SharedIndexFilters, got {type(shared_index).__name__}"
-                )
-            if (shared_index.nonlinear, shared_index.context) != (nonlinear, context):
-                raise ValueError(
-                    f"argument `shared_index`: built with nonlinear={shared_index.nonlinear}, "
-                    f"context={shared_index.context}; this pair has nonlinear={nonlinear}, context={context}"
-                )
-        super().__init__(channels, scale_factor, up_channels, per_channel_guide=index_mode != "holistic")
-        self.index_mode, self.nonlinear, self.context, self.sharing = index_mode, nonlinear, context, sharing
-        options = {"nonlinear": nonlinear, "context": context}
-        if index_mode == "holistic":
-            self.indexnet = index_branch(channels, SLOTS, groups=1, hidden_channels=2 * channels, **options)
-        elif sharing == "none":
-            _add_slot_branches(self, channels, channels if index_mode == "o2o" else 1, nonlinear, context)
-        else:
-            self.shared_index = shared_index if shared_index is not None else SharedIndexFilters(**options)
-        self.reset_parameters()
-
-    @property
-    def up_channels_fixed(self) -> bool:  # type: ignore[override]
-        return self.index_mode != "holistic"
-
-    def reset_parameters(self) -> None:
-        """The official initialisation (a shared index keeps its current weights)."""
-        if self.sharing == "none":
-            _init_index_weights(self)
-
-    def index_logits(self, x: Tensor) -> Tensor:
-        """Index logits ``N x G x 4 x H/2 x W/2`` (``G = 1`` holistic, else ``C``)."""
-        if self.index_mode == "holistic":
-            logits = self.indexnet(x)
-            return logits.reshape(logits.shape[0], 1, SLOTS, logits.shape[-2], logits.shape[-1])
-        if self.sharing == "none":
-            return _slot_logits(self, x)
-        return self.shared_index(x)
+        pooling = IndexedPooling(channels, scale_factor, index_mode, nonlinear, context, sharing, shared_index)
+        depthwise = index_mode != "holistic"
+        # Holistic indices broadcast over channels; depthwise ones are per channel.
+        super().__init__(
+            pooling,
+            IndexedUpsampling(scale_factor),
+            up_channels,
+            up_channels_fixed=depthwise,
+            per_channel_guide=depthwise,
+            flat_children=("downsampler",),
+        )
+        self.index_mode = index_mode
 
     def indices(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(I_en, I_de)``, each ``N x G x H x W``, as the official block returns them."""
-        self.check_input(x)
-        return normalize_index(self.index_logits(x))
-
-    def down(self, x: Tensor) -> tuple[Tensor, Guide]:
-        encoder_index, decoder_index = self.indices(x)
-        y = indexed_pooling(x, encoder_index)
-        guide = Guide(
-            size=spatial_size(x),
-            low_size=spatial_size(y),
-            skip=encoder_index * x,
-            tensors={"encoder_index": encoder_index, "decoder_index": decoder_index},
-        )
-        return y, guide
-
-    def up(self, d: Tensor, guide: Guide) -> Tensor:
-        self.check_up_input(d, guide)
-        return indexed_upsampling(d, guide.tensors["decoder_index"])
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, index_mode={self.index_mode!r}, nonlinear={self.nonlinear}, "
-            f"context={self.context}, sharing={self.sharing!r}"
-        )
-
-
-@register_downsampler(
-    "indexnet",
-    # The pairs cover the official blocks; this example exercises stage-shared linear O2O filters.
-    example={"channels": 8, "index_mode": "o2o", "sharing": "stage", "nonlinear": False},
-    summary="IndexNet indexed pooling 4*avgpool(I_en*x) with a learned index block (M2O by default)",
-)
-class IndexedPooling(IndexNetPair):
-    """IndexNet's down step alone: a learned downsampler ``4 * avgpool2x2(I_en * x)``.
-
-    The same module as :class:`IndexNetPair` (same options, parameters and checkpoint
-    keys) whose ``forward`` is ``down(x)[0]``; use the pair when the decoder needs the
-    matching indexed upsampling.
-
-    Args:
-        channels: input channels ``C``.
-        scale_factor: 2.
-        index_mode, nonlinear, context, sharing, shared_index, up_channels: as
-            :class:`IndexNetPair`.
-
-    Shape:
-        ``N x C x H x W`` -> ``N x C x H/2 x W/2`` (``H``, ``W`` even).
-
-    Example:
-        >>> pool = IndexedPooling(channels=4, index_mode="holistic")
-        >>> pool(torch.randn(1, 4, 6, 8)).shape
-        torch.Size([1, 4, 3, 4])
-    """
-
-    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        return (size[0] // 2, size[1] // 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down(x)[0]
+        return self.downsampler.indices(x)
 
 
 def indexnet_pairs(channels: Sequence[int], **options: object) -> nn.ModuleList:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..functional.windows import check_window, window_output_size
 from ..registry import register_downsampler
-from .base import Downsampler
+from ..base import Downsampler
 
 __all__ = ["MaxPool", "AvgPool", "window_output_size"]
 

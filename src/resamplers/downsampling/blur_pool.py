@@ -8,7 +8,7 @@ from torch import Tensor
 from .._checks import check_choice, check_int
 from ..functional.blur_pool import PAD_MODES, binomial_filter, blur_pad, blur_pool2d
 from ..registry import register_downsampler
-from .base import Downsampler
+from ..base import Downsampler
 
 __all__ = ["BlurPool"]
 

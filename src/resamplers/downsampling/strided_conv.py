@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from .._checks import check_odd
 from ..registry import register_downsampler
-from .base import Downsampler
+from ..base import Downsampler
 from .pool import window_output_size
 
 __all__ = ["StridedConv"]

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from ..functional.adaptive_pool import OutputSize, adaptive_avg_pool2d, adaptive_max_pool2d, normalize_output_size
 from ..functional.gem import adaptive_gem_pool2d
-from ..layers.gem import init_gem_exponent
+from ..components.gem_exponent import init_gem_exponent
 from ..registry import register_pool
 from .base import GlobalPool
 

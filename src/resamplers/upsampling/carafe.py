@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional.kernel_norm import softmax_kernels
-from ..functional.reassembly import carafe
+from ..functional import softmax_kernels
+from ..functional import carafe
 from ..registry import register_upsampler
-from ._kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
-from .base import Upsampler
+from ..components.kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
+from ..base import Upsampler
 
 __all__ = ["CARAFEPack"]
 

@@ -9,18 +9,16 @@ materialised, and inputs of any height and width work.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_int, check_odd
-from ..functional.kernel_norm import softmax_kernels
-from ..functional.window_similarity import window_similarity
-from ..layers.channel_norm import channel_norm
-from ..registry import register_pair
-from .feature_guided import FeatureGuidedPair
+from ..components.channel_norm import channel_norm
+from ..functional import softmax_kernels, window_similarity
+from ..registry import register_upsampler
+from .base import FeatureGuidedUpsampler
 
 __all__ = ["SAPA"]
 
@@ -28,28 +26,29 @@ __all__ = ["SAPA"]
 _EXAMPLE = {"channels": 32, "up_kernel": 3}
 
 
-@register_pair(
+@register_upsampler(
     "sapa",
     example=_EXAMPLE,
     summary="SAPA (official SAPA.py defaults: LayerNorm, d=64): query/key similarity kernels; guide = encoder feature",
 )
-@register_pair(
+@register_upsampler(
     "sapa_b",
     defaults={"embedding_dim": 32, "norm": "group", "query": "encoder"},
     example=_EXAMPLE,
     summary="SAPA-B (GroupNorm(32), d=32: the published +0.1M in SegFormer-B1)",
 )
-@register_pair(
+@register_upsampler(
     "sapa_g",
     defaults={"query": "gate"},
     example=_EXAMPLE,
     summary="SAPA-G (gated query from encoder and upsampled decoder; SAPAExp q_mode='gate')",
 )
-class SAPA(FeatureGuidedPair):
-    """SAPA upsampling guided by the encoder feature, with a plain downsampler.
+class SAPA(FeatureGuidedUpsampler):
+    """SAPA upsampling of a decoder feature guided by the encoder feature of the same stage.
 
-    ``up(d, guide)`` (or :meth:`upsample`) with encoder feature ``y`` (``N x C x sh x sw``)
-    and decoder feature ``x = d`` (``N x C_d x h x w``):
+    ``forward(d, encoder)`` (in a pair: ``up(d, guide)`` with ``guide.encoder``) with
+    encoder feature ``y`` (``N x C x sh x sw``) and decoder feature ``x = d``
+    (``N x C_d x h x w``):
 
     1. ``y' = norm_y(y)``, ``x' = norm_x(x)`` (``norm``: LayerNorm over channels per pixel,
        GroupNorm, or none);
@@ -78,7 +77,7 @@ class SAPA(FeatureGuidedPair):
     ``SAPA.py`` / ``SAPAExp.py`` (``d x C``) are accepted and stored as 1x1 convolutions.
 
     Args:
-        channels: encoder channels ``C`` (input of ``down``, source of the queries).
+        channels: decoder channels ``C_d`` (input ``d``, source of the keys).
         scale_factor: integer ``s >= 1``.
         up_kernel: window ``k`` (odd).
         embedding_dim: query/key dimension ``d``.
@@ -86,19 +85,15 @@ class SAPA(FeatureGuidedPair):
         norm_groups: groups of ``'group'`` normalisation.
         qkv_bias: biases in the projections.
         query: ``'encoder'`` (SAPA, SAPA-B) or ``'gate'`` (SAPA-G).
-        down: registered downsampler of the down step (default ``"max"``).
-        up_channels: decoder channels ``C_d`` (default ``C``).
-        down_kwargs: extra constructor arguments of the downsampler.
+        guide_channels: encoder channels ``C`` (input ``encoder``, source of the queries;
+            default ``C_d``).
 
     Shape:
-        ``down``: ``N x C x H x W`` -> ``N x C x H/s x W/s`` and a guide holding the input;
-        ``up``: ``N x C_d x H/s x W/s`` -> ``N x C_d x H x W``.
+        ``d``: ``N x C_d x h x w``, ``encoder``: ``N x C x sh x sw`` -> ``N x C_d x sh x sw``.
 
     Example:
-        >>> pair = SAPA(channels=32, scale_factor=2)
-        >>> x = torch.randn(1, 32, 8, 12)
-        >>> y, guide = pair.down(x)
-        >>> pair.up(y, guide).shape
+        >>> sapa = SAPA(channels=32, scale_factor=2, guide_channels=16)
+        >>> sapa(torch.randn(1, 32, 4, 6), torch.randn(1, 16, 8, 12)).shape
         torch.Size([1, 32, 8, 12])
     """
 
@@ -112,18 +107,16 @@ class SAPA(FeatureGuidedPair):
         norm_groups: int = 32,
         qkv_bias: bool = True,
         query: str = "encoder",
-        down: str = "max",
-        up_channels: int | None = None,
-        down_kwargs: Mapping[str, Any] | None = None,
+        guide_channels: int | None = None,
     ) -> None:
-        super().__init__(channels, scale_factor, up_channels, down, down_kwargs)
+        super().__init__(channels, scale_factor, guide_channels)
         check_odd(up_kernel, "up_kernel")
         check_int(embedding_dim, "embedding_dim", minimum=1)
         check_choice(query, "query", ["encoder", "gate"])
         if not isinstance(qkv_bias, bool):
             raise TypeError(f"argument `qkv_bias`: expected a bool, got {qkv_bias!r}")
         self.up_kernel, self.embedding_dim, self.norm, self.query = up_kernel, embedding_dim, norm, query
-        c_y, c_x = self.channels, self.up_channels
+        c_y, c_x = self.guide_channels, self.channels
         self.norm_y = channel_norm(norm, c_y, norm_groups)
         self.norm_x = channel_norm(norm, c_x, norm_groups)
         if query == "encoder":
@@ -162,8 +155,8 @@ class SAPA(FeatureGuidedPair):
         q, k = self.queries_and_keys(d, encoder)
         return softmax_kernels(window_similarity(q, k, self.up_kernel, scale_factor=self.scale_factor), 1)
 
-    def upsample(self, d: Tensor, encoder: Tensor) -> Tensor:
-        return self._reassemble(d, encoder)
+    def forward(self, d: Tensor, encoder: Tensor) -> Tensor:
+        return self.reassemble(d, encoder)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # The official modules use nn.Linear (d x C weights); ours are 1x1 convolutions.

@@ -9,16 +9,15 @@ computes the same kernels (for square inputs only) and its state dicts load too.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_int, check_odd
-from ..functional.kernel_norm import softmax_kernels
-from ..registry import register_pair
-from .feature_guided import FeatureGuidedPair
+from ..functional import softmax_kernels
+from ..registry import register_upsampler
+from .base import FeatureGuidedUpsampler
 
 __all__ = ["FADE", "SemiShift"]
 
@@ -88,20 +87,21 @@ class SemiShift(nn.Module):
         return high + _nearest_up(self.content_encoder(self.compressor_de(de)), scale_factor)
 
 
-@register_pair(
+@register_upsampler(
     "fade", example=_EXAMPLE, summary="FADE: kernels from encoder + decoder (semi-shift conv), CARAFE reassembly, gate"
 )
-@register_pair(
+@register_upsampler(
     "fade_no_gate", defaults={"gate": False}, example=_EXAMPLE, summary="FADE without its gate (harness gating=False)"
 )
-@register_pair(
+@register_upsampler(
     "fade_lite", defaults={"lite": True}, example=_EXAMPLE, summary="FADE-Lite: compressors to k^2, depthwise encoder, gate"
 )
-class FADE(FeatureGuidedPair):
-    """FADE upsampling guided by the encoder feature, with a plain downsampler.
+class FADE(FeatureGuidedUpsampler):
+    """FADE upsampling of a decoder feature guided by the encoder feature of the same stage.
 
-    ``up(d, guide)`` (or :meth:`upsample`) with encoder feature ``en`` (``N x C x sh x sw``)
-    and decoder feature ``de = d`` (``N x C_d x h x w``):
+    ``forward(d, encoder)`` (in a pair: ``up(d, guide)`` with ``guide.encoder``) with
+    encoder feature ``en`` (``N x C x sh x sw``) and decoder feature ``de = d``
+    (``N x C_d x h x w``):
 
     1. kernel logits from :class:`SemiShift` (``N x k^2 x sh x sw``), softmax over the
        ``k^2`` taps (input dtype);
@@ -124,25 +124,24 @@ class FADE(FeatureGuidedPair):
     ``FADE_H2L.py`` any height and width work.
 
     Args:
-        channels: encoder channels ``C`` (input of ``down``).
+        channels: decoder channels ``C_d`` (input ``d``).
         scale_factor: integer ``s >= 1``.
         up_kernel: reassembly kernel ``k`` (odd).
         gate: mix the encoder feature back in through the predicted gate.
         lite: FADE-Lite kernel generator.
         embedding_dim: compressed channels of FADE's kernel generator.
         encoder_kernel: kernel ``k_e`` of the content encoder (odd).
-        down: registered downsampler of the down step (default ``"max"``).
-        up_channels: decoder channels ``C_d`` (default ``C``).
-        down_kwargs: extra constructor arguments of the downsampler.
+        guide_channels: encoder channels ``C`` (input ``encoder``; default ``C_d``).
 
     Shape:
-        ``down``: ``N x C x H x W`` -> ``N x C x H/s x W/s`` and a guide holding the input;
-        ``up``: ``N x C_d x H/s x W/s`` -> ``N x C_d x H x W``.
+        ``d``: ``N x C_d x h x w``, ``encoder``: ``N x C x sh x sw`` -> ``N x C_d x sh x sw``.
 
     Example:
-        >>> pair = FADE(channels=16, scale_factor=2)
-        >>> x = torch.randn(1, 16, 8, 12)
-        >>> y, guide = pair.down(x)
+        >>> fade = FADE(channels=16, scale_factor=2, guide_channels=8)
+        >>> fade(torch.randn(1, 16, 4, 6), torch.randn(1, 8, 8, 12)).shape
+        torch.Size([1, 16, 8, 12])
+        >>> pair = resamplers.create_pair("fade", channels=16)   # with 2x2 max pooling as its down step
+        >>> y, guide = pair.down(torch.randn(1, 16, 8, 12))
         >>> pair.up(y, guide).shape
         torch.Size([1, 16, 8, 12])
     """
@@ -156,11 +155,9 @@ class FADE(FeatureGuidedPair):
         lite: bool = False,
         embedding_dim: int = 64,
         encoder_kernel: int = 3,
-        down: str = "max",
-        up_channels: int | None = None,
-        down_kwargs: Mapping[str, Any] | None = None,
+        guide_channels: int | None = None,
     ) -> None:
-        super().__init__(channels, scale_factor, up_channels, down, down_kwargs)
+        super().__init__(channels, scale_factor, guide_channels)
         check_odd(up_kernel, "up_kernel")
         check_int(embedding_dim, "embedding_dim", minimum=1)
         check_odd(encoder_kernel, "encoder_kernel")
@@ -168,7 +165,7 @@ class FADE(FeatureGuidedPair):
             if not isinstance(value, bool):
                 raise TypeError(f"argument `{name}`: expected a bool, got {value!r}")
         self.up_kernel, self.gate, self.lite = up_kernel, gate, lite
-        c_en, c_de = self.channels, self.up_channels
+        c_en, c_de = self.guide_channels, self.channels
         self.ker_generator = SemiShift(c_en, c_de, up_kernel * up_kernel, embedding_dim, encoder_kernel, lite)
         if gate:
             self.gate_generator = nn.Module()
@@ -200,8 +197,8 @@ class FADE(FeatureGuidedPair):
         skip = self.aligner(encoder) if hasattr(self, "aligner") else encoder
         return g * skip + (1 - g) * reassembled
 
-    def upsample(self, d: Tensor, encoder: Tensor) -> Tensor:
-        return self.combine(self._reassemble(d, encoder), d, encoder)
+    def forward(self, d: Tensor, encoder: Tensor) -> Tensor:
+        return self.combine(self.reassemble(d, encoder), d, encoder)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         for old, new in _H2L_KEYS.items():

@@ -6,21 +6,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..components.gem_exponent import init_gem_exponent
 from ..functional.gem import gem_pool2d
 from ..registry import register_downsampler
 from .pool import _WindowPool
 
-__all__ = ["GeMPool", "init_gem_exponent"]
-
-
-def init_gem_exponent(module: nn.Module, p: float, eps: float, learn_p: bool) -> None:
-    """Give ``module`` cirtorch's GeM state: a ``p`` parameter of shape ``(1,)`` and ``eps``."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1:
-        raise ValueError(f"argument `p`: expected a number >= 1, got {p!r}")
-    if not eps > 0:
-        raise ValueError(f"argument `eps`: expected a positive clamp value, got {eps!r}")
-    module.p = nn.Parameter(torch.ones(1) * float(p), requires_grad=bool(learn_p))
-    module.eps = float(eps)
+__all__ = ["GeMPool"]
 
 
 @register_downsampler(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..functional.kernel_norm import softmax_kernels
-from ..functional.reassembly import reassemble_down
+from ..functional import softmax_kernels
+from ..functional import reassemble_down
 from ..registry import register_downsampler
-from ._kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
-from .base import Downsampler
+from ..components.kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
+from ..base import Downsampler
 
 __all__ = ["CARAFEDown"]
 

@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from .._checks import check_int
 from ..registry import register_upsampler
-from .base import Upsampler
+from ..base import Upsampler
 
 __all__ = ["DeconvUpsample"]
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_int
 from ..functional.dynamic_sampling import dynamic_sample, sub_pixel_positions
 from ..registry import register_upsampler
-from .base import Upsampler
+from ..base import Upsampler
 
 __all__ = ["DySample"]
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..registry import register_upsampler
-from .base import Upsampler
+from ..base import Upsampler
 
 __all__ = ["NearestUpsample", "BilinearUpsample"]
 
