@@ -1,32 +1,27 @@
 """Cases of the shared operator test matrix, generated from the registries.
 
-A :class:`Case` knows how to build one registered operator at a small size, make its
-inputs, and predict its output shape.  ``test_operator_matrix.py`` runs every check on
-every case, so registering an operator is enough to have it tested.
+A :class:`Case` builds one registered operator at a small size; everything else (its
+inputs, their names, channels and relative sizes, the expected output shapes) comes from
+the operator contract (:class:`resamplers.base.Operator`), so registering an operator is
+enough to have it tested and no family is special-cased here.
 
-Two calling conventions exist:
-
-* one feature map in (``forward(x)``), one tensor out: upsamplers, downsamplers, pairs
-  (whose forward is the round trip ``up(*down(x))``), pools (``N x C' x h x w`` or
-  ``N x D``) and most blocks;
-* multi-resolution (a block whose ``channels`` is a sequence, like HRNet's fuse unit):
-  ``forward(features)`` takes one map per branch, branch ``j`` of size
-  ``ceil(H / 2^j) x ceil(W / 2^j)``, and returns a list of maps.
-
-Every registered class states its output shape through ``output_shape(input_shape)``
-(for multi-resolution blocks: the list of input shapes in, the list of output shapes
-out); a ``ValueError`` there means the operator rejects that input.
+``forward`` takes either separate tensors (one feature map for most operators; ``d`` and
+``encoder`` for feature-guided upsamplers) or, with ``list_input``, one list of maps (the
+branches of a multi-resolution block).  Outputs are one tensor or a list of them.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.export import Dim
 from torch.utils._pytree import tree_flatten
 
+from resamplers.base import Operator
 from resamplers.registry import BLOCKS, DOWNSAMPLERS, PAIRS, POOLS, UPSAMPLERS, Registry
 
 # Spatial sizes exercised for shape checks: odd non-square, even, 1x1, square.
@@ -45,55 +40,49 @@ def leaves(value: object) -> list[Tensor]:
 @dataclass
 class Case:
     id: str
-    build: Callable[[], nn.Module]
-    channels: int | tuple[int, ...]
-    size_multiple: int
+    build: Callable[[], Operator]
 
-    @property
-    def multi_resolution(self) -> bool:
-        return isinstance(self.channels, tuple)
+    def __post_init__(self) -> None:
+        probe = self.build()
+        self.input_names = probe.input_names
+        self.list_input = probe.list_input
+        self.size_multiple = probe.size_multiple
+        self.has_channels = any(c is not None for c in probe.input_channels())
+        self.scales = probe.input_scales()
+        self._probe = probe
 
     @property
     def input_name(self) -> str:
-        """The forward argument that receives the input (named in error messages)."""
-        return "features" if self.multi_resolution else "x"
+        """The forward argument named in errors about the first input."""
+        return self.input_names[0]
 
     @property
     def export_multiple(self) -> int:
-        """Export tests use sizes divisible by this, so derived branch sizes stay linear."""
-        return 2 ** (len(self.channels) - 1) if self.multi_resolution else self.size_multiple
+        """Export sizes are multiples of this, so every input's size is a fixed multiple of one symbol."""
+        denominators = [f.denominator for f in self.scales]
+        return math.lcm(self.size_multiple, *denominators)
 
-    def module(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+    def module(self, dtype: torch.dtype = torch.float32) -> Operator:
         torch.manual_seed(0)
         return self.build().eval().to(dtype)
 
-    def branch_sizes(self, h: int, w: int) -> list[tuple[int, int]]:
-        if not self.multi_resolution:
-            return [(h, w)]
-        return [(-(-h // 2**j), -(-w // 2**j)) for j in range(len(self.channels))]
+    def input_shapes(self, n: int, h: int, w: int) -> list[tuple[int, ...]]:
+        return self._probe.input_shapes(n, h, w)
 
     def inputs(self, n: int, h: int, w: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple:
         """Positional arguments of ``forward`` (random normal values, fixed seed)."""
         g = torch.Generator().manual_seed(seed)
-        channels = self.channels if self.multi_resolution else (self.channels,)
-        maps = [
-            torch.randn(n, c, bh, bw, generator=g, dtype=torch.float64).to(dtype)
-            for c, (bh, bw) in zip(channels, self.branch_sizes(h, w))
-        ]
-        return (maps,) if self.multi_resolution else (maps[0],)
+        maps = [torch.randn(*s, generator=g, dtype=torch.float64).to(dtype) for s in self.input_shapes(n, h, w)]
+        return (maps,) if self.list_input else tuple(maps)
 
-    def expected_shapes(self, module: nn.Module, n: int, h: int, w: int) -> list[tuple[int, ...]] | None:
+    def expected_shapes(self, module: Operator, n: int, h: int, w: int) -> list[tuple[int, ...]] | None:
         """Output shapes (one per output tensor), or ``None`` when the operator rejects this input size."""
         if h % self.size_multiple or w % self.size_multiple:
             return None
-        channels = self.channels if self.multi_resolution else (self.channels,)
-        shapes = [(n, c, bh, bw) for c, (bh, bw) in zip(channels, self.branch_sizes(h, w))]
         try:
-            out = module.output_shape(shapes if self.multi_resolution else shapes[0])
+            return [tuple(s) for s in module.output_shapes(self.input_shapes(n, h, w))]
         except ValueError:
             return None
-        # A tuple of ints is one output; a list of shapes is one per output tensor.
-        return [tuple(s) for s in out] if isinstance(out, list) else [tuple(out)]
 
     def sizes(self, base: tuple[int, int], multiple: int | None = None) -> tuple[int, int]:
         m = self.size_multiple if multiple is None else multiple
@@ -118,42 +107,32 @@ class Case:
         return self.sizes((2 * low, low) if second else (low, low + 2), self.export_multiple)
 
     def dynamic_shapes(self) -> dict[str, object]:
-        """Dynamic batch, height and width for ``torch.export`` at :meth:`export_sizes`."""
+        """Dynamic batch, height and width for ``torch.export`` at :meth:`export_sizes`: input
+        ``i`` is ``export_multiple * scale_i`` times one height symbol and one width symbol."""
         m = self.export_multiple
         batch = Dim("batch", min=1, max=64)
         low = -(-self.export_low() // m)
-        if m == 1:
-            height, width = Dim("height", min=low, max=4096), Dim("width", min=low, max=4096)
-            return {self.input_name: {0: batch, 2: height, 3: width}}
         height, width = Dim("height", min=low, max=4096 // m), Dim("width", min=low, max=4096 // m)
-        if not self.multi_resolution:
-            return {self.input_name: {0: batch, 2: m * height, 3: m * width}}
-        branches = []
-        for j in range(len(self.channels)):
-            f = m // 2**j
-            branches.append({0: batch, 2: f * height if f > 1 else height, 3: f * width if f > 1 else width})
-        return {self.input_name: branches}
+
+        def scaled(dim: Dim, scale: Fraction) -> object:
+            factor = m * scale
+            assert factor.denominator == 1
+            return dim if factor == 1 else int(factor) * dim
+
+        specs = [{0: batch, 2: scaled(height, f), 3: scaled(width, f)} for f in self.scales]
+        if self.list_input:
+            return {self.input_name: specs}
+        return dict(zip(self.input_names, specs, strict=True))
 
 
 def _registry_cases(registry: Registry) -> list[Case]:
     cases = []
     for entry in registry:
-        kwargs = entry.example_kwargs()
-        channels = kwargs.get("channels") or 8
-        if isinstance(channels, Sequence):
-            channels = tuple(channels)
 
-        def build(name: str = entry.name, kwargs: dict = kwargs) -> nn.Module:
+        def build(name: str = entry.name, kwargs: dict = entry.example_kwargs()) -> Operator:
             return registry.create(name, **kwargs)
 
-        cases.append(
-            Case(
-                id=f"{registry.kind}:{entry.name}",
-                build=build,
-                channels=channels,
-                size_multiple=getattr(build(), "size_multiple", 1),
-            )
-        )
+        cases.append(Case(id=f"{registry.kind}:{entry.name}", build=build))
     return cases
 
 

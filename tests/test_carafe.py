@@ -9,7 +9,7 @@ from conftest import assert_close
 from reference import carafe_gather, reassemble_loop
 from resamplers import create_upsampler
 from resamplers.functional import carafe, native_available
-from resamplers.layers import CARAFEPack
+from resamplers.upsampling import CARAFEPack
 
 BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native_available(), reason="no native build"))]
 

@@ -9,7 +9,7 @@ from conftest import assert_close
 from reference import reassemble_loop
 from resamplers import create_downsampler
 from resamplers.functional import native_available, reassemble_down
-from resamplers.layers import CARAFEDown
+from resamplers.downsampling import CARAFEDown
 
 
 def _state(c: int, cm: int, k: int, groups: int, k_enc: int, seed: int = 0) -> dict[str, torch.Tensor]:

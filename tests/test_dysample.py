@@ -11,7 +11,7 @@ from conftest import assert_close
 from reference import dynamic_sample_loop
 from resamplers import create_upsampler
 from resamplers.functional import dynamic_sample, sub_pixel_positions
-from resamplers.layers import DySample
+from resamplers.upsampling import DySample
 
 VARIANTS = [("lp", False), ("lp", True), ("pl", False), ("pl", True)]
 

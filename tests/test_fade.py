@@ -1,4 +1,4 @@
-"""FADE: the pair against its formulas, gate limits, checkpoints of both official forms."""
+"""FADE: the upsampler and its pair against the formulas, gate limits, checkpoints of both official forms."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import assert_close
 from reference import reassemble_loop
 from resamplers import create_pair
-from resamplers.pairs import FADE
+from resamplers.guided import FADE
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0, std: float = 0.3) -> None:
@@ -20,6 +20,10 @@ def _randomise(module: torch.nn.Module, seed: int = 0, std: float = 0.3) -> None
 
 def _nearest(x: torch.Tensor, s: int) -> torch.Tensor:
     return x.repeat_interleave(s, -2).repeat_interleave(s, -1)
+
+
+def _pair(channels: int, **kwargs):
+    return create_pair("fade", channels=channels, **kwargs)
 
 
 def _expected(pair: FADE, d: torch.Tensor, en: torch.Tensor) -> torch.Tensor:
@@ -57,14 +61,14 @@ def _expected(pair: FADE, d: torch.Tensor, en: torch.Tensor) -> torch.Tensor:
 )
 @torch.no_grad()
 def test_pipeline_against_formulas(kwargs, size):
-    pair = FADE(6, **kwargs).double()
+    pair = _pair(6, **kwargs).double()
     _randomise(pair, seed=len(kwargs))
     s = pair.scale_factor
     h, w = size
     en = torch.randn(2, 6, s * h, s * w, dtype=torch.float64)
     d = torch.randn(2, pair.up_channels, h, w, dtype=torch.float64)
-    expected = _expected(pair, d, en)
-    assert_close(pair.upsample(d, en), expected)
+    expected = _expected(pair.upsampler, d, en)
+    assert_close(pair.upsampler(d, en), expected)
     _, guide = pair.down(en)
     assert_close(pair.up(d, guide), expected)
 
@@ -76,7 +80,7 @@ def test_constant_kernels_are_box_filter_then_nearest():
     d = torch.randn(2, 8, 4, 5, dtype=torch.float64)
     en = torch.randn(2, 8, 8, 10, dtype=torch.float64)
     box = F.avg_pool2d(d, 5, stride=1, padding=2, count_include_pad=True)
-    assert_close(pair.upsample(d, en), _nearest(box, 2))
+    assert_close(pair(d, en), _nearest(box, 2))
 
 
 @pytest.mark.parametrize("bias, expect_encoder", [(40.0, True), (-40.0, False)])
@@ -89,7 +93,7 @@ def test_gate_limits(bias, expect_encoder):
     en = torch.randn(1, 8, 6, 8, dtype=torch.float64)
     ungated = FADE(8, gate=False).double()
     ungated.load_state_dict({k: v for k, v in pair.state_dict().items() if not k.startswith("gate_generator")})
-    assert_close(pair.upsample(d, en), en if expect_encoder else ungated.upsample(d, en))
+    assert_close(pair(d, en), en if expect_encoder else ungated(d, en))
 
 
 @pytest.mark.parametrize("name, params", [("fade", 47_514), ("fade_no_gate", 47_257), ("fade_lite", 13_332)])
@@ -99,7 +103,7 @@ def test_parameter_counts(name, params):
 
 def test_official_keys_and_h2l_checkpoints():
     pair = FADE(8).double()
-    assert set(pair.state_dict()) == {
+    assert set(pair.state_dict()) == set(_pair(8).state_dict()) == {
         "gate_generator.conv.weight", "gate_generator.conv.bias",
         "ker_generator.compressor_en.weight", "ker_generator.compressor_en.bias",
         "ker_generator.compressor_de.weight",
@@ -118,13 +122,17 @@ def test_official_keys_and_h2l_checkpoints():
     loaded.load_state_dict(h2l_state, strict=True)
     d = torch.randn(1, 8, 3, 5, dtype=torch.float64)
     en = torch.randn(1, 8, 6, 10, dtype=torch.float64)
-    assert_close(loaded.upsample(d, en), pair.upsample(d, en))
+    assert_close(loaded(d, en), pair(d, en))
+    in_pair = _pair(8).double()
+    in_pair.load_state_dict(h2l_state, strict=True)
+    assert_close(in_pair.upsampler(d, en), pair(d, en))
 
 
 def test_aligner_only_when_gated_channels_differ():
     assert not hasattr(FADE(8), "aligner")
-    assert not hasattr(FADE(8, up_channels=4, gate=False), "aligner")
-    assert FADE(8, up_channels=4).aligner.weight.shape == (4, 8, 1, 1)
+    assert not hasattr(FADE(4, guide_channels=8, gate=False), "aligner")
+    assert FADE(4, guide_channels=8).aligner.weight.shape == (4, 8, 1, 1)
+    assert _pair(8, up_channels=4).upsampler.aligner.weight.shape == (4, 8, 1, 1)
 
 
 def test_initialisation_is_xavier_uniform_with_zero_biases():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from conftest import assert_close
 from reference import index_block_reference, index_normalization_loop
 from resamplers import create_downsampler, create_pair
-from resamplers.pairs import IndexNetPair, SharedIndexFilters, indexnet_pairs
+from resamplers.guided import IndexNetPair, SharedIndexFilters, indexnet_pairs
 
 MODES = ["holistic", "o2o", "m2o"]
 VARIANTS = list(itertools.product(MODES, (False, True), (False, True)))

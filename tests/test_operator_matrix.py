@@ -160,8 +160,7 @@ class TestOperatorMatrix:
         name = re.escape(case.input_name)
         with pytest.raises(ValueError, match=f"`{name}.*4-D"):
             module(*map_inputs(inputs, lambda t: t[0]))
-        channels = getattr(module, "channels", None)
-        if channels is not None:
+        if case.has_channels:
             with pytest.raises(ValueError, match=f"`{name}.*channels"):
                 module(*map_inputs(inputs, lambda t: torch.randn(t.shape[0], t.shape[1] + 1, *t.shape[2:])))
         if case.size_multiple > 1:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import resamplers
-from resamplers.pairs import Guide, ResamplerPair
+from resamplers.guided import Guide, ResamplerPair
 from resamplers.registry import PAIRS
 
 PAIR_NAMES = PAIRS.names()

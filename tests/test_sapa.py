@@ -9,7 +9,7 @@ from conftest import assert_close
 from reference import reassemble_loop, window_similarity_loop
 from resamplers import create_pair
 from resamplers.functional import native_available, reassemble, window_similarity
-from resamplers.pairs import SAPA
+from resamplers.guided import SAPA
 
 BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native_available(), reason="no native build"))]
 
@@ -117,9 +117,11 @@ class TestSAPAPair:
     @pytest.mark.parametrize("scale, k, size", [(2, 5, (3, 4)), (3, 3, (2, 3)), (2, 3, (1, 5))])
     @pytest.mark.parametrize("query", ["encoder", "gate"])
     def test_pipeline_against_formulas(self, scale, k, size, query):
-        pair = SAPA(6, scale, up_kernel=k, embedding_dim=5, query=query, up_channels=4).double()
+        pair = create_pair(
+            "sapa", channels=6, scale_factor=scale, up_kernel=k, embedding_dim=5, query=query, up_channels=4
+        ).double()
         _randomise(pair, seed=scale + k)
-        p = dict(pair.named_parameters())
+        p = dict(pair.upsampler.named_parameters())
         h, w = size
         y = torch.randn(2, 6, scale * h, scale * w, dtype=torch.float64)  # encoder
         x = torch.randn(2, 4, h, w, dtype=torch.float64)  # decoder
@@ -133,21 +135,25 @@ class TestSAPAPair:
         keys = _project(x_n, p["k.weight"], p["k.bias"])
         attn = window_similarity_loop(q, keys, k, 1, scale).softmax(1)
         expected = reassemble_loop(x, attn, k, 1, up=scale)
-        assert_close(pair.upsample(x, y), expected)
+        assert_close(pair.upsampler(x, y), expected)
+        alone = SAPA(4, scale, up_kernel=k, embedding_dim=5, query=query, guide_channels=6).double()
+        alone.load_state_dict(pair.state_dict())  # the pair's keys are the upsampler's own
+        assert_close(alone(x, y), expected)
         _, guide = pair.down(y)
         assert_close(pair.up(x, guide), expected)
 
     def test_group_norm_variant_is_sapa_b(self):
         pair = create_pair("sapa_b", channels=64, up_channels=32).double()
         _randomise(pair, seed=4)
-        assert (pair.embedding_dim, pair.norm) == (32, "group")
+        sapa = pair.upsampler
+        assert (sapa.embedding_dim, sapa.norm) == (32, "group")
         y = torch.randn(1, 64, 6, 8, dtype=torch.float64)
         x = torch.randn(1, 32, 3, 4, dtype=torch.float64)
-        p = dict(pair.named_parameters())
+        p = dict(sapa.named_parameters())
         q = _project(F.group_norm(y, 32, p["norm_y.weight"], p["norm_y.bias"]), p["q.weight"], p["q.bias"])
         keys = _project(F.group_norm(x, 32, p["norm_x.weight"], p["norm_x.bias"]), p["k.weight"], p["k.bias"])
         attn = window_similarity_loop(q, keys, 5, 1, 2).softmax(1)
-        assert_close(pair.upsample(x, y), reassemble_loop(x, attn, 5, 1, up=2))
+        assert_close(sapa(x, y), reassemble_loop(x, attn, 5, 1, up=2))
 
     def test_zero_queries_give_uniform_kernels_box_filter_then_nearest(self):
         pair = SAPA(8, 2, up_kernel=5).double()
@@ -157,7 +163,7 @@ class TestSAPAPair:
         x = torch.randn(2, 8, 4, 5, dtype=torch.float64)
         y = torch.randn(2, 8, 8, 10, dtype=torch.float64)
         box = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True)
-        assert_close(pair.upsample(x, y), _nearest(box, 2))
+        assert_close(pair(x, y), _nearest(box, 2))
 
     @pytest.mark.parametrize("name, params", [("sapa", 33_920), ("sapa_b", 17_472), ("sapa_g", 50_625)])
     def test_parameter_counts(self, name, params):
@@ -190,7 +196,7 @@ class TestSAPAPair:
         q = F.linear(F.layer_norm(y.permute(0, 2, 3, 1), (8,), state["norm_y.weight"], state["norm_y.bias"]), state["q.weight"], state["q.bias"])
         k = F.linear(F.layer_norm(x.permute(0, 2, 3, 1), (8,), state["norm_x.weight"], state["norm_x.bias"]), state["k.weight"], state["k.bias"])
         attn = window_similarity_loop(q.permute(0, 3, 1, 2), k.permute(0, 3, 1, 2), 5, 1, 2).softmax(1)
-        assert_close(pair.upsample(x, y), reassemble_loop(x, attn, 5, 1, up=2))
+        assert_close(pair(x, y), reassemble_loop(x, attn, 5, 1, up=2))
 
     def test_state_dict_keys(self):
         assert set(SAPA(8).state_dict()) == {
@@ -201,9 +207,9 @@ class TestSAPAPair:
     def test_encoder_of_wrong_size_is_rejected(self):
         pair = SAPA(8, 2)
         with pytest.raises(ValueError, match="`encoder`.*6 x 8"):
-            pair.upsample(torch.randn(1, 8, 3, 4), torch.randn(1, 8, 6, 9))
+            pair(torch.randn(1, 8, 3, 4), torch.randn(1, 8, 6, 9))
         with pytest.raises(ValueError, match="`encoder`.*channels"):
-            pair.upsample(torch.randn(1, 8, 3, 4), torch.randn(1, 4, 6, 8))
+            pair(torch.randn(1, 8, 3, 4), torch.randn(1, 4, 6, 8))
 
     @pytest.mark.parametrize(
         "kwargs, argument",

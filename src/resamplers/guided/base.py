@@ -137,6 +137,18 @@ class ResamplerPair(Operator):
             self._register_state_dict_hook(_strip_child_prefixes)
             self.register_load_state_dict_pre_hook(_add_child_prefixes)
 
+    def __getattr__(self, name: str) -> Any:
+        # Like their state-dict keys, the attributes of flat children read as the pair's own
+        # (``pair.indexnet1``, ``pair.ker_generator``), as in the official single modules.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            modules = self.__dict__.get("_modules", {})
+            for child in self.__dict__.get("flat_children", ()):
+                if child in modules and hasattr(modules[child], name):
+                    return getattr(modules[child], name)
+            raise
+
     @property
     def size_multiple(self) -> int:  # type: ignore[override]
         # A round trip restores the input size only when the input divides by the scale.
@@ -183,7 +195,7 @@ class ResamplerPair(Operator):
         return guide.skip
 
     def forward(self, x: Tensor) -> Tensor:
-        self.output_shape(tuple(x.shape))
+        self.output_shape(tuple(self.check_input(x).shape))
         return self.up(*self.down(x))
 
     def extra_repr(self) -> str:
@@ -217,8 +229,14 @@ def _strip_child_prefixes(module: ResamplerPair, state_dict: dict[str, Any], pre
 
 
 def _add_child_prefixes(module: ResamplerPair, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    for child in module.flat_children:
-        names = _child_names(getattr(module, child))
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            if key[len(prefix):].split(".", 1)[0] in names:
-                state_dict[f"{prefix}{child}.{key[len(prefix):]}"] = state_dict.pop(key)
+    own = _child_names(module)
+    children = {child: _child_names(getattr(module, child)) for child in module.flat_children}
+    # A key no child claims goes to the only flat child, whose loader may rename it (legacy keys).
+    fallback = module.flat_children[0] if len(module.flat_children) == 1 else None
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        first = key[len(prefix):].split(".", 1)[0]
+        if first in own:
+            continue
+        owner = next((child for child, names in children.items() if first in names), fallback)
+        if owner is not None:
+            state_dict[f"{prefix}{owner}.{key[len(prefix):]}"] = state_dict.pop(key)

@@ -9,10 +9,12 @@ materialised, and inputs of any height and width work.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from .._checks import check_choice, check_int, check_odd
 from ..components.channel_norm import channel_norm
@@ -116,6 +118,7 @@ class SAPA(FeatureGuidedUpsampler):
         if not isinstance(qkv_bias, bool):
             raise TypeError(f"argument `qkv_bias`: expected a bool, got {qkv_bias!r}")
         self.up_kernel, self.embedding_dim, self.norm, self.query = up_kernel, embedding_dim, norm, query
+        self.norm_groups = norm_groups
         c_y, c_x = self.guide_channels, self.channels
         self.norm_y = channel_norm(norm, c_y, norm_groups)
         self.norm_x = channel_norm(norm, c_x, norm_groups)
@@ -157,6 +160,23 @@ class SAPA(FeatureGuidedUpsampler):
 
     def forward(self, d: Tensor, encoder: Tensor) -> Tensor:
         return self.reassemble(d, encoder)
+
+    def check_normalisable(self, shape: Sequence[Any], name: str = "d") -> None:
+        """GroupNorm needs more than one value per group: ``ValueError`` naming ``name`` otherwise."""
+        values = shape[1] // self.norm_groups * shape[2] * shape[3]
+        if self.norm == "group" and statically_known_true(values < 2):
+            raise ValueError(
+                f"argument `{name}`: GroupNorm with {self.norm_groups} groups needs more than one value per group, "
+                f"got {shape[1]} channels at {shape[2]} x {shape[3]}"
+            )
+
+    def check_inputs(self, d: Tensor, encoder: Tensor) -> None:
+        super().check_inputs(d, encoder)
+        self.check_normalisable(d.shape)
+
+    def output_shapes(self, shapes: Any) -> list[tuple[int, ...]]:
+        self.check_normalisable(shapes[0])
+        return super().output_shapes(shapes)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # The official modules use nn.Linear (d x C weights); ours are 1x1 convolutions.
