@@ -67,11 +67,11 @@ def test_help(argv):
 
 def test_bench_baselines_of_the_dynamic_resamplers_agree_with_the_operators(tmp_path):
     path = tmp_path / "bench.json"
-    code = main(["bench", "--op", "downsampler:carafe", "--op", "pair:fade", "--op", "pair:sapa", "--channels", "32",
+    code = main(["bench", "--op", "downsampler:carafe", "--op", "upsampler:fade", "--op", "upsampler:sapa", "--channels", "32",
                  "--height", "8", "--width", "6", "--repeats", "1", "--warmup", "0", "--json", str(path)])
     assert code == 0
     data = json.loads(path.read_text())
-    assert {b["op"] for b in data["baselines"]} == {"downsampler:carafe", "pair:fade", "pair:sapa"}
+    assert {b["op"] for b in data["baselines"]} == {"downsampler:carafe", "upsampler:fade", "upsampler:sapa"}
     for baseline in data["baselines"]:
         assert baseline["max_abs_diff"] < 1e-4, baseline
 

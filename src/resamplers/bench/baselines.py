@@ -93,10 +93,10 @@ def unfold_a2u_upsample(d: Tensor, kernels: Tensor, kernel_size: int, groups: in
 
 @dataclass(frozen=True)
 class Baseline:
-    """``run(module, x)`` computes ``module(x)`` with the common formulation."""
+    """``run(module, *inputs)`` computes ``module(*inputs)`` with the common formulation."""
 
     description: str
-    run: Callable[[nn.Module, Tensor], Tensor]
+    run: Callable[..., Tensor]
 
 
 def _carafe_baseline(module: nn.Module, x: Tensor) -> Tensor:
@@ -107,16 +107,13 @@ def _carafe_down_baseline(module: nn.Module, x: Tensor) -> Tensor:
     return unfold_strided_reassembly(x, module.kernels(x), module.down_kernel, module.down_group, module.scale_factor)
 
 
-def _fade_baseline(module: nn.Module, x: Tensor) -> Tensor:
-    d, guide = module.down(x)
-    encoder = guide.tensors["encoder"]
+def _fade_baseline(module: nn.Module, d: Tensor, encoder: Tensor) -> Tensor:
     reassembled = unfold_repeat_carafe(d, module.kernels(d, encoder), module.up_kernel, module.scale_factor)
     return module.combine(reassembled, d, encoder)
 
 
-def _sapa_baseline(module: nn.Module, x: Tensor) -> Tensor:
-    d, guide = module.down(x)
-    q, k = module.queries_and_keys(d, guide.tensors["encoder"])
+def _sapa_baseline(module: nn.Module, d: Tensor, encoder: Tensor) -> Tensor:
+    q, k = module.queries_and_keys(d, encoder)
     attn = unfold_window_similarity(q, k, module.up_kernel, module.scale_factor).softmax(1)
     return unfold_matmul_carafe(d, attn, module.up_kernel, 1, module.scale_factor)
 
@@ -179,9 +176,9 @@ def per_cluster_netvlad(module: nn.Module, x: Tensor) -> Tensor:
 BASELINES: dict[str, Baseline] = {
     "upsampler:carafe": Baseline("unfold+matmul CARAFE (seed 001)", _carafe_baseline),
     "downsampler:carafe": Baseline("unfold(stride=s) CARAFE++ down (unofficial ports)", _carafe_down_baseline),
+    "upsampler:fade": Baseline("unfold+repeat+einsum CARAFE (FADE's pure-PyTorch port)", _fade_baseline),
+    "upsampler:sapa": Baseline("unfold similarity + unfold+matmul reassembly (SAPA unfold form)", _sapa_baseline),
     # Guided pairs are timed as the round trip up(*down(x)).
-    "pair:fade": Baseline("unfold+repeat+einsum CARAFE (FADE's pure-PyTorch port)", _fade_baseline),
-    "pair:sapa": Baseline("unfold similarity + unfold+matmul reassembly (SAPA unfold form)", _sapa_baseline),
     **{
         f"pair:{name}": Baseline("official 4*avg_pool2d(I_en*x) and I_de*interpolate(d)", _indexnet_baseline)
         for name in ("indexnet", "indexnet_hin", "indexnet_m2o", "indexnet_o2o")

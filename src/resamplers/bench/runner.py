@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from ..base import Operator
 from ..complexity import count_macs, count_parameters
 from ..functional import native_available
 from ..registry import BLOCKS, DOWNSAMPLERS, PAIRS, POOLS, UPSAMPLERS, Registry
@@ -145,30 +147,26 @@ def time_interleaved(candidates: Sequence[Callable[[], object]], repeats: int, w
     return [_median_ms(s) for s in samples]
 
 
-def _tensors(value: Tensor | list[Tensor]) -> list[Tensor]:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+def example_input(module: Operator, config: BenchConfig, generator: torch.Generator) -> tuple:
+    """``forward``'s arguments at the bench size, as the operator's contract states them
+    (one map for most operators, ``d`` and ``encoder`` for feature-guided upsamplers, a
+    list of branch maps for multi-resolution blocks)."""
+    shapes = module.input_shapes(config.batch, config.height, config.width)
+    maps = [torch.randn(*shape, generator=generator) for shape in shapes]
+    return (maps,) if module.list_input else tuple(maps)
 
 
-def example_input(module: nn.Module, config: BenchConfig, generator: torch.Generator) -> Tensor | list[Tensor]:
-    """The benchmark input: ``N x C x H x W``, or for a multi-resolution block (``channels``
-    a tuple, e.g. HRNet's fuse unit) one map per branch, branch ``j`` at ``ceil(H / 2^j)``."""
-    widths = getattr(module, "channels", None)
-    if not isinstance(widths, tuple):
-        return torch.randn(config.batch, config.channels, config.height, config.width, generator=generator)
-    return [
-        torch.randn(config.batch, c, -(-config.height // 2**j), -(-config.width // 2**j), generator=generator)
-        for j, c in enumerate(widths)
-    ]
+def _workloads(forward: Callable, inputs: tuple, module: nn.Module, grad: list[Tensor]):
+    """Inference and forward+backward closures of ``forward(*inputs)``."""
 
-
-def _workloads(forward: Callable, x: Tensor | list[Tensor], module: nn.Module, grad: list[Tensor]):
     def infer() -> None:
         with torch.no_grad():
-            forward(x)
+            forward(*inputs)
 
     def train() -> None:
-        xg = [t.detach().requires_grad_() for t in _tensors(x)]
-        torch.autograd.backward(_tensors(forward(xg if isinstance(x, list) else xg[0])), grad)
+        flat, spec = tree_flatten(inputs)
+        leaves_with_grad = [t.detach().requires_grad_() for t in flat]
+        torch.autograd.backward(tree_flatten(forward(*tree_unflatten(leaves_with_grad, spec)))[0], grad)
         module.zero_grad(set_to_none=True)
 
     return infer, train
@@ -206,10 +204,10 @@ def run_bench(
         # of 1, and stochastic ops time their deterministic form; gradients still flow.
         module = build_operator(kind, name, config.channels, config.scale_factor).to(dtype).eval()
         g = torch.Generator().manual_seed(config.seed)
-        x = example_input(module, config, g)
-        x = [t.to(dtype) for t in x] if isinstance(x, list) else x.to(dtype)
+        flat, spec = tree_flatten(example_input(module, config, g))
+        x = tree_unflatten([t.to(dtype) for t in flat], spec)
         with torch.no_grad():
-            outs = _tensors(module(x))
+            outs = tree_flatten(module(*x))[0]
         grad = [torch.randn(o.shape, generator=g).to(dtype) for o in outs]
         infer, train = _workloads(module, x, module, grad)
         forward_ms, train_ms = time_interleaved([infer, train], config.repeats, config.warmup)
@@ -217,8 +215,8 @@ def run_bench(
             OpResult(
                 op=qualified,
                 params=count_parameters(module),
-                macs=count_macs(module, x),
-                input_shape=list(_tensors(x)[0].shape),
+                macs=count_macs(module, *x),
+                input_shape=list(flat[0].shape),
                 output_shape=list(outs[0].shape),  # the first (highest-resolution) output of a list
                 forward_ms=forward_ms,
                 train_ms=train_ms,
@@ -229,8 +227,8 @@ def run_bench(
         if baseline is None:
             continue
         with torch.no_grad():
-            diff = (baseline.run(module, x) - outs[0]).abs().max().item()
-        b_infer, b_train = _workloads(lambda t: baseline.run(module, t), x, module, grad)
+            diff = (baseline.run(module, *x) - outs[0]).abs().max().item()
+        b_infer, b_train = _workloads(lambda *t: baseline.run(module, *t), x, module, grad)
         ours_f, base_f, ours_t, base_t = time_interleaved([infer, b_infer, train, b_train], config.repeats, config.warmup)
         report.baselines.append(
             BaselineResult(
