@@ -18,7 +18,6 @@ derive entries from another one when they are looked up: every upsampler is a pa
 """
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterator, Mapping
@@ -61,22 +60,34 @@ M = TypeVar("M", bound=type)
 ENTRY_POINT_GROUP = "resamplers.operators"
 
 
-@functools.cache
+# Names of the plug-ins loaded so far; None until the first look-up loads them.
+_plugins: list[str] | None = None
+
+
 def load_plugins() -> tuple[str, ...]:
     """Import (or call) every ``resamplers.operators`` entry point once; returns their names.
 
     A plug-in that fails to load raises ``ImportError`` naming it, never silently skipped.
+    A plug-in may itself use the registries while it loads (it sees the plug-ins before it).
     """
-    loaded = []
-    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    global _plugins
+    if _plugins is None:
+        _plugins = []
         try:
-            target = point.load()
-        except Exception as error:
-            raise ImportError(f"resamplers plug-in {point.name!r} ({point.value}) failed to load: {error}") from error
-        if callable(target):
-            target()
-        loaded.append(point.name)
-    return tuple(loaded)
+            for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    target = point.load()
+                    if callable(target):
+                        target()
+                except Exception as error:
+                    raise ImportError(
+                        f"resamplers plug-in {point.name!r} ({point.value}) failed to load: {error}"
+                    ) from error
+                _plugins.append(point.name)
+        except ImportError:
+            _plugins = None  # report it again at the next look-up
+            raise
+    return tuple(_plugins)
 
 
 @dataclass(frozen=True)
@@ -212,7 +223,9 @@ class Registry:
         return entry.build(**kwargs)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._find(name) is not None
+        if not isinstance(name, str):
+            return False
+        return self._find(name) is not None or (bool(load_plugins()) and self._find(name) is not None)
 
     def __iter__(self) -> Iterator[Entry]:
         return iter([self.entry(n) for n in self.names()])
