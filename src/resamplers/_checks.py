@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 __all__ = [
     "check_int",
@@ -40,7 +43,7 @@ def check_odd(value: int, name: str) -> int:
     return value
 
 
-def check_choice(value: object, name: str, choices: Sequence[object]) -> object:
+def check_choice(value: T, name: str, choices: Sequence[object]) -> T:
     if value not in choices:
         raise ValueError(f"argument `{name}`: expected one of {list(choices)}, got {value!r}")
     return value

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,6 +57,8 @@ class Operator(nn.Module):
     input_names: tuple[str, ...] = ("x",)
     list_input: bool = False
     size_multiple: int = 1
+    # An int or None for single-input operators; branch widths for multi-resolution blocks.
+    channels: Any
 
     def __init__(self, channels: int | None = None) -> None:
         super().__init__()

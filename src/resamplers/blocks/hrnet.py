@@ -16,7 +16,7 @@ classification or segmentation head is not part of the backbone: load with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true
@@ -178,8 +178,8 @@ class HRNetFuse(MultiResolutionBlock):
         outputs = []
         for i, paths in enumerate(self.fuse_layers):
             size = (xs[i].shape[-2], xs[i].shape[-1])
-            y = None
-            for j, path in enumerate(paths):
+            y: Tensor | None = None
+            for j, path in enumerate(cast(nn.ModuleList, paths)):
                 z = path(xs[j], size) if j > i else path(xs[j])
                 y = z if y is None else y + z
             outputs.append(self.relu(y))

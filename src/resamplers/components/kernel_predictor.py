@@ -62,10 +62,13 @@ def add_kernel_predictor(
 def reset_kernel_predictor(module: nn.Module) -> None:
     """mmcv's initialisation: Xavier-uniform weights and zero biases for both convolutions,
     then the encoder weights drawn from ``N(0, 0.001^2)`` (nearly uniform initial kernels)."""
-    for conv in (module.channel_compressor, module.content_encoder):
+    compressor, encoder = module.get_submodule("channel_compressor"), module.get_submodule("content_encoder")
+    assert isinstance(compressor, nn.Conv2d) and isinstance(encoder, nn.Conv2d)
+    for conv in (compressor, encoder):
         nn.init.xavier_uniform_(conv.weight)
-        nn.init.zeros_(conv.bias)
-    nn.init.normal_(module.content_encoder.weight, std=0.001)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    nn.init.normal_(encoder.weight, std=0.001)
 
 
 def kernel_logits(module: nn.Module, x: Tensor) -> Tensor:

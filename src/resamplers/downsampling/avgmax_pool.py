@@ -128,7 +128,7 @@ class MixedPool(_WindowPool):
             raise ValueError(f"argument `init_mix`: expected a proportion in (0, 1), got {init_mix!r}")
         self.per_channel = per_channel
         logit = torch.logit(torch.tensor(float(init_mix)))
-        self.mix_logit = nn.Parameter(logit.expand(channels).clone() if per_channel else logit.clone())
+        self.mix_logit = nn.Parameter(logit.expand(channels).clone() if per_channel and channels else logit.clone())
 
     @property
     def mix(self) -> Tensor:

@@ -59,7 +59,7 @@ class BlurPool(Downsampler):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        return blur_pool2d(x, self.filt_size, self.scale_factor, self.pad_mode, weight=self.filt)
+        return blur_pool2d(x, self.filt_size, self.scale_factor, self.pad_mode, weight=self.get_buffer("filt"))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, filt_size={self.filt_size}, pad_mode={self.pad_mode!r}"

@@ -163,7 +163,7 @@ class GlobalGeMPool(AdaptivePool):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        return adaptive_gem_pool2d(x, self.p.clamp(min=1.0), self.output_hw, self.eps)
+        return adaptive_gem_pool2d(x, self.p.clamp(min=1.0), self.output_hw, self.eps)  # type: ignore[arg-type]  # a float attribute
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, eps={self.eps}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor
 
@@ -128,7 +129,9 @@ class SPPBins(GlobalPool):
         (torch.Size([2, 63]), torch.Size([2, 63]))
     """
 
-    def __init__(self, channels: int | None = None, levels: Sequence[int] = (1, 2, 4), mode: str = "max") -> None:
+    def __init__(
+        self, channels: int | None = None, levels: Sequence[int] = (1, 2, 4), mode: Literal["max", "avg"] = "max"
+    ) -> None:
         super().__init__(channels)
         self.levels = tuple(check_int(n, "levels", minimum=1) for n in levels)
         if not self.levels:

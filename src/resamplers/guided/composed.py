@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._checks import check_int
+from ..base import Downsampler, Upsampler
 from ..registry import DOWNSAMPLERS, PAIRS, UPSAMPLERS, Entry
 from .base import FeatureGuidedUpsampler, ResamplerPair, resolve_up_channels
 
@@ -62,9 +63,11 @@ class ComposedPair(ResamplerPair):
         up_channels = resolve_up_channels(up_channels, channels, per_channel_guide=False)
         guided = issubclass(UPSAMPLERS.entry(upsampler).cls, FeatureGuidedUpsampler)
         guide_kwargs = {"guide_channels": channels} if guided else {}
+        assert isinstance(downsampler, Downsampler), f"registered downsampler {down!r} is not a Downsampler"
         up = UPSAMPLERS.create(
             upsampler, channels=up_channels, scale_factor=scale_factor, **guide_kwargs, **dict(up_kwargs or {})
         )
+        assert isinstance(up, Upsampler), f"registered upsampler {upsampler!r} is not an Upsampler"
         # A feature-guided upsampler's parameters sit at the pair's root, as in its official module.
         super().__init__(downsampler, up, up_channels, flat_children=("upsampler",) if guided else ())
         self.upsampler_name, self.down_name = upsampler, down

@@ -175,12 +175,13 @@ class FADE(FeatureGuidedUpsampler):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        convs = [self.ker_generator.compressor_en, self.ker_generator.compressor_de, self.ker_generator.content_encoder]
+        convs: list[nn.Module] = [self.ker_generator.compressor_en, self.ker_generator.compressor_de, self.ker_generator.content_encoder]
         if self.gate:
-            convs.append(self.gate_generator.conv)
+            convs.append(self.get_submodule("gate_generator.conv"))
             if hasattr(self, "aligner"):
-                convs.append(self.aligner)
+                convs.append(self.get_submodule("aligner"))
         for conv in convs:
+            assert isinstance(conv, nn.Conv2d)
             nn.init.xavier_uniform_(conv.weight)
             if conv.bias is not None:
                 nn.init.zeros_(conv.bias)

@@ -110,7 +110,8 @@ class DySample(Upsampler):
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.offset.weight, std=0.001)
-        nn.init.zeros_(self.offset.bias)
+        if self.offset.bias is not None:
+            nn.init.zeros_(self.offset.bias)
         if self.dyscope:
             nn.init.zeros_(self.scope.weight)
             if self.scope.bias is not None:

@@ -36,7 +36,8 @@ class PixelShuffleUpsample(Upsampler):
             channels, channels * scale_factor * scale_factor, kernel_size, padding=(kernel_size - 1) // 2
         )
         nn.init.xavier_uniform_(self.upsample_conv.weight)
-        nn.init.zeros_(self.upsample_conv.bias)
+        if self.upsample_conv.bias is not None:
+            nn.init.zeros_(self.upsample_conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
