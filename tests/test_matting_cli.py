@@ -80,7 +80,7 @@ def test_checkpoint_of_another_configuration_is_refused(run_dir):
     from resamplers.models import create_matting_model
     from resamplers.models.matting import _load_strict
     from resamplers.training import CheckpointError, load_checkpoint
-    from resamplers.training.checkpoint import latest_checkpoint
+    from resamplers.storage import latest_checkpoint
 
     state = load_checkpoint(latest_checkpoint(run_dir / "checkpoints"))["model"]
     with pytest.raises(CheckpointError, match="another configuration"):

@@ -16,7 +16,7 @@ import torch
 from fake_matting import FakeComposites
 from resamplers.models import create_matting_model
 from resamplers.training import TrainConfig, latest_checkpoint, load_checkpoint, matting_loss, train
-from resamplers.training.checkpoint import CheckpointError, save_checkpoint
+from resamplers.storage import CheckpointError, save_checkpoint
 from resamplers.training.schedule import lr_factor
 from resamplers.training.loop import StepSampler
 

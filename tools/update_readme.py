@@ -5,7 +5,7 @@ import re
 import sys
 from pathlib import Path
 
-from resamplers.cli._console import markdown_table
+from resamplers.console import markdown_table
 from resamplers.cli.ops import HEADERS, operator_rows
 
 README = Path(__file__).resolve().parents[1] / "README.md"

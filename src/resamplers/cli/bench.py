@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..bench import BenchConfig, resolve_ops, run_bench
-from ._console import print_table
+from ..console import print_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

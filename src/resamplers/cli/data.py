@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._console import print_table
+from ..console import print_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._console import print_table
+from ..console import print_table
 
 METRICS = ("sad", "mse", "grad", "conn")
 

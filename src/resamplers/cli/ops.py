@@ -5,7 +5,7 @@ import argparse
 
 from ..bench.runner import REGISTRIES, build_operator
 from ..complexity import count_parameters
-from ._console import markdown_table, print_table
+from ..console import markdown_table, print_table
 
 HEADERS = ["kind", "name", "parameters at C=256, scale 2", "summary"]
 

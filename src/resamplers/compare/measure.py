@@ -1,8 +1,6 @@
-"""Cost measures shared by the comparison tasks, and small file helpers."""
+"""Cost measures shared by the comparison tasks."""
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -13,7 +11,7 @@ from torch import Tensor, nn
 
 from ..complexity import count_macs, count_parameters
 
-__all__ = ["operator_costs", "latency_ms", "write_json_atomic", "read_json"]
+__all__ = ["operator_costs", "latency_ms"]
 
 
 @torch.no_grad()
@@ -83,15 +81,3 @@ def latency_ms(model: nn.Module, example: Tensor, repeats: int = 5, warmup: int 
         samples.append(time.perf_counter() - start)
     model.train(was_training)
     return 1000.0 * statistics.median(samples)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())

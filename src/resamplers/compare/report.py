@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .measure import read_json
+from ..storage import read_json
 from .tasks import get_task
 from .tasks.base import Task
 
@@ -288,7 +288,7 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(task.title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(task.title)}</h1>{body_html}</body></html>"
     )
-    from ..cli._console import print_table
+    from ..console import print_table
 
     print_table(f"{task.name} / {spec['preset']}: {len(records)} of {expected} runs", headers,
                 [[c.replace("**", "").replace("`", "").replace("*", "") for c in r] for r in body])

@@ -29,7 +29,7 @@ import torch
 
 from ..registry import PAIRS
 from ..training.distributed import init_distributed
-from .measure import read_json, write_json_atomic
+from ..storage import read_json, write_json_atomic
 from .tasks import get_task
 from .tasks.base import Preset, RunSpec, Task
 

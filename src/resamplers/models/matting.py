@@ -269,7 +269,7 @@ def load_matting_model(checkpoint: str | Path, map_location: str | torch.device 
     in the checkpoint; weights that do not fit it raise ``CheckpointError`` listing the
     differences.  Nothing is unpickled.
     """
-    from ..training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+    from ..storage import CheckpointError, latest_checkpoint, load_checkpoint
 
     path = Path(checkpoint)
     if not path.exists():
@@ -289,7 +289,7 @@ def load_matting_model(checkpoint: str | Path, map_location: str | torch.device 
 
 
 def _load_strict(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    from ..training.checkpoint import CheckpointError
+    from ..storage import CheckpointError
 
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -319,7 +319,7 @@ def load_official_indexnet(path: str | Path, **pair_kwargs: Any) -> IndexNetMatt
     ``state_dict`` is mapped with :func:`convert_official_state_dict` into the official
     configuration (M2O, nonlinear, context, ASPP, width 1, output stride 32).
     """
-    from ..training.checkpoint import CheckpointError
+    from ..storage import CheckpointError
 
     path = Path(path)
     if not path.is_file():

@@ -1,5 +1,5 @@
 """Training of the matting network: loss, schedule, checkpoints, the resumable loop."""
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from ..storage import CheckpointError, latest_checkpoint, load_checkpoint
 from .config import TrainConfig, load_config_file
 from .losses import matting_loss
 from .loop import LoopSettings, TrainResult, fit

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from ..storage import CheckpointError, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from .distributed import DistributedContext, init_distributed
 from .schedule import lr_factor
 

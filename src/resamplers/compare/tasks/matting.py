@@ -18,7 +18,8 @@ from ...metrics import matting_metrics
 from ...models import load_matting_model, predict_alpha
 from ...training.config import TrainConfig
 from ...training.matting import train
-from ..measure import latency_ms, operator_costs, read_json, write_json_atomic
+from ...storage import read_json, write_json_atomic
+from ..measure import latency_ms, operator_costs
 from .base import Metric, Preset, RunSpec, Task, register_task
 
 __all__ = ["MattingTask"]

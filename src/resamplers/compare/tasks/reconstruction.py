@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from ...metrics.image import psnr, ssim
 from ...registry import create_pair
-from ...training.checkpoint import latest_checkpoint, load_checkpoint
+from ...storage import latest_checkpoint, load_checkpoint
 from ...training.loop import LoopSettings, fit
 from ..measure import latency_ms, operator_costs
 from .base import Metric, Preset, RunSpec, Task, register_task

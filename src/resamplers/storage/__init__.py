@@ -1,0 +1,25 @@
+"""Files the application writes and reads back: checkpoints and JSON records, both atomic."""
+from .checkpoint import (
+    CheckpointError,
+    capture_rng,
+    latest_checkpoint,
+    load_checkpoint,
+    load_model_state,
+    restore_rng,
+    save_checkpoint,
+    save_model,
+)
+from .json_files import read_json, write_json_atomic
+
+__all__ = [
+    "CheckpointError",
+    "capture_rng",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_model_state",
+    "restore_rng",
+    "save_checkpoint",
+    "save_model",
+    "read_json",
+    "write_json_atomic",
+]
