@@ -12,7 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import assert_close
 from reference import reassemble_loop
 from resamplers.functional import native_available, reassemble, reassemble_down
-from resamplers.functional.reassembly import _reassemble_torch
+from resamplers.core import Geometry
+from resamplers.core.torch_path import reassemble_torch
 
 BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native_available(), reason="no native build"))]
 
@@ -87,9 +88,9 @@ class TestReassemble:
         for t in inputs:
             t.requires_grad_()
         out = reassemble(x, kernels, **kw, backend="torch")
-        assert type(out.grad_fn).__name__ == "_TorchReassemblyBackward"
-        reference = _reassemble_torch(x, kernels, kw["kernel_size"], kw["groups"], kw["scale_factor"],
-                                      kw["stride"], *kw["padding"])
+        assert type(out.grad_fn).__name__ == "TorchReassemblyBackward"
+        geometry = Geometry(kw["kernel_size"], kw["groups"], kw["scale_factor"], kw["stride"], *kw["padding"])
+        reference = reassemble_torch(x, kernels, geometry)
         grad_out = torch.randn_like(out)
         for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(reference, inputs, grad_out)):
             assert_close(got, want)

@@ -1,24 +1,22 @@
 """Stateless operators: ``torch.Tensor`` in, ``torch.Tensor`` out."""
-from ._native_backend import native_available
+from ..core import native_available
 from .a2u import a2u_downsample, a2u_upsample, affinity_kernels, dynamic_depthwise_conv2d
 from .adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
-from .dynamic_sampling import dynamic_sample, sub_pixel_positions
-from .indexed import indexed_pooling, indexed_upsampling, max_pool_index, normalize_index
-from .kernel_norm import softmax_kernels
-from .reassembly import carafe, reassemble, reassemble_down, reassembly_macs
-from .window_similarity import window_similarity
-
-# The pooling zoo.
 from .avgmax_pool import avgmax_pool2d, catavgmax_pool2d, mixed_pool2d
 from .bilinear_pool import bilinear_pool
 from .blur_pool import binomial_filter, blur_pool2d
+from .dynamic_sampling import dynamic_sample, sub_pixel_positions
 from .gem import adaptive_gem_pool2d, gem_pool2d
+from .indexed import indexed_pooling, indexed_upsampling, max_pool_index, normalize_index
+from .kernel_norm import softmax_kernels
 from .lp_pool import lp_pool2d
 from .median_pool import median_pool2d
 from .netvlad import netvlad
+from .reassembly import carafe, reassemble, reassemble_down, reassembly_macs
 from .soft_pool import soft_pool2d
 from .spatial_pyramid_pool import spp_bins, spp_yolo, sppf
 from .stochastic_pool import stochastic_pool2d
+from .window_similarity import window_similarity
 from .windows import window_output_size, window_taps
 
 __all__ = [

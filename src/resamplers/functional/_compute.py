@@ -1,15 +1,10 @@
-"""Small helpers shared by the pooling functionals: export detection and compute dtype."""
+"""Small helpers shared by the pooling functionals: compute dtype and safe division."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["is_exporting", "upcast", "safe_divide"]
-
-
-def is_exporting() -> bool:
-    """Whether the caller is being traced for export (``torch.export``, ONNX, TorchScript)."""
-    return torch.jit.is_scripting() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+__all__ = ["upcast", "safe_divide"]
 
 
 def upcast(x: Tensor) -> Tensor:

@@ -17,18 +17,17 @@ over ``H, W`` (ONNX ``ReduceMean``/``ReduceMax``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_feature, check_int
-from ._compute import is_exporting
+from ..core import is_exporting
 
 __all__ = ["OutputSize", "adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_bins", "normalize_output_size"]
 
-OutputSize = Union[int, Sequence[Union[int, None]]]
+OutputSize = int | Sequence[int | None]
 
 
 def normalize_output_size(output_size: OutputSize, name: str = "output_size") -> tuple[int | None, int | None]:

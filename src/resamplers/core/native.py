@@ -3,9 +3,18 @@
 The shared object is built by ``pip install`` when a C compiler is present and loaded
 here with ctypes.  Work is split into contiguous row ranges that run on a small thread
 pool; ctypes releases the GIL, so the ranges run in parallel.  The kernels are exposed
-as ``torch.library`` custom ops (``resamplers::reassemble`` and its two gradients), with
-fake implementations, so ``torch.compile(fullgraph=True)`` captures them as opaque calls.
+as ``torch.library`` custom ops, with fake implementations, so
+``torch.compile(fullgraph=True)`` captures them as opaque calls:
 
+* ``resamplers::reassemble(features, kernels, geometry)`` and its two gradients
+  ``resamplers::reassemble_grad_features`` / ``resamplers::reassemble_grad_kernels``;
+* ``resamplers::window_similarity(query, keys, geometry)``: the similarity is the adjoint
+  of reassembly with respect to its kernels, so it runs the ``grad_kernels`` C kernel as a
+  forward pass, and its two gradients are the other two kernels (``d/d query`` is a
+  reassembly of the keys with the incoming gradient as kernels, ``d/d keys`` the
+  features-gradient of that same reassembly).
+
+``geometry`` is ``[K, G, up, stride, pad_top, pad_left]``.
 Set ``RESAMPLERS_NATIVE=0`` to disable the native path (the pure-PyTorch path is used).
 """
 from __future__ import annotations
@@ -16,15 +25,19 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-__all__ = ["native_available", "native_reassemble"]
+from .geometry import Geometry
+
+__all__ = ["native_available", "native_reassemble", "native_window_similarity", "NATIVE_DTYPES"]
 
 _ABI_VERSION = 1
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
 
 
 def _load_library() -> ctypes.CDLL | None:
@@ -79,7 +92,7 @@ _POOL = _Pool()
 
 
 def _run(kind: str, dtype: torch.dtype, tensors: tuple[Tensor, Tensor, Tensor], geometry: Tensor, tasks: int) -> None:
-    fn = getattr(_LIB, f"reassemble_{kind}_{_DTYPE_SUFFIX[dtype]}")
+    fn: Callable[..., None] = getattr(_LIB, f"reassemble_{kind}_{_DTYPE_SUFFIX[dtype]}")
     ptrs = [t.data_ptr() for t in tensors] + [geometry.data_ptr()]
     threads = max(1, min(torch.get_num_threads(), tasks))
     if threads == 1:
@@ -153,7 +166,7 @@ def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) 
     return torch.empty_like(kernels, memory_format=torch.contiguous_format)
 
 
-def _setup_context(ctx, inputs, output) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, list[int]], output: Tensor) -> None:
     """Autograd context of the native ops (``(tensor, tensor, geometry)`` inputs): both tensors
     are saved, the geometry list is kept."""
     first, second, geometry = inputs
@@ -161,7 +174,7 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.geometry = geometry
 
 
-def _backward(ctx, grad_out: Tensor):
+def _reassemble_backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
     features, kernels = ctx.saved_tensors
     grad_x = grad_k = None
     if ctx.needs_input_grad[0]:
@@ -171,30 +184,72 @@ def _backward(ctx, grad_out: Tensor):
     return grad_x, grad_k, None
 
 
-_reassemble_op.register_autograd(_backward, setup_context=_setup_context)
+_reassemble_op.register_autograd(_reassemble_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("resamplers::window_similarity", mutates_args=())
+def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
+    query, keys = query.contiguous(), keys.contiguous()
+    kernel_size, groups, up = geometry[0], geometry[1], geometry[2]
+    n = keys.shape[0]
+    h_out, w_out = query.shape[-2:]
+    out = torch.zeros((n, groups * kernel_size * kernel_size, h_out, w_out), dtype=keys.dtype)
+    if out.numel() and keys.numel():
+        geo = _geometry_tensor(keys, out, geometry)
+        _run("grad_kernels", keys.dtype, (keys, query, out), geo, n * _row_groups(h_out, up))
+    return out
+
+
+@_similarity_op.register_fake
+def _(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
+    taps = geometry[1] * geometry[0] * geometry[0]
+    return keys.new_empty((keys.shape[0], taps, query.shape[-2], query.shape[-1]))
+
+
+def _similarity_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    query, keys = ctx.saved_tensors
+    grad_query = grad_keys = None
+    if ctx.needs_input_grad[0]:
+        grad_query = _reassemble_op(keys, grad.contiguous(), ctx.geometry)
+    if ctx.needs_input_grad[1]:
+        grad_keys = _grad_features_op(query, keys, grad, ctx.geometry)
+    return grad_query, grad_keys, None
+
+
+_similarity_op.register_autograd(_similarity_backward, setup_context=_setup_context)
+
+
+@register_flop_formula(torch.ops.resamplers.reassemble)
+def _reassemble_flops(features_shape: Any, kernels_shape: Any, geometry: list[int], *args: Any, **kwargs: Any) -> int:
+    """FLOPs (2 per multiply-accumulate) so that ``torch.utils.flop_counter`` counts the op."""
+    n, c = features_shape[0], features_shape[1]
+    kernel_size = geometry[0]
+    return 2 * n * c * kernel_size * kernel_size * kernels_shape[-2] * kernels_shape[-1]
+
+
+@register_flop_formula(torch.ops.resamplers.window_similarity)
+def _similarity_flops(query_shape: Any, keys_shape: Any, geometry: list[int], *args: Any, **kwargs: Any) -> int:
+    """FLOPs (2 per multiply-accumulate): ``N * C * K^2 * H_out * W_out`` MACs."""
+    n, c = query_shape[0], query_shape[1]
+    return 2 * n * c * geometry[0] * geometry[0] * query_shape[-2] * query_shape[-1]
 
 
 def _in_native_dtype(
-    op: Callable[[Tensor, Tensor, list[int]], Tensor], first: Tensor, second: Tensor, geometry: list[int]
+    op: Callable[[Tensor, Tensor, list[int]], Tensor], first: Tensor, second: Tensor, geometry: Geometry
 ) -> Tensor:
     """``op(first, second, geometry)`` returned in the dtype of ``first``; half and bfloat16
     inputs are computed in float32 (the kernels exist for float32 and float64)."""
     dtype = first.dtype
     if dtype not in _DTYPE_SUFFIX:
         first, second = first.float(), second.float()
-    return op(first, second, geometry).to(dtype)
+    return op(first, second, geometry.as_list()).to(dtype)
 
 
-def native_reassemble(
-    features: Tensor, kernels: Tensor, kernel_size: int, groups: int, up: int, stride: int, pad_top: int, pad_left: int
-) -> Tensor:
-    """Run the native kernel; half and bfloat16 inputs are computed in float32."""
-    return _in_native_dtype(_reassemble_op, features, kernels, [kernel_size, groups, up, stride, pad_top, pad_left])
+def native_reassemble(features: Tensor, kernels: Tensor, geometry: Geometry) -> Tensor:
+    """``resamplers::reassemble``; half and bfloat16 inputs are computed in float32."""
+    return _in_native_dtype(_reassemble_op, features, kernels, geometry)
 
 
-@register_flop_formula(torch.ops.resamplers.reassemble)
-def _reassemble_flops(features_shape, kernels_shape, geometry, *args, **kwargs) -> int:
-    """FLOPs (2 per multiply-accumulate) so that ``torch.utils.flop_counter`` counts the op."""
-    n, c = features_shape[0], features_shape[1]
-    kernel_size = geometry[0]
-    return 2 * n * c * kernel_size * kernel_size * kernels_shape[-2] * kernels_shape[-1]
+def native_window_similarity(query: Tensor, keys: Tensor, geometry: Geometry) -> Tensor:
+    """``resamplers::window_similarity``; half and bfloat16 inputs are computed in float32."""
+    return _in_native_dtype(_similarity_op, query, keys, geometry)

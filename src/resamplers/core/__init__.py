@@ -1,0 +1,54 @@
+"""The reassembly core: geometry and validation, the torch path, the native path and the
+window similarity, behind one internal interface.
+
+Modules (all names below are the package's internal interface; ``resamplers.functional``
+is the public face and re-exports the public functions):
+
+* :mod:`.exporting`: :func:`is_exporting`, the one check for tracing/export, and
+  :func:`eager_autograd`;
+* :mod:`.geometry`: :class:`Geometry` and the argument validation (once per public call);
+* :mod:`.taps`: the one traversal of a window's taps (:func:`strided_views`), shared by
+  the torch path, the window similarity and the local pools (:func:`window_taps`);
+* :mod:`.torch_path`: the portable torch path and its eager backward;
+* :mod:`.native`: the C library, its thread pool and the ``torch.ops.resamplers`` custom ops;
+* :mod:`.api`: the public functions (validate, choose a backend, run).
+
+Layering: the core imports only ``resamplers._checks`` (and torch).
+"""
+from .api import (
+    carafe,
+    reassemble,
+    reassemble_down,
+    reassembly_macs,
+    run_reassembly,
+    run_similarity,
+    use_native,
+    window_similarity,
+)
+from .exporting import eager_autograd, is_exporting
+from .geometry import Backend, Geometry, check_backend, check_reassembly, check_similarity, check_window_args
+from .native import native_available
+from .taps import PaddingMode, strided_views, window_taps
+
+__all__ = [
+    "Backend",
+    "Geometry",
+    "PaddingMode",
+    "carafe",
+    "check_backend",
+    "check_reassembly",
+    "check_similarity",
+    "check_window_args",
+    "eager_autograd",
+    "is_exporting",
+    "native_available",
+    "reassemble",
+    "reassemble_down",
+    "reassembly_macs",
+    "run_reassembly",
+    "run_similarity",
+    "strided_views",
+    "use_native",
+    "window_similarity",
+    "window_taps",
+]

@@ -1,0 +1,238 @@
+"""The reassembly core: one content-aware weighted sum that many resamplers share.
+
+Every operator in this library applies a kernel to a neighbourhood.  This module holds
+that step once.  Given features ``x`` (``N x C x H x W``) and per-pixel kernels ``w``
+(``N x (G*K*K) x H_out x W_out``), the output pixel ``(y, x)`` of channel ``c`` is
+
+.. math::
+
+    out[n, c, y, x] = \\sum_{a, b < K} w[n, g K^2 + a K + b, y, x]
+                      \\cdot x[n, c, \\lfloor y / u \\rfloor s + a - p_t,
+                                   \\lfloor x / u \\rfloor s + b - p_l]
+
+where ``g = c // (C / G)`` (contiguous channel groups), ``u`` is the upsampling factor,
+``s`` the stride and ``(p_t, p_l)`` the top/left padding.  Source pixels outside the
+image contribute nothing (zero padding) and the kernel is *not* renormalised there.
+
+Thin callers give the operators:
+
+* CARAFE upsampling (``u = sigma``, ``s = 1``, ``p = (K - 1) / 2``): :func:`carafe`;
+* strided "down" reassembly (``u = 1``, ``s = sigma``): :func:`reassemble_down`, used by
+  CARAFE++ (odd ``K`` centred on the input pixel) and A2U (even ``K = 2 s``);
+* index-weighted pooling and unpooling (IndexNet, max unpooling): ``K`` of 1 or 2 with
+  one group per channel.
+
+Two interchangeable backends compute the same formula:
+
+* ``"native"``: C kernels (CPU, float32/float64; half and bfloat16 run in float32) with
+  hand-written gather-form backward passes; deterministic and free of atomics;
+* ``"torch"``: a loop over the ``K*K`` taps of broadcasted multiply-adds on strided views,
+  accumulated in place.  It runs on every device and is the path used when exporting
+  (ONNX, ``torch.export``) and compiling; in eager training it has a hand-written
+  backward pass (:class:`_TorchReassembly`) that accumulates both gradients in place.
+
+Neither materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the native
+kernels work row by row, and the torch path holds the output plus, in backward, products
+over a quarter of the channels at a time: peak extra memory stays within 2x the output.
+"""
+from __future__ import annotations
+
+import torch  # noqa: F401  (the doctests use it)
+from torch import Tensor
+
+from .._checks import check_int, check_odd
+from .exporting import eager_autograd, is_exporting
+from .geometry import Backend, Geometry, check_backend, check_reassembly, check_similarity
+from .native import native_available, native_reassemble, native_window_similarity
+from .torch_path import TorchReassembly, reassemble_torch, similarity_torch
+
+__all__ = [
+    "reassemble",
+    "carafe",
+    "reassemble_down",
+    "window_similarity",
+    "reassembly_macs",
+    "use_native",
+    "run_reassembly",
+    "run_similarity",
+]
+
+
+def use_native(features: Tensor, backend: Backend) -> bool:
+    """Validate ``backend`` and decide whether the native kernels compute this call."""
+    check_backend(backend)
+    if backend == "torch":
+        return False
+    usable = native_available() and features.device.type == "cpu" and not is_exporting()
+    if backend == "native" and not usable:
+        raise ValueError(
+            "argument `backend`: 'native' needs the compiled CPU kernels and a CPU tensor outside export "
+            f"(native available: {native_available()}, device: {features.device})"
+        )
+    return usable
+
+
+def run_reassembly(features: Tensor, kernels: Tensor, geometry: Geometry, backend: Backend) -> Tensor:
+    """Reassemble already validated arguments on the chosen backend."""
+    if use_native(features, backend):
+        return native_reassemble(features, kernels, geometry)
+    if eager_autograd(features, kernels):
+        return TorchReassembly.apply(features, kernels, geometry)
+    return reassemble_torch(features, kernels, geometry)
+
+
+def run_similarity(query: Tensor, keys: Tensor, geometry: Geometry, backend: Backend) -> Tensor:
+    """Window similarity of already validated arguments on the chosen backend."""
+    if use_native(keys, backend):
+        return native_window_similarity(query, keys, geometry)
+    return similarity_torch(query, keys, geometry)
+
+
+def reassemble(
+    features: Tensor,
+    kernels: Tensor,
+    kernel_size: int,
+    groups: int = 1,
+    *,
+    scale_factor: int = 1,
+    stride: int = 1,
+    padding: int | tuple[int, int] | None = None,
+    backend: Backend = "auto",
+) -> Tensor:
+    """Content-aware reassembly: per-pixel ``K x K`` kernels applied to a neighbourhood.
+
+    Args:
+        features: ``N x C x H x W`` feature map.
+        kernels: ``N x (G*K*K) x H_out x W_out`` kernels, channel ``g*K*K + a*K + b`` for
+            group ``g``, kernel row ``a`` and column ``b``.  Not required to be normalised.
+        kernel_size: ``K``.
+        groups: ``G``; channel ``c`` uses group ``c // (C / G)``.
+        scale_factor: upsampling factor ``u``: output pixel ``(y, x)`` is centred on source
+            pixel ``(y // u, x // u)``; then ``H_out = u * H`` and ``stride`` must be 1.
+        stride: downsampling stride ``s``: output pixel ``(y, x)`` reads the window whose
+            top-left tap is ``(s * y - p_t, s * x - p_l)``.
+        padding: ``(p_t, p_l)`` top/left padding (an int for both); default ``(K - 1) // 2``.
+        backend: ``"auto"`` (native kernels on CPU when available, else torch), ``"native"``
+            or ``"torch"``.
+
+    Returns:
+        ``N x C x H_out x W_out`` tensor of the dtype of ``features``.
+
+    Example:
+        >>> x = torch.arange(4.0).reshape(1, 1, 2, 2)
+        >>> w = torch.zeros(1, 9, 4, 4); w[:, 4] = 1.0  # centre tap only: nearest
+        >>> reassemble(x, w, 3, scale_factor=2)[0, 0]
+        tensor([[0., 0., 1., 1.],
+                [0., 0., 1., 1.],
+                [2., 2., 3., 3.],
+                [2., 2., 3., 3.]])
+    """
+    geometry = check_reassembly(features, kernels, kernel_size, groups, scale_factor, stride, padding)
+    return run_reassembly(features, kernels, geometry, backend)
+
+
+def carafe(
+    features: Tensor,
+    masks: Tensor,
+    kernel_size: int,
+    group_size: int,
+    scale_factor: int,
+    *,
+    backend: Backend = "auto",
+) -> Tensor:
+    """CARAFE reassembly with mmcv's exact semantics (``mmcv.ops.carafe``).
+
+    ``out[n, c, y, x] = sum_{dy, dx} masks[n, g*k*k + dy*k + dx, y, x] *
+    features[n, c, y // s + dy - r, x // s + dx - r]`` with ``r = (k - 1) // 2``,
+    ``g = c // (C / G)`` and zero padding (out-of-image taps skipped, no renormalisation).
+
+    Args:
+        features: ``N x C x H x W``.
+        masks: ``N x (G*k*k) x (s*H) x (s*W)``; not required to be normalised.
+        kernel_size: odd ``k >= 1``.
+        group_size: ``G``, a divisor of ``C``.
+        scale_factor: integer ``s >= 1`` (1 gives content-aware filtering without resize).
+
+    Returns:
+        ``N x C x (s*H) x (s*W)``, dtype of ``features``.
+    """
+    check_odd(kernel_size, "kernel_size")
+    check_int(scale_factor, "scale_factor", minimum=1)
+    geometry = check_reassembly(
+        features, masks, kernel_size, group_size, scale_factor, 1, None, kernels_name="masks", groups_name="group_size"
+    )
+    return run_reassembly(features, masks, geometry, backend)
+
+
+def reassemble_down(
+    features: Tensor,
+    kernels: Tensor,
+    kernel_size: int,
+    groups: int,
+    stride: int,
+    padding: int | tuple[int, int],
+    *,
+    backend: Backend = "auto",
+) -> Tensor:
+    """Strided reassembly: ``out[y, x] = sum_{a,b} w[g*K*K + a*K + b, y, x] * x[s*y - p_t + a, s*x - p_l + b]``.
+
+    Used for content-aware downsampling: CARAFE++ (odd ``K``, ``p = (K - 1) // 2``, window
+    centred on input pixel ``(s*y, s*x)``) and A2U (even ``K = 2k``, ``p = k - 1``, window
+    centred on the ``s x s`` cell).  Zero padding, no renormalisation.
+
+    Shapes:
+        features ``N x C x H x W``, kernels ``N x (G*K*K) x H_out x W_out`` with
+        ``H_out <= (H - 1 + p_t) // s + 1``; returns ``N x C x H_out x W_out``.
+    """
+    geometry = check_reassembly(features, kernels, kernel_size, groups, 1, stride, padding)
+    return run_reassembly(features, kernels, geometry, backend)
+
+
+def window_similarity(
+    query: Tensor,
+    keys: Tensor,
+    kernel_size: int,
+    groups: int = 1,
+    *,
+    scale_factor: int = 1,
+    stride: int = 1,
+    padding: int | tuple[int, int] | None = None,
+    backend: Backend = "auto",
+) -> Tensor:
+    """Inner products between each query pixel and the keys of its reassembly window.
+
+    ``sim[n, g*K*K + a*K + b, y, x] = sum_{c in g} query[n, c, y, x] * keys[n, c, r, q]``
+    with ``r = (y // u)*s + a - p_t``, ``q = (x // u)*s + b - p_l`` (the pixel that
+    :func:`~resamplers.functional.reassemble` with the same geometry reads for that tap),
+    contiguous channel groups ``g = c // (C / G)``, and **0 for keys outside the image**
+    (they are not masked to ``-inf``: a softmax still gives them weight, as SAPA does).
+    No scaling is applied.
+
+    Args:
+        query: ``N x C x H_out x W_out``.
+        keys: ``N x C x H x W``.
+        kernel_size: window size ``K``.
+        groups: ``G``, a divisor of ``C``: one similarity map per group and tap.
+        scale_factor: upsampling factor ``u``; then ``H_out = u * H`` and ``stride`` must be 1.
+        stride: downsampling stride ``s``.
+        padding: ``(p_t, p_l)`` (an int for both); default ``(K - 1) // 2``.
+        backend: ``"auto"``, ``"native"`` or ``"torch"`` (as for ``reassemble``).
+
+    Returns:
+        ``N x (G*K*K) x H_out x W_out`` in the dtype of ``query``: kernels in the layout that
+        ``reassemble`` / ``carafe`` consume.
+
+    Example:
+        >>> keys = torch.arange(4.0).reshape(1, 1, 2, 2)
+        >>> query = torch.ones(1, 1, 4, 4)
+        >>> window_similarity(query, keys, 3, scale_factor=2)[0, :, 0, 0]  # window of key (0, 0)
+        tensor([0., 0., 0., 0., 0., 1., 0., 2., 3.])
+    """
+    geometry = check_similarity(query, keys, kernel_size, groups, scale_factor, stride, padding)
+    return run_similarity(query, keys, geometry, backend)
+
+
+def reassembly_macs(channels: int, kernel_size: int, out_height: int, out_width: int, batch: int = 1) -> int:
+    """Multiply-accumulates of one reassembly: ``N * C * K^2 * H_out * W_out``."""
+    return batch * channels * kernel_size * kernel_size * out_height * out_width
+
