@@ -26,7 +26,7 @@ TESTS = Path(__file__).resolve().parent
 def _config(tmp_path: Path, **overrides) -> TrainConfig:
     base = dict(out=str(tmp_path / "run"), pair="bilinear", width=0.25, aspp=True, crop=64, batch_size=2, steps=6,
                 checkpoint_every=100, log_every=1, workers=0, lr=1e-3, seed=3, threads=1)
-    return TrainConfig(**{**base, **overrides})
+    return TrainConfig.from_dict({**base, **overrides})
 
 
 class TestLoss:
@@ -155,12 +155,12 @@ DRIVER = textwrap.dedent(
     import torch
     from fake_matting import FakeComposites
     from resamplers.training import TrainConfig, train
-    config = TrainConfig(**{config!r})
+    config = TrainConfig.from_dict({config!r})
     import os, pathlib
     result = train(config, resume={resume!r}, dataset=FakeComposites(64, seed=3), progress=False)
     print("RESULT", result.step, result.interrupted, flush=True)
     rank = os.environ.get("RANK", "0")
-    pathlib.Path(config.out, f"result-rank{{rank}}.txt").write_text(f"{{result.step}} {{result.interrupted}}")
+    pathlib.Path(config.loop.out, f"result-rank{{rank}}.txt").write_text(f"{{result.step}} {{result.interrupted}}")
     """
 )
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ _FIELD_FLAGS: list[tuple[str, type, str]] = [
     ("log_every", int, "log the mean loss every N steps"),
     ("seed", int, "random seed"),
     ("threads", int, "torch threads per process"),
+    ("amp", str, "mixed precision: none | bf16 (CPU and CUDA) | fp16 (CUDA, with a grad scaler)"),
 ]
 
 
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-aspp", dest="aspp", action="store_false", default=None, help="1x1 context instead of ASPP")
     parser.add_argument("--pair-kwarg", action="append", default=[], metavar="KEY=VALUE",
                         help="extra pair argument (JSON value), repeatable, e.g. --pair-kwarg index_mode='\"o2o\"'")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out with its own settings; only --steps, --threads and --workers "
+                             "may change")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -59,14 +61,25 @@ def _pair_kwargs(items: list[str]) -> dict[str, Any]:
     return result
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options this command line sets explicitly: the ``--config`` file, then flags over it."""
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for f in fields(TrainConfig):
-        given = getattr(args, f.name, None)
+    for name in TrainConfig.field_names():
+        given = getattr(args, name, None)
         if given is not None:
-            values[f.name] = given
+            values[name] = given
     if args.pair_kwarg:
         values["pair_kwargs"] = {**values.get("pair_kwargs", {}), **_pair_kwargs(args.pair_kwarg)}
+    return values
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A new run's configuration, or with ``--resume`` the run's own with the allowed changes."""
+    values = given_options(args)
+    if args.resume:
+        from ..training import resumed_config
+
+        return resumed_config(values.pop("out", TrainConfig().loop.out), values)
     return TrainConfig.from_dict(values).validate()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..console import markdown_table, print_table
 from ..storage import read_json
 from .tasks import get_task
 from .tasks.base import Task
@@ -34,7 +35,7 @@ def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[
     for path in sorted((out / "runs" / spec["task"]).glob("*/seed-*/result.json")):
         try:
             records.append(read_json(path))
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, ValueError) as error:
             raise ValueError(f"argument `RESULTS_DIR`: unreadable run result {path}: {error}") from error
     reference_path = out / "shared" / spec["task"] / "reference.json"
     references = read_json(reference_path) if reference_path.is_file() else []
@@ -51,7 +52,8 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 def _summaries(task: Task, spec: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_op: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        by_op.setdefault(record["op"], []).append(record)
+        if "failed" not in record:
+            by_op.setdefault(record["op"], []).append(record)
     rows = []
     for op in spec["ops"]:
         runs = by_op.get(op, [])
@@ -110,9 +112,9 @@ def _table(task: Task, rows: list[dict[str, Any]], references: list[dict[str, An
     return headers, body
 
 
-def _markdown(headers: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+def _failures(records: list[dict[str, Any]]) -> list[str]:
+    """One line per failed run: the operator, the seed and why."""
+    return [f"`{r['op']}` seed {r['seed']}: {r['failed']}" for r in records if "failed" in r]
 
 
 def _html_table(headers: list[str], body: list[list[str]]) -> str:
@@ -163,6 +165,17 @@ def _plot_quality_cost(task: Task, rows: list[dict[str, Any]], references, path:
     plt.close(fig)
 
 
+def _log_records(path: Path) -> list[dict[str, Any]]:
+    """The readable lines of a training log (a line torn by a killed write is left out)."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def _plot_loss_curves(out: Path, task: Task, spec: dict[str, Any], path: Path) -> bool:
     import matplotlib
 
@@ -174,7 +187,7 @@ def _plot_loss_curves(out: Path, task: Task, spec: dict[str, Any], path: Path) -
     for op in spec["ops"]:
         curves = []
         for log in sorted((out / "runs" / task.name / op).glob("seed-*/log.jsonl")):
-            records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            records = _log_records(log)
             if records:
                 curves.append({r["step"]: r["loss"] for r in records})
         if not curves:
@@ -244,6 +257,7 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
     spec, records, references = collect(out)
     task = get_task(spec["task"])
     rows = _summaries(task, spec, records)
+    failures = _failures(records)
     headers, body = _table(task, rows, references)
     expected = len(spec["ops"]) * spec["seeds"]
     machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in records}
@@ -266,14 +280,18 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
         f"# {task.title}",
         "",
         f"Preset `{spec['preset']}` ({preset['description']}); data: {spec['data']}; "
-        f"{len(records)} of {expected} runs finished (last {finished or 'n/a'}); summed run time {wall / 60:.1f} min.",
+        f"{len(records)} of {expected} runs finished (last {finished or 'n/a'})"
+        f"{f', {len(failures)} of them failed' if failures else ''}; summed run time {wall / 60:.1f} min.",
         f"Machine: {machine_text or 'n/a'}.",
         f"Metrics: {task.describe_metrics()}; mean ± std over seeds. Costs: the operator's parameters and "
         "multiply-accumulates summed over every stage it occupies at the evaluation resolution, training time per "
         "step, and whole-model inference latency at the evaluation resolution (batch 1).",
         "",
     ]
-    md = "\n".join(intro) + _markdown(headers, body) + "\n"
+    md = "\n".join(intro) + markdown_table(headers, body) + "\n"
+    if failures:
+        md += "\n## Failed runs\n\nThese runs stopped without a result; they count in no mean above.\n\n"
+        md += "".join(f"- {line}\n" for line in failures)
     for title, picture in pictures.items():
         md += f"\n## {title}\n\n![{title}]({picture.name})\n"
     (out / "report.md").write_text(md)
@@ -282,14 +300,15 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
     body_html = "".join(f"<p>{html.escape(line)}</p>" for line in intro[2:] if line)
     body_html += _html_table(headers, body)
+    if failures:
+        body_html += "<h2>Failed runs</h2><p>These runs stopped without a result; they count in no mean above.</p><ul>"
+        body_html += "".join(f"<li>{html.escape(line.replace('`', ''))}</li>" for line in failures) + "</ul>"
     for title, picture in pictures.items():
         body_html += f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{_embed(picture)}'>"
     (out / "report.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(task.title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(task.title)}</h1>{body_html}</body></html>"
     )
-    from ..console import print_table
-
     print_table(f"{task.name} / {spec['preset']}: {len(records)} of {expected} runs", headers,
                 [[c.replace("**", "").replace("`", "").replace("*", "") for c in r] for r in body])
     log(f"report: {out / 'report.html'} and {out / 'report.md'}")

@@ -15,7 +15,6 @@ machines can share one results folder; ``resamplers report OUT`` then merges the
 """
 from __future__ import annotations
 
-import difflib
 import platform
 import shutil
 import time
@@ -27,9 +26,11 @@ from typing import Any
 
 import torch
 
+from .._checks import did_you_mean
 from ..registry import PAIRS
-from ..training.distributed import init_distributed
 from ..storage import read_json, write_json_atomic
+from ..training.distributed import init_distributed
+from ..training.loop import TrainingDiverged
 from .tasks import get_task
 from .tasks.base import Preset, RunSpec, Task
 
@@ -68,9 +69,9 @@ def resolve_ops(task: Task, ops: Sequence[str] | None) -> tuple[str, ...]:
         return tuple(op for op in task.default_ops if op in PAIRS)
     for op in ops:
         if op not in PAIRS:
-            close = difflib.get_close_matches(op, PAIRS.names(), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"argument `--ops`: {op!r} is not a registered pair{hint} Registered: {', '.join(PAIRS.names())}")
+            names = PAIRS.names()
+            raise ValueError(f"argument `--ops`: {op!r} is not a registered pair{did_you_mean(op, names)} "
+                             f"Registered: {', '.join(names)}")
     return tuple(dict.fromkeys(ops))
 
 
@@ -162,7 +163,11 @@ def run_compare(
                 ctx.barrier()
             log(f"[{number}/{len(mine)}] {op} seed {seed}")
             started = time.perf_counter()
-            result = task.run(run, progress)
+            try:
+                result = task.run(run, progress)
+            except TrainingDiverged as error:  # a result of the comparison, not a crash of it
+                log(f"[{number}/{len(mine)}] {op} seed {seed}: failed: {error}")
+                result = {"failed": str(error)}
             if ctx.is_main:
                 record = {"task": task.name, "op": op, "seed": seed, "preset": chosen.to_dict(), "data": spec.data,
                           "finished": _now(), "seconds": time.perf_counter() - started, "machine": machine(), **result}

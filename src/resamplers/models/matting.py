@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_feature
-from ..registry import create_pair
+from .._checks import check_choice, check_feature, did_you_mean
+from ..registry import PAIRS, create_pair
 from .aspp import ASPP
 from .mobilenetv2 import MobileNetV2Stages, conv_bn_relu6, scaled
 
@@ -90,6 +90,21 @@ class MattingConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def validate(self) -> MattingConfig:
+        check_choice(self.output_stride, "output_stride", (16, 32))
+        check_choice(self.head_activation, "head_activation", HEAD_ACTIVATIONS)
+        if not self.width > 0:
+            raise ValueError(f"argument `width`: expected a positive width multiplier, got {self.width}")
+        accepted = PAIRS.entry(self.pair).accepted_keywords()  # an unknown pair raises, naming the choices
+        for key in self.pair_kwargs:
+            if key not in accepted or key in NETWORK_SET_PAIR_ARGUMENTS:
+                choices = [k for k in accepted if k not in NETWORK_SET_PAIR_ARGUMENTS]
+                raise ValueError(
+                    f"argument `pair_kwargs`: {key!r} is not an option of pair {self.pair!r}"
+                    f"{did_you_mean(key, choices, n=1)} (options: {', '.join(choices)})"
+                )
+        return self
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MattingConfig":
         known = {f for f in cls.__dataclass_fields__}
@@ -100,6 +115,8 @@ class MattingConfig:
 
 
 HEAD_ACTIVATIONS = ("relu6", "leaky_relu", "none")
+# Pair arguments the network sets itself, from its own widths.
+NETWORK_SET_PAIR_ARGUMENTS = ("channels",)
 HEAD_LEAKY_SLOPE = 0.2
 
 

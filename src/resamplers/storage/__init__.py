@@ -9,7 +9,7 @@ from .checkpoint import (
     save_checkpoint,
     save_model,
 )
-from .json_files import read_json, write_json_atomic
+from .files import UnreadableFileError, read_json, write_json_atomic, write_text_atomic
 
 __all__ = [
     "CheckpointError",
@@ -20,6 +20,8 @@ __all__ = [
     "restore_rng",
     "save_checkpoint",
     "save_model",
+    "UnreadableFileError",
     "read_json",
     "write_json_atomic",
+    "write_text_atomic",
 ]

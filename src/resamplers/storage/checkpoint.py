@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .files import write_text_atomic
+
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
@@ -118,12 +120,6 @@ def _unflatten_optimizer(tensors: Mapping[str, Tensor], meta: Mapping[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     directory: Path,
     step: int,
@@ -164,7 +160,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _write_text_atomic(directory / LATEST, name + "\n")
+    write_text_atomic(directory / LATEST, name + "\n")
     old = sorted(p for p in directory.glob("step-*") if p.is_dir() and p != final)
     for stale in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(stale, ignore_errors=True)

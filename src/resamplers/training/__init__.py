@@ -1,15 +1,19 @@
 """Training of the matting network: loss, schedule, checkpoints, the resumable loop."""
 from ..storage import CheckpointError, latest_checkpoint, load_checkpoint
-from .config import TrainConfig, load_config_file
+from .config import DataConfig, TrainConfig, load_config_file
 from .losses import matting_loss
-from .loop import LoopSettings, TrainResult, fit
-from .matting import train
+from .loop import LoopConfig, TrainingDiverged, TrainingTask, TrainResult, fit
+from .matting import resumed_config, train
 
 __all__ = [
     "CheckpointError",
     "TrainConfig",
     "TrainResult",
-    "LoopSettings",
+    "LoopConfig",
+    "DataConfig",
+    "TrainingTask",
+    "TrainingDiverged",
+    "resumed_config",
     "fit",
     "latest_checkpoint",
     "load_checkpoint",

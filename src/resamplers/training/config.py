@@ -1,91 +1,100 @@
-"""Training configuration: a dataclass, loadable from TOML or YAML, overridable by flags."""
+"""Training configuration: one object composed of its model, data and loop parts.
+
+:class:`TrainConfig` holds a :class:`~resamplers.models.matting.MattingConfig` (what
+rebuilds the network), a :class:`DataConfig` (what the samples are) and a
+:class:`~resamplers.training.loop.LoopConfig` (how to optimise).  On disk (``config.json``,
+a checkpoint's run config, a TOML/YAML file) and on the command line it is one flat
+mapping of field names; :meth:`TrainConfig.to_dict` and :meth:`TrainConfig.from_dict`
+convert, so the parts never get copied field by field.
+"""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from .._checks import check_choice, check_int
-from ..models.matting import HEAD_ACTIVATIONS
+from .._checks import check_choice, check_int, did_you_mean
+from ..models.matting import MattingConfig
+from .loop import LoopConfig
 
-__all__ = ["TrainConfig", "load_config_file", "MODEL_FIELDS"]
+__all__ = ["TrainConfig", "DataConfig", "load_config_file", "MUTABLE_ON_RESUME"]
 
-# Fields that define the network: a run can only resume with the same values.
-MODEL_FIELDS = ("pair", "width", "aspp", "output_stride", "decoder_kernel", "pair_kwargs", "head_activation")
+DATA_SOURCES = ("synthetic", "real", "folder")
+
+# Settings a resumed run may change: they do not alter what the finished run computes
+# (more steps extend the schedule's horizon, which the user asks for explicitly).
+MUTABLE_ON_RESUME = ("out", "steps", "threads", "workers")
 
 
 @dataclass
-class TrainConfig:
-    """One training run of the matting network.
+class DataConfig:
+    """The training samples: ``data`` (``synthetic``, ``real`` or ``folder``), ``data_root``
+    (the real data's cache, or the benchmark root of ``folder``), ``crop`` (a multiple of
+    the output stride)."""
 
-    Model: ``pair`` (any registered pair name), ``width``, ``aspp``, ``output_stride``,
-    ``decoder_kernel``, ``pair_kwargs``, ``head_activation`` (``relu6`` as the official
-    model; ``leaky_relu`` trains reliably from scratch).  Data: ``data`` (``synthetic``, ``real`` or
-    ``folder``), ``data_root``, ``crop`` (a multiple of the output stride), ``workers``.
-    Optimisation: ``optimizer`` (``adamw``, or ``official``: Adam with lr 1e-2 for the
-    decoder, head and pairs and lr / 100 for the encoder), ``lr``, ``weight_decay``,
-    ``schedule`` (``cosine``, ``step`` at 2/3 and 13/15 of training x0.1 as the official
-    epochs 20 and 26 of 30, or ``constant``), ``warmup_steps``, ``batch_size`` (global,
-    split over data-parallel ranks), ``steps``.  Bookkeeping: ``out`` (run directory),
-    ``checkpoint_every``, ``log_every``, ``seed``, ``threads``.
-    """
-
-    out: str = "runs/matting"
-    pair: str = "indexnet_m2o"
-    width: float = 1.0
-    aspp: bool = True
-    output_stride: int = 32
-    decoder_kernel: int = 5
-    pair_kwargs: dict[str, Any] = field(default_factory=dict)
-    head_activation: str = "relu6"
     data: str = "synthetic"
     data_root: str | None = None
     crop: int = 256
-    workers: int = 2
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    batch_size: int = 8
-    steps: int = 1000
-    checkpoint_every: int = 100
-    log_every: int = 10
-    seed: int = 0
-    threads: int | None = None
 
-    def validate(self) -> "TrainConfig":
-        check_choice(self.data, "data", ("synthetic", "real", "folder"))
-        check_choice(self.optimizer, "optimizer", ("adamw", "official"))
-        check_choice(self.schedule, "schedule", ("cosine", "step", "constant"))
-        check_choice(self.output_stride, "output_stride", (16, 32))
-        check_choice(self.head_activation, "head_activation", HEAD_ACTIVATIONS)
-        for name in ("crop", "batch_size", "steps", "checkpoint_every", "log_every"):
-            check_int(getattr(self, name), name, minimum=1)
-        check_int(self.workers, "workers", minimum=0)
-        check_int(self.warmup_steps, "warmup_steps", minimum=0)
-        if self.crop % self.output_stride:
-            raise ValueError(f"argument `crop`: expected a multiple of the output stride {self.output_stride}, got {self.crop}")
-        if not self.lr > 0:
-            raise ValueError(f"argument `lr`: expected a positive learning rate, got {self.lr}")
+    def validate(self) -> DataConfig:
+        check_choice(self.data, "data", DATA_SOURCES)
+        check_int(self.crop, "crop", minimum=1)
         if self.data == "folder" and not self.data_root:
             raise ValueError("argument `data_root`: the folder data source needs the benchmark's root directory")
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    def model_config(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in MODEL_FIELDS}
+def _names(part: type) -> list[str]:
+    return [f.name for f in fields(part)]
+
+
+@dataclass
+class TrainConfig:
+    """One training run of the matting network: ``model``, ``dataset`` and ``loop`` parts.
+
+    Build it from flat options with :meth:`from_dict` (``TrainConfig.from_dict({"pair":
+    "a2u", "steps": 100})``).  ``optimizer="official"`` is the IndexNet recipe: Adam with
+    the encoder at lr / 100 and no weight decay; ``schedule="step"`` multiplies by 0.1 at
+    2/3 and 13/15 of training (the official epochs 20 and 26 of 30).
+    """
+
+    model: MattingConfig = field(default_factory=MattingConfig)
+    dataset: DataConfig = field(default_factory=DataConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    PARTS: ClassVar[dict[str, type]] = {"model": MattingConfig, "dataset": DataConfig, "loop": LoopConfig}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
+    def field_names(cls) -> list[str]:
+        """Every flat option name, in the order of the parts."""
+        return [name for part in cls.PARTS.values() for name in _names(part)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = cls.field_names()
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"argument `config`: unknown training options {unknown}; known: {sorted(names)}")
-        return cls(**data)
+            hint = did_you_mean(unknown[0], known)
+            raise ValueError(f"argument `config`: unknown training options {unknown}{hint}; known: {sorted(known)}")
+        return cls(**{key: part(**{n: data[n] for n in _names(part) if n in data}) for key, part in cls.PARTS.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat mapping written as ``config.json`` and into checkpoints."""
+        return {name: value for key in self.PARTS for name, value in asdict(getattr(self, key)).items()}
+
+    def validate(self) -> TrainConfig:
+        self.model.validate()
+        self.dataset.validate()
+        self.loop.validate()
+        if self.dataset.crop % self.model.output_stride:
+            raise ValueError(f"argument `crop`: expected a multiple of the output stride {self.model.output_stride}, "
+                             f"got {self.dataset.crop}")
+        return self
+
+    def model_config(self) -> dict[str, Any]:
+        return self.model.to_dict()
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -93,22 +102,26 @@ def load_config_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"argument `--config`: no such file {path}")
-    text = path.read_text()
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ValueError(f"argument `--config`: expected a .toml, .yaml/.yml or .json file, got {path.name}")
+    text = path.read_text()
     if suffix == ".toml":
         import tomllib
 
-        data = tomllib.loads(text)
-    elif suffix in (".yaml", ".yml"):
+        parse, errors = tomllib.loads, (tomllib.TOMLDecodeError,)
+    elif suffix == ".json":
+        parse, errors = json.loads, (json.JSONDecodeError,)
+    else:
         try:
             import yaml
         except ImportError as error:
             raise ImportError("YAML configs need PyYAML: pip install 'resamplers[train]'") from error
-        data = yaml.safe_load(text) or {}
-    elif suffix == ".json":
-        data = json.loads(text)
-    else:
-        raise ValueError(f"argument `--config`: expected a .toml, .yaml/.yml or .json file, got {path.name}")
+        parse, errors = (lambda t: yaml.safe_load(t) or {}), (yaml.YAMLError,)
+    try:
+        data = parse(text)
+    except errors as error:
+        raise ValueError(f"argument `--config`: {path} does not parse ({error})") from error
     if not isinstance(data, dict):
         raise ValueError(f"argument `--config`: {path} must hold a mapping of options")
     return data

@@ -18,9 +18,10 @@ import signal
 import statistics
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +29,54 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..storage import CheckpointError, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from ..storage import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    write_json_atomic,
+)
+from .._checks import check_choice, check_int
 from .distributed import DistributedContext, init_distributed
-from .schedule import lr_factor
+from .schedule import SCHEDULES, lr_factor
+
+__all__ = [
+    "fit",
+    "LoopConfig",
+    "TrainingTask",
+    "TrainResult",
+    "TrainingDiverged",
+    "build_optimizer",
+    "StepSampler",
+    "OPTIMIZERS",
+    "PRECISIONS",
+]
 
 # loss_fn(model, batch) -> (scalar loss, {name: detached scalar})
 LossFn = Callable[[nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+# param_groups(model) -> [{"params": [...], "lr_scale": float}, ...]
+ParamGroupsFn = Callable[[nn.Module], list[dict[str, Any]]]
+
+OPTIMIZERS = ("adamw", "official")
+# Mixed precision of the forward pass and loss: none (float32), bf16 (CPU and CUDA), fp16 (CUDA, with a grad scaler).
+PRECISIONS = ("none", "bf16", "fp16")
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    """What the loop needs to know, whatever the task."""
+@dataclass
+class LoopConfig:
+    """What the loop needs to know, whatever the task.
 
-    out: str
-    steps: int
-    batch_size: int
+    ``optimizer`` is ``adamw`` (weight decay ``weight_decay``) or ``official`` (Adam
+    without weight decay); both use the task's parameter groups and their learning-rate
+    scales.  ``schedule`` is one of :data:`~resamplers.training.schedule.SCHEDULES`.
+    ``amp`` runs forward and loss under autocast (:data:`PRECISIONS`); the weights, the
+    optimizer and the checkpoints stay float32.
+    """
+
+    out: str = "runs/matting"
+    steps: int = 1000
+    batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
@@ -53,8 +87,39 @@ class LoopSettings:
     workers: int = 2
     seed: int = 0
     threads: int | None = None
+    amp: str = "none"
 
-__all__ = ["fit", "LoopSettings", "TrainResult", "build_optimizer", "StepSampler"]
+    def validate(self) -> LoopConfig:
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_choice(self.amp, "amp", PRECISIONS)
+        for name in ("batch_size", "steps", "checkpoint_every", "log_every"):
+            check_int(getattr(self, name), name, minimum=1)
+        check_int(self.workers, "workers", minimum=0)
+        check_int(self.warmup_steps, "warmup_steps", minimum=0)
+        if self.threads is not None:
+            check_int(self.threads, "threads", minimum=1)
+        if not self.lr > 0:
+            raise ValueError(f"argument `lr`: expected a positive learning rate, got {self.lr}")
+        return self
+
+
+@dataclass
+class TrainingTask:
+    """The task-specific half of a run: the network, its loss, its data, its parameter groups.
+
+    ``dataset`` is map-style and item ``i`` must be a deterministic function of ``i``;
+    ``build_model`` is called after seeding, so every rank starts from equal weights;
+    ``model_config`` is stored with the weights so that the network can be rebuilt;
+    ``param_groups`` defaults to one group of every trainable parameter at scale 1.
+    """
+
+    build_model: Callable[[], nn.Module]
+    loss: LossFn
+    dataset: Dataset
+    model_config: dict[str, Any]
+    param_groups: ParamGroupsFn | None = None
+    min_batch_per_process: int = 1
 
 
 @dataclass
@@ -64,6 +129,10 @@ class TrainResult:
     interrupted: bool
     seconds_per_step: float
     images_per_second: float
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients became non-finite; the last good checkpoint is kept."""
 
 
 class StepSampler(Sampler[int]):
@@ -84,20 +153,29 @@ class StepSampler(Sampler[int]):
         return (self.total - self.start) * (self.batch // self.world)
 
 
-def build_optimizer(model: nn.Module, config: LoopSettings) -> torch.optim.Optimizer:
-    """AdamW over all parameters, or the official recipe: Adam, encoder at lr / 100, no weight decay."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+def _all_trainable(model: nn.Module) -> list[dict[str, Any]]:
+    return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+
+
+def build_optimizer(
+    model: nn.Module, config: LoopConfig, param_groups: ParamGroupsFn | None = None
+) -> torch.optim.Optimizer:
+    """AdamW or Adam (``official``) over the task's parameter groups.
+
+    Each group's learning rate is ``config.lr * lr_scale``, kept as ``base_lr`` so that the
+    schedule scales it and a resumed optimizer carries it.
+    """
+    groups = []
+    for group in (param_groups or _all_trainable)(model):
+        base_lr = config.lr * float(group.get("lr_scale", 1.0))
+        groups.append({"params": list(group["params"]), "lr": base_lr, "base_lr": base_lr})
+    groups = [g for g in groups if g["params"]]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW([p for _, p in params], lr=config.lr, weight_decay=config.weight_decay)
-    encoder = [p for n, p in params if n.startswith("encoder.")]
-    rest = [p for n, p in params if not n.startswith("encoder.")]
-    return torch.optim.Adam(
-        [{"params": rest, "lr": config.lr, "base_lr": config.lr},
-         {"params": encoder, "lr": config.lr / 100, "base_lr": config.lr / 100}]
-    )
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, config: LoopSettings, step: int) -> float:
+def _set_lr(optimizer: torch.optim.Optimizer, config: LoopConfig, step: int) -> float:
     factor = lr_factor(step, config.steps, config.schedule, config.warmup_steps)
     for group in optimizer.param_groups:
         group["lr"] = group.get("base_lr", config.lr) * factor
@@ -132,10 +210,27 @@ def _stop_on_signals(flag: _StopFlag):
 
 
 def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
+    """Keep the log lines up to ``step``, the checkpoint a resumed run starts from.
+
+    The checkpoint is the source of truth: a line torn by a killed write (or any line that
+    does not parse) is dropped with a warning naming the file, instead of blocking resume.
+    """
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    kept, torn = [], 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    if torn:
+        warnings.warn(f"{path}: dropped {torn} unreadable line(s) (a write cut short); the checkpoint at step "
+                      f"{step} is the source of truth", stacklevel=3)
     path.write_text("".join(line + "\n" for line in kept))
 
 
@@ -180,62 +275,146 @@ class _Progress:
             self.bar.stop()
 
 
+class _Precision:
+    """Autocast and, for float16, a gradient scaler: the ``amp`` setting on one device."""
+
+    def __init__(self, amp: str, device: torch.device) -> None:
+        self.dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        self.device_type = device.type
+        if amp == "fp16" and device.type != "cuda":
+            raise ValueError(f"argument `amp`: 'fp16' needs a CUDA device (running on {device.type}); use 'bf16'")
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, step: int) -> None:
+        if self.scaler is None:
+            loss.backward()
+            _check_finite_gradients(optimizer, step)
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)  # skips steps whose gradients overflowed float16
+        self.scaler.update()
+
+
+def _check_finite_gradients(optimizer: torch.optim.Optimizer, step: int) -> None:
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        raise TrainingDiverged(f"training diverged at step {step + 1}: non-finite gradients")
+
+
+def _check_finite_loss(loss: torch.Tensor, step: int) -> None:
+    if not bool(torch.isfinite(loss.detach())):
+        raise TrainingDiverged(f"training diverged at step {step + 1}: the loss is {loss.item()}")
+
+
+@dataclass
+class _Run:
+    """The state a run carries from step to step."""
+
+    model: nn.Module
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: _Precision
+    start_step: int
+    checkpoint: Path | None
+    step_times: list[float] = field(default_factory=list)
+
+
+class _LogWindow:
+    """Losses since the last log line, reduced over ranks into one record."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.parts: dict[str, list[float]] = {}
+
+    def add(self, loss: float, parts: Mapping[str, Any]) -> None:
+        self.losses.append(loss)
+        for name, value in parts.items():
+            self.parts.setdefault(name, []).append(float(value))
+
+    def record(self, ctx: DistributedContext, step: int, lr: float, step_times: list[float], batch_size: int,
+               elapsed: float) -> dict[str, Any]:
+        recent = step_times[-len(self.losses):]
+        record = {
+            "step": step,
+            "loss": ctx.mean(sum(self.losses) / len(self.losses)),
+            **{name: ctx.mean(sum(v) / len(v)) for name, v in self.parts.items()},
+            "lr": lr,
+            "seconds_per_step": sum(recent) / len(recent),
+            "images_per_second": batch_size * len(recent) / sum(recent),
+            "elapsed_s": elapsed,
+            "processes": ctx.world_size,
+        }
+        self.losses.clear()
+        self.parts.clear()
+        return record
+
+
 def fit(
-    build_model: Callable[[], nn.Module],
-    loss_fn: LossFn,
-    dataset: Dataset,
-    settings: LoopSettings,
+    task: TrainingTask,
+    config: LoopConfig,
     *,
-    model_config: dict[str, Any],
     run_config: dict[str, Any],
     identity: Sequence[str] | Mapping[str, Any] = (),
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
-    min_batch_per_process: int = 1,
 ) -> TrainResult:
-    """Train ``build_model()`` on ``dataset`` with ``loss_fn`` for ``settings.steps`` steps.
+    """Train ``task`` for ``config.steps`` steps in the run directory ``config.out``.
 
     Args:
-        build_model: builds the network (called after seeding, so every rank starts equal).
-        loss_fn: ``loss_fn(model, batch) -> (loss, parts)``.
-        dataset: map-style; item ``i`` must be a deterministic function of ``i``.
-        settings: optimisation and bookkeeping settings (``settings.out`` is the run directory).
-        model_config: stored with the weights so the model can be rebuilt.
+        task: the network, loss, data and parameter groups (:class:`TrainingTask`).
+        config: optimisation and bookkeeping settings.
         run_config: stored in the checkpoint and as ``config.json``.
         identity: ``run_config`` fields a resumed run must share with its checkpoint (a
             mapping also gives the value assumed when an older checkpoint lacks a field).
         resume: continue from the newest checkpoint in the run directory.
         progress: show a progress bar (rank 0 only).
         stop_after: stop (with a checkpoint) after this many steps, as an interruption would.
-        min_batch_per_process: smallest per-process batch the model supports.
+
+    Raises:
+        TrainingDiverged: the loss or gradients became non-finite (the last good
+            checkpoint stays the newest).
     """
+    config.validate()
     ctx: DistributedContext = init_distributed()
     try:
-        return _fit(build_model, loss_fn, dataset, settings, model_config, run_config, identity, resume, progress,
-                    stop_after, min_batch_per_process, ctx)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        _check_batch(task, config, ctx)
+        run = _start(task, config, ctx, run_config, identity, resume)
+        if run.start_step >= config.steps:  # already finished: report the timing it recorded
+            seconds = float(load_checkpoint(run.checkpoint).get("extra", {}).get("seconds_per_step", 0.0)) \
+                if run.checkpoint else 0.0
+            return TrainResult(run.start_step, run.checkpoint, False, seconds,
+                               config.batch_size / seconds if seconds else 0.0)
+        return _train(task, config, ctx, run, run_config, progress, stop_after)
     finally:
         ctx.close()
 
 
-def _fit(build_model, loss_fn, dataset, settings, model_config, run_config, identity, resume, progress, stop_after,
-         min_batch_per_process, ctx) -> TrainResult:
-    config = settings
-    if config.threads:
-        torch.set_num_threads(config.threads)
+def _check_batch(task: TrainingTask, config: LoopConfig, ctx: DistributedContext) -> None:
     per_rank = config.batch_size // ctx.world_size
-    if per_rank < min_batch_per_process:
+    if per_rank < task.min_batch_per_process:
         raise ValueError(
-            f"argument `batch_size`: this model needs at least {min_batch_per_process} samples per process, "
+            f"argument `batch_size`: this model needs at least {task.min_batch_per_process} samples per process, "
             f"got a global batch of {config.batch_size} over {ctx.world_size} process(es)"
         )
+
+
+def _start(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run_config: dict[str, Any],
+           identity: Sequence[str] | Mapping[str, Any], resume: bool) -> _Run:
+    """Build model and optimizer; restore them from the newest checkpoint when resuming."""
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
-    log_path = out / "log.jsonl"
-
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = build_model().to(ctx.device)
-    optimizer = build_optimizer(model, config)
+    model = task.build_model().to(ctx.device)
+    optimizer = build_optimizer(model, config, task.param_groups)
     start_step = 0
     existing = latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
     if resume:
@@ -253,79 +432,78 @@ def _fit(build_model, loss_fn, dataset, settings, model_config, run_config, iden
         )
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(run_config, indent=2))
-        _trim_log(log_path, start_step)
+        write_json_atomic(out / "config.json", run_config)
+        _trim_log(out / "log.jsonl", start_step)
     ctx.barrier()
-
     train_model: nn.Module = model
     if ctx.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     model.train()
-    if start_step >= config.steps:  # already finished: report the timing it recorded
-        seconds = float(saved.get("extra", {}).get("seconds_per_step", 0.0))
-        return TrainResult(start_step, existing, False, seconds, config.batch_size / seconds if seconds else 0.0)
+    return _Run(model, train_model, optimizer, _Precision(config.amp, ctx.device), start_step, existing)
 
-    sampler = StepSampler(start_step, config.steps, config.batch_size, ctx.rank, ctx.world_size)
-    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=config.workers)
+
+def _train(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run: _Run, run_config: dict[str, Any],
+           progress: bool, stop_after: int | None) -> TrainResult:
+    out = Path(config.out)
+    sampler = StepSampler(run.start_step, config.steps, config.batch_size, ctx.rank, ctx.world_size)
+    loader = DataLoader(task.dataset, batch_size=config.batch_size // ctx.world_size, sampler=sampler,
+                        num_workers=config.workers)
     stop = _StopFlag()
-    bar = _Progress(config.steps, start_step, progress and ctx.is_main)
-    step = start_step
-    window: list[float] = []
-    parts_window: dict[str, list[float]] = {}
-    step_times: list[float] = []
-    checkpoint: Path | None = existing
-    interrupted = False
+    bar = _Progress(config.steps, run.start_step, progress and ctx.is_main)
+    window = _LogWindow()
+    step, interrupted = run.start_step, False
     run_start = time.perf_counter()
     try:
         with _stop_on_signals(stop):
             for batch in loader:
-                t0 = time.perf_counter()
-                torch.manual_seed(_step_seed(config.seed, ctx.rank, step))
-                lr = _set_lr(optimizer, config, step)
-                batch = {k: v.to(ctx.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-                loss, parts = loss_fn(train_model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                lr = _one_step(task, config, ctx, run, batch, step, window)
                 step += 1
-                step_times.append(time.perf_counter() - t0)
-                window.append(loss.item())
-                for name, value in parts.items():
-                    parts_window.setdefault(name, []).append(float(value))
                 if step % config.log_every == 0 or step == config.steps:
-                    recent = step_times[-len(window):]
-                    record = {
-                        "step": step,
-                        "loss": ctx.mean(sum(window) / len(window)),
-                        **{name: ctx.mean(sum(v) / len(v)) for name, v in parts_window.items()},
-                        "lr": lr,
-                        "seconds_per_step": sum(recent) / len(recent),
-                        "images_per_second": config.batch_size * len(recent) / sum(recent),
-                        "elapsed_s": time.perf_counter() - run_start,
-                        "processes": ctx.world_size,
-                    }
+                    record = window.record(ctx, step, lr, run.step_times, config.batch_size,
+                                           time.perf_counter() - run_start)
                     if ctx.is_main:
-                        with log_path.open("a") as log:
+                        with (out / "log.jsonl").open("a") as log:
                             log.write(json.dumps(record) + "\n")
-                    window.clear()
-                    parts_window.clear()
                     bar.update(step, f"loss {record['loss']:.4f}  {record['images_per_second']:.1f} img/s")
                 else:
                     bar.update(step, "")
-                halt = ctx.any_flag(stop.requested or (stop_after is not None and step - start_step >= stop_after))
+                halt = ctx.any_flag(stop.requested or (stop_after is not None and step - run.start_step >= stop_after))
                 if step % config.checkpoint_every == 0 or step == config.steps or halt:
-                    if ctx.is_main:
-                        checkpoint = save_checkpoint(
-                            ckpt_dir, step, model, optimizer, None, model_config, run_config,
-                            extra={"seconds_per_step": statistics.median(step_times)},
-                        )
-                    ctx.barrier()
+                    _save(ctx, out, step, run, task, run_config)
                 if halt and step < config.steps:
                     interrupted = True
                     break
     finally:
         bar.close()
     # the median ignores the first steps' warm-up and passing machine load
-    mean_step = statistics.median(step_times) if step_times else 0.0
-    return TrainResult(step, checkpoint if ctx.is_main else None, interrupted, mean_step,
-                       config.batch_size / mean_step if mean_step else 0.0)
+    median_step = statistics.median(run.step_times) if run.step_times else 0.0
+    return TrainResult(step, run.checkpoint if ctx.is_main else None, interrupted, median_step,
+                       config.batch_size / median_step if median_step else 0.0)
+
+
+def _one_step(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run: _Run, batch: dict[str, Any],
+              step: int, window: _LogWindow) -> float:
+    """One optimisation step; returns the learning rate it used."""
+    t0 = time.perf_counter()
+    torch.manual_seed(_step_seed(config.seed, ctx.rank, step))
+    lr = _set_lr(run.optimizer, config, step)
+    batch = {k: v.to(ctx.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    with run.precision.autocast():
+        loss, parts = task.loss(run.train_model, batch)
+    _check_finite_loss(loss, step)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.precision.backward_and_step(loss.float(), run.optimizer, step)
+    run.step_times.append(time.perf_counter() - t0)
+    window.add(loss.item(), parts)
+    return lr
+
+
+def _save(ctx: DistributedContext, out: Path, step: int, run: _Run, task: TrainingTask,
+          run_config: dict[str, Any]) -> None:
+    if ctx.is_main:
+        run.checkpoint = save_checkpoint(
+            out / "checkpoints", step, run.model, run.optimizer, None, task.model_config, run_config,
+            extra={"seconds_per_step": statistics.median(run.step_times)},
+        )
+    ctx.barrier()

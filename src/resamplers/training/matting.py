@@ -1,34 +1,44 @@
 """Training the matting network: the task-specific part on top of :func:`~resamplers.training.loop.fit`."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
 from ..models.matting import create_matting_model, matting_inputs
-from .config import MODEL_FIELDS, TrainConfig
+from ..storage import CheckpointError, latest_checkpoint, load_checkpoint, read_json
+from .config import MUTABLE_ON_RESUME, TrainConfig
 from .losses import matting_loss
-from .loop import LoopSettings, TrainResult, fit
+from .loop import TrainingTask, TrainResult, fit
 
-__all__ = ["train", "loop_settings", "matting_batch_loss", "EpochIndexed"]
+__all__ = ["train", "resumed_config", "matting_batch_loss", "matting_param_groups", "EpochIndexed"]
 
-# Fields a resumed run must share with its checkpoint.
-IDENTITY = MODEL_FIELDS + ("batch_size", "seed", "data", "crop")
-
-
-def loop_settings(config: TrainConfig) -> LoopSettings:
-    return LoopSettings(
-        out=config.out, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-        weight_decay=config.weight_decay, optimizer=config.optimizer, schedule=config.schedule,
-        warmup_steps=config.warmup_steps, checkpoint_every=config.checkpoint_every, log_every=config.log_every,
-        workers=config.workers, seed=config.seed, threads=config.threads,
-    )
+# The official recipe trains the ImageNet encoder a hundred times slower than the rest.
+ENCODER_LR_SCALE = 0.01
 
 
 def matting_batch_loss(model: nn.Module, batch: dict[str, Any]):
-    pred = model(matting_inputs(batch["image"], batch["trimap"]))
+    # the loss runs in float32 whatever precision the network ran in
+    pred = model(matting_inputs(batch["image"], batch["trimap"])).float()
     return matting_loss(pred, batch["alpha"], batch["trimap"], batch["fg"], batch["bg"], batch["image"])
+
+
+def matting_param_groups(optimizer: str):
+    """Parameter groups for ``optimizer``: one group (``adamw``), or decoder, head and pairs
+    at the base rate and the encoder at :data:`ENCODER_LR_SCALE` of it (``official``)."""
+
+    def groups(model: nn.Module) -> list[dict[str, Any]]:
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if optimizer != "official":
+            return [{"params": [p for _, p in params], "lr_scale": 1.0}]
+        return [
+            {"params": [p for n, p in params if not n.startswith("encoder.")], "lr_scale": 1.0},
+            {"params": [p for n, p in params if n.startswith("encoder.")], "lr_scale": ENCODER_LR_SCALE},
+        ]
+
+    return groups
 
 
 class EpochIndexed(Dataset):
@@ -54,18 +64,44 @@ class EpochIndexed(Dataset):
 def _dataset(config: TrainConfig) -> Dataset:
     from ..data import TrainingComposites, open_source
 
-    if config.data == "folder":
-        source = open_source(f"folder:{config.data_root}")
+    data = config.dataset
+    if data.data == "folder":
+        source = open_source(f"folder:{data.data_root}")
     else:
-        source = open_source(config.data, config.data_root if config.data == "real" else None)
-    return EpochIndexed(TrainingComposites(source, size=config.crop, seed=config.seed))
+        source = open_source(data.data, data.data_root if data.data == "real" else None)
+    return EpochIndexed(TrainingComposites(source, size=data.crop, seed=config.loop.seed))
 
 
 def _identity_defaults() -> dict[str, Any]:
-    """The :data:`IDENTITY` fields at their defaults: what a checkpoint written before a
-    field existed (e.g. ``head_activation``) was trained with."""
-    defaults = TrainConfig()
-    return {name: getattr(defaults, name) for name in IDENTITY}
+    """Every setting a resumed run must keep, at its default: what a checkpoint written
+    before an option existed (e.g. ``head_activation``, ``amp``) was trained with."""
+    defaults = TrainConfig().to_dict()
+    return {name: value for name, value in defaults.items() if name not in MUTABLE_ON_RESUME}
+
+
+def resumed_config(out: str | Path, given: dict[str, Any]) -> TrainConfig:
+    """The configuration of the run in ``out``, with the explicitly ``given`` settings applied.
+
+    The newest checkpoint's run config is the source of truth (``config.json`` when it
+    has none).  ``given`` may change only :data:`MUTABLE_ON_RESUME`; any other setting
+    given with a different value raises ``CheckpointError`` naming it.
+    """
+    out = Path(out)
+    newest = latest_checkpoint(out / "checkpoints") if (out / "checkpoints").is_dir() else None
+    if newest is None:
+        raise CheckpointError(f"argument `--resume`: no checkpoint in {out / 'checkpoints'}")
+    recorded = load_checkpoint(newest).get("run_config") or {}
+    if not recorded and (out / "config.json").is_file():
+        recorded = read_json(out / "config.json")
+    base = {**TrainConfig().to_dict(), **recorded}
+    changed = sorted(k for k, v in given.items() if k not in MUTABLE_ON_RESUME and base.get(k) != v)
+    if changed:
+        details = ", ".join(f"{k}: run {base.get(k)!r} vs given {given[k]!r}" for k in changed)
+        raise CheckpointError(
+            f"argument `--resume`: these settings are fixed for the run in {out} ({details}); "
+            f"only {', '.join(MUTABLE_ON_RESUME)} may change when resuming, or start a new run with another --out"
+        )
+    return TrainConfig.from_dict({**base, **given, "out": str(out)}).validate()
 
 
 def train(
@@ -78,21 +114,26 @@ def train(
 ) -> TrainResult:
     """Train the matting network described by ``config`` (see :func:`~resamplers.training.loop.fit`).
 
-    ``dataset`` defaults to the source named by ``config.data``; its item ``i`` is a dict
+    ``dataset`` defaults to the source named by ``config.dataset``; its item ``i`` is a dict
     with ``image``, ``alpha``, ``trimap``, ``fg``, ``bg`` and depends only on ``i``.
     """
     config.validate()
+    model = config.model
 
     def build() -> nn.Module:
         return create_matting_model(
-            config.pair, config.width, config.aspp, config.output_stride, config.decoder_kernel,
-            head_activation=config.head_activation, **config.pair_kwargs
+            model.pair, model.width, model.aspp, model.output_stride, model.decoder_kernel,
+            head_activation=model.head_activation, **model.pair_kwargs
         )
 
-    return fit(
-        build, matting_batch_loss, dataset if dataset is not None else _dataset(config), loop_settings(config),
-        model_config=config.model_config(), run_config=config.to_dict(), identity=_identity_defaults(), resume=resume,
-        progress=progress, stop_after=stop_after,
+    task = TrainingTask(
+        build_model=build,
+        loss=matting_batch_loss,
+        dataset=dataset if dataset is not None else _dataset(config),
+        model_config=config.model_config(),
+        param_groups=matting_param_groups(config.loop.optimizer),
         # ASPP's image-pooling branch batch-normalises a 1x1 map: it needs 2 samples per process.
-        min_batch_per_process=2 if config.aspp else 1,
+        min_batch_per_process=2 if model.aspp else 1,
     )
+    return fit(task, config.loop, run_config=config.to_dict(), identity=_identity_defaults(), resume=resume,
+               progress=progress, stop_after=stop_after)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["lr_factor"]
+__all__ = ["lr_factor", "SCHEDULES"]
+
+SCHEDULES = ("cosine", "step", "constant")
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: int = 0) -> float:

@@ -81,12 +81,12 @@ class MattingTask(Task):
 
     def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
         p = spec.preset
-        config = TrainConfig(
+        config = TrainConfig.from_dict(dict(
             out=str(spec.run_dir), pair=spec.op, width=p.width, data=spec.data, data_root=spec.data_root,
             crop=p.crop, workers=0, lr=p.lr, batch_size=p.batch_size, steps=p.steps,
             head_activation=p.extra["head_activation"],
             checkpoint_every=max(1, p.steps // 5), log_every=max(1, p.steps // 50), seed=spec.seed,
-        )
+        ))
         start = time.perf_counter()
         resume = (spec.run_dir / "checkpoints" / "latest").is_file()
         result = train(config, resume=resume, progress=progress)

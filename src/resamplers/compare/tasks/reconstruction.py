@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from ...metrics.image import psnr, ssim
 from ...registry import create_pair
 from ...storage import latest_checkpoint, load_checkpoint
-from ...training.loop import LoopSettings, fit
+from ...training.loop import LoopConfig, TrainingTask, fit
 from ..measure import latency_ms, operator_costs
 from .base import Metric, Preset, RunSpec, Task, register_task
 
@@ -96,7 +96,7 @@ class PhotoCrops(Dataset):
 
 
 def _batch_loss(model: nn.Module, batch: dict[str, Any]):
-    loss = F.l1_loss(model(batch["image"]), batch["image"])
+    loss = F.l1_loss(model(batch["image"]).float(), batch["image"])
     return loss, {}
 
 
@@ -143,16 +143,17 @@ class ReconstructionTask(Task):
 
     def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
         p = spec.preset
-        settings = LoopSettings(out=str(spec.run_dir), steps=p.steps, batch_size=p.batch_size, lr=p.lr,
-                                weight_decay=0.0, optimizer="adamw", schedule="cosine", checkpoint_every=max(1, p.steps // 5),
-                                log_every=max(1, p.steps // 50), workers=0, seed=spec.seed)
+        loop = LoopConfig(out=str(spec.run_dir), steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=0.0,
+                          optimizer="adamw", schedule="cosine", checkpoint_every=max(1, p.steps // 5),
+                          log_every=max(1, p.steps // 50), workers=0, seed=spec.seed)
         run_config = {"task": self.name, "op": spec.op, "seed": spec.seed, "preset": p.to_dict(), "data": spec.data}
         start = time.perf_counter()
         resume = (spec.run_dir / "checkpoints" / "latest").is_file()
-        result = fit(lambda: self._build(spec), _batch_loss, PhotoCrops(self._source(spec), "train", p.crop, spec.seed),
-                     settings, model_config={"op": spec.op, "width": p.width}, run_config=run_config,
-                     identity=("task", "op", "seed", "preset", "data"), resume=resume, progress=progress,
-                     min_batch_per_process=2)
+        task = TrainingTask(build_model=lambda: self._build(spec), loss=_batch_loss,
+                            dataset=PhotoCrops(self._source(spec), "train", p.crop, spec.seed),
+                            model_config={"op": spec.op, "width": p.width}, min_batch_per_process=2)
+        result = fit(task, loop, run_config=run_config, identity=("task", "op", "seed", "preset", "data"),
+                     resume=resume, progress=progress)
         model = self._build(spec)
         model.load_state_dict(load_checkpoint(latest_checkpoint(spec.run_dir / "checkpoints"))["model"])
         model.eval()
