@@ -50,7 +50,7 @@ def test_bench_small_run_writes_json(tmp_path, capsys):
 def test_bench_unknown_operator_is_a_clear_error(capsys):
     assert main(["bench", "--op", "carafee"]) == 2
     err = capsys.readouterr().err
-    assert "carafee" in err and "did you mean carafe" in err
+    assert "carafee" in err and "did you mean 'carafe'" in err
 
 
 def test_bench_rejects_nonpositive_sizes(capsys):

@@ -11,9 +11,9 @@ from resamplers.compare.runner import parse_shard
 
 
 def test_tasks_are_registered_with_three_documented_presets():
-    assert {"matting", "reconstruction"} <= set(TASKS)
-    for task in TASKS.values():
-        presets = task.presets()
+    assert {"matting", "reconstruction"} <= set(TASKS.names())
+    for entry in TASKS:
+        presets = entry.cls().presets()
         assert set(presets) == {"smoke", "quick", "full"}
         assert presets["smoke"].minutes <= 1 and presets["quick"].minutes <= 15
 

@@ -95,7 +95,7 @@ class Entry:
     """One registered operator (or a named variant of one)."""
 
     name: str
-    cls: type[nn.Module]
+    cls: type[Any]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     example: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
@@ -126,7 +126,7 @@ class Entry:
 
 
 class Registry:
-    """A registry of one operator family (``kind`` names it in messages)."""
+    """A registry of one family: an operator family, or the application's tasks (``kind`` names it in messages)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -157,7 +157,7 @@ class Registry:
     def add(
         self,
         name: str,
-        cls: type[nn.Module],
+        cls: type[Any],
         *,
         defaults: Mapping[str, Any] | None = None,
         example: Mapping[str, Any] | None = None,
@@ -191,16 +191,19 @@ class Registry:
                 return make_entry(source.entry(name))
         return None
 
-    def entry(self, name: str) -> Entry:
+    def entry(self, name: str, *, argument: str = "name") -> Entry:
+        """The entry registered as ``name``; an unknown name raises ``ValueError`` naming
+        ``argument`` (the caller's name for it, e.g. ``--task``) and the close matches."""
         if not isinstance(name, str):
-            raise TypeError(f"argument `name`: expected a str, got {type(name).__name__}")
+            raise TypeError(f"argument `{argument}`: expected a str, got {type(name).__name__}")
         found = self._find(name)
         if found is None and load_plugins():
             found = self._find(name)
         if found is None:
             names = self.names()
             raise ValueError(
-                f"argument `name`: unknown {self.kind} {name!r}{did_you_mean(name, names)} Registered: {', '.join(names)}"
+                f"argument `{argument}`: unknown {self.kind} {name!r}{did_you_mean(name, names)} "
+                f"Registered: {', '.join(names)}"
             )
         return found
 

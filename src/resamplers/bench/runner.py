@@ -6,10 +6,6 @@ and are reported as ratios.
 """
 from __future__ import annotations
 
-import difflib
-import platform
-import statistics
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -19,10 +15,11 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..base import Operator
 from ..complexity import count_macs, count_parameters
-from ..functional import native_available
+from .._checks import did_you_mean
 from ..registry import BLOCKS, DOWNSAMPLERS, PAIRS, POOLS, UPSAMPLERS, Registry
 from .baselines import BASELINES
 from .memory import fix_malloc_mmap_threshold, peak_extra_bytes
+from .timing import machine_info, time_interleaved
 
 __all__ = ["BenchConfig", "OpResult", "BaselineResult", "BenchReport", "resolve_ops", "run_bench"]
 
@@ -117,9 +114,8 @@ def resolve_ops(names: Sequence[str] | None) -> list[str]:
             matches = [q for q in matches if not _is_unguided_pair(q)] or matches
             if not matches:
                 bare_names = sorted({q.split(":", 1)[1] for q in every})
-                close = difflib.get_close_matches(name, bare_names, n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(f"argument `--op`: unknown operator {name!r}{hint} Registered: {', '.join(every)}")
+                raise ValueError(f"argument `--op`: unknown operator {name!r}{did_you_mean(name, bare_names)} "
+                                 f"Registered: {', '.join(every)}")
         resolved.extend(m for m in matches if m not in resolved)
     return resolved
 
@@ -127,24 +123,6 @@ def resolve_ops(names: Sequence[str] | None) -> list[str]:
 def _is_unguided_pair(qualified: str) -> bool:
     kind, name = qualified.split(":", 1)
     return kind == PAIRS.kind and "upsampler" in PAIRS.entry(name).defaults
-
-
-def _median_ms(samples: list[float]) -> float:
-    return 1000.0 * statistics.median(samples)
-
-
-def time_interleaved(candidates: Sequence[Callable[[], object]], repeats: int, warmup: int) -> list[float]:
-    """Median milliseconds of each candidate, running them alternately."""
-    for _ in range(warmup):
-        for fn in candidates:
-            fn()
-    samples: list[list[float]] = [[] for _ in candidates]
-    for _ in range(repeats):
-        for i, fn in enumerate(candidates):
-            start = time.perf_counter()
-            fn()
-            samples[i].append(time.perf_counter() - start)
-    return [_median_ms(s) for s in samples]
 
 
 def example_input(module: Operator, config: BenchConfig, generator: torch.Generator) -> tuple:
@@ -174,16 +152,6 @@ def _workloads(forward: Callable, inputs: tuple, module: nn.Module, grad: list[T
 
 def _mib(n: int | None) -> float | None:
     return None if n is None else n / 2**20
-
-
-def machine_info() -> dict[str, object]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "native_kernels": native_available(),
-        "processor": platform.processor() or platform.machine(),
-    }
 
 
 def run_bench(

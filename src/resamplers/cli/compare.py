@@ -8,7 +8,7 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..compare import TASKS
 
-    parser.add_argument("--task", default="matting", help=f"one of: {', '.join(sorted(TASKS))}")
+    parser.add_argument("--task", default="matting", help=f"one of: {', '.join(TASKS.names())}")
     parser.add_argument("--ops", default=None, help="comma-separated pair names (default: the task's default set)")
     parser.add_argument("--preset", default="quick", help="smoke | quick | full (budget: steps, crop, width, seeds)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per operator (default: the preset's)")

@@ -1,14 +1,13 @@
 """Cost measures shared by the comparison tasks."""
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..bench.timing import median_ms
 from ..complexity import count_macs, count_parameters
 
 __all__ = ["operator_costs", "latency_ms"]
@@ -16,23 +15,29 @@ __all__ = ["operator_costs", "latency_ms"]
 
 @torch.no_grad()
 def _pair_call_shapes(model: nn.Module, pairs: nn.ModuleList, example: Tensor) -> list[tuple[torch.Size, torch.Size]]:
-    """The shapes each pair's ``down`` and ``up`` receive in one forward pass of ``model``."""
-    seen: dict[int, dict[str, torch.Size]] = {}
-    for i, pair in enumerate(pairs):
-        def record(method, key, index=i):
-            def wrapped(x, *rest):
-                seen.setdefault(index, {})[key] = x.shape
-                return method(x, *rest)
-            return wrapped
-        # instance attributes shadow the class's methods for this one pass
-        pair.down = record(pair.down, "down")
-        pair.up = record(pair.up, "up")
+    """The shapes each pair's ``down`` and ``up`` receive in one forward pass of ``model``.
+
+    A forward hook on each pair's upsampler sees the up step's input ``d``; by the pair's
+    contract the up step's output has the size of the down step's input, whose channels
+    are the pair's input channels.
+    """
+    seen: dict[int, tuple[torch.Size, torch.Size]] = {}
+
+    def recorder(index: int, pair: nn.Module):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+            d = args[0]
+            down_shape = torch.Size((d.shape[0], pair.input_channels()[0], *output.shape[-2:]))
+            seen[index] = (down_shape, d.shape)
+
+        return hook
+
+    handles = [pair.upsampler.register_forward_hook(recorder(i, pair)) for i, pair in enumerate(pairs)]
     try:
         model(example)
     finally:
-        for pair in pairs:
-            del pair.down, pair.up
-    return [(seen[i]["down"], seen[i]["up"]) for i in range(len(pairs)) if {"down", "up"} <= seen.get(i, {}).keys()]
+        for handle in handles:
+            handle.remove()
+    return [seen[i] for i in range(len(pairs)) if i in seen]
 
 
 @torch.no_grad()
@@ -72,12 +77,7 @@ def latency_ms(model: nn.Module, example: Tensor, repeats: int = 5, warmup: int 
     """Median forward latency in milliseconds (eval mode, no grad)."""
     was_training = model.training
     model.eval()
-    for _ in range(warmup):
-        model(example)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(example)
-        samples.append(time.perf_counter() - start)
-    model.train(was_training)
-    return 1000.0 * statistics.median(samples)
+    try:
+        return median_ms(lambda: model(example), repeats, warmup)
+    finally:
+        model.train(was_training)

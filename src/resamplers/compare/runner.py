@@ -15,7 +15,6 @@ machines can share one results folder; ``resamplers report OUT`` then merges the
 """
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ import torch
 
 from .._checks import did_you_mean
 from ..registry import PAIRS
+from ..bench.timing import machine_info
 from ..storage import read_json, write_json_atomic
 from ..training.distributed import init_distributed
 from ..training.loop import TrainingDiverged
@@ -170,7 +170,7 @@ def run_compare(
                 result = {"failed": str(error)}
             if ctx.is_main:
                 record = {"task": task.name, "op": op, "seed": seed, "preset": chosen.to_dict(), "data": spec.data,
-                          "finished": _now(), "seconds": time.perf_counter() - started, "machine": machine(), **result}
+                          "finished": _now(), "seconds": time.perf_counter() - started, "machine": machine_info(), **result}
                 write_json_atomic(done, record)
             ctx.barrier()
         if not ctx.is_main:
@@ -198,10 +198,3 @@ def _run_spec(task: Task, spec: CompareSpec, op: str, seed: int, out: Path, shar
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def machine() -> dict[str, Any]:
-    import os
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "system": platform.system()}

@@ -3,11 +3,12 @@ subclassing :class:`Task` and calling :func:`register_task`; the runner and the 
 never name a task."""
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from ...registry import Registry
 
 __all__ = ["Metric", "Preset", "RunSpec", "Task", "TASKS", "register_task", "get_task"]
 
@@ -100,19 +101,18 @@ class Task(ABC):
         return ", ".join(f"{m.label} ({'higher' if m.higher_is_better else 'lower'} is better)" for m in self.metrics)
 
 
-TASKS: dict[str, Task] = {}
+# Tasks are classes registered by name; plug-ins may add their own (see resamplers.registry).
+TASKS = Registry("task")
+
+T = TypeVar("T", bound=type)
 
 
-def register_task(task: Task) -> Task:
-    if task.name in TASKS:
-        raise ValueError(f"task {task.name!r} is already registered")
-    TASKS[task.name] = task
-    return task
+def register_task(cls: T) -> T:
+    """Class decorator: register a :class:`Task` subclass under its ``name``."""
+    TASKS.add(cls.name, cls)
+    return cls
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        close = difflib.get_close_matches(name, TASKS, n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"argument `--task`: unknown task {name!r}{hint} Registered: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
+    """A fresh instance of the task registered as ``name``."""
+    return TASKS.entry(name, argument="--task").cls()

@@ -39,6 +39,7 @@ def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
 HEAD_ACTIVATION = "leaky_relu"
 
 
+@register_task
 class MattingTask(Task):
     name = "matting"
     title = "Image matting (IndexNet matting network, Composition-1k-style test set)"
@@ -173,5 +174,3 @@ class MattingTask(Task):
         write_json_atomic(cache, rows)
         return rows
 
-
-register_task(MattingTask())

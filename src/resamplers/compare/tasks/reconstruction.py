@@ -100,6 +100,7 @@ def _batch_loss(model: nn.Module, batch: dict[str, Any]):
     return loss, {}
 
 
+@register_task
 class ReconstructionTask(Task):
     name = "reconstruction"
     title = "Reconstruction without skip connections (does the operator deliver spatial information?)"
@@ -183,5 +184,3 @@ class ReconstructionTask(Task):
         return [{"name": "area down x8, bilinear up (no learning)",
                  "metrics": {"overall": {"psnr": float(psnr(up, crops).mean()), "ssim": float(ssim(up, crops).mean())}}}]
 
-
-register_task(ReconstructionTask())
