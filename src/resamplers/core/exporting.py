@@ -9,11 +9,19 @@ __all__ = ["is_exporting", "eager_autograd"]
 
 
 def is_exporting() -> bool:
-    """Whether the caller is being scripted or exported (TorchScript, ``torch.export``, ONNX).
+    """Whether the caller is being scripted, traced or exported (``torch.jit.script``,
+    ``torch.jit.trace``, ``torch.export``, ONNX, legacy or dynamo).
 
-    Every part of the library that must choose a portable path asks this function.
+    Every part of the library that must choose a portable path asks this function: a
+    traced graph or a legacy ONNX model must not record ``torch.ops.resamplers`` custom
+    ops (no runtime knows them) nor a Python autograd function.
     """
-    return torch.jit.is_scripting() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+    return (
+        torch.jit.is_scripting()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_exporting()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 def eager_autograd(*tensors: Tensor) -> bool:
@@ -22,6 +30,5 @@ def eager_autograd(*tensors: Tensor) -> bool:
         torch.is_grad_enabled()
         and any(t.requires_grad for t in tensors)
         and not is_exporting()
-        and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
     )

@@ -1,8 +1,10 @@
 """Geometry of a reassembly window and the validation of the core's arguments (once per call)."""
 from __future__ import annotations
 
+import warnings
 from typing import Literal, NamedTuple
 
+import torch
 from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
@@ -12,6 +14,7 @@ __all__ = [
     "Backend",
     "Geometry",
     "BACKENDS",
+    "known_true",
     "check_backend",
     "check_window_args",
     "check_output_size",
@@ -37,6 +40,20 @@ class Geometry(NamedTuple):
     def as_list(self) -> list[int]:
         """The ``geometry`` argument of the ``torch.ops.resamplers`` custom ops."""
         return list(self)
+
+
+def known_true(condition: object) -> bool:
+    """Whether a size condition provably holds, adding no guards: plain bools as they are,
+    symbolic ones (``torch.export``) through :func:`statically_known_true`, and the 0-d
+    tensors that sizes become under ``torch.jit.trace`` by their value at trace time (the
+    check is not recorded in the graph)."""
+    if isinstance(condition, bool):
+        return condition
+    if isinstance(condition, Tensor):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return bool(condition)
+    return statically_known_true(condition)  # type: ignore[arg-type]
 
 
 def check_backend(backend: object) -> Backend:
@@ -87,7 +104,7 @@ def check_output_size(size_in: tuple[int, int], size_out: tuple[int, int], geome
         # floor divisions would otherwise become a guard that export cannot verify).
         h_max = (h_in - 1 + pad_top) // stride + 1
         w_max = (w_in - 1 + pad_left) // stride + 1
-        if statically_known_true(h_out > h_max) or statically_known_true(w_out > w_max):
+        if known_true(h_out > h_max) or known_true(w_out > w_max):
             raise ValueError(
                 f"argument `{name}`: spatial size {h_out} x {w_out} is too large for features {h_in} x {w_in} "
                 f"with stride {stride} and padding ({pad_top}, {pad_left}); at most {h_max} x {w_max}"

@@ -59,9 +59,17 @@ def every_nth(x: Tensor, dim: int, stride: int) -> Tensor:
 
     ``Tensor.unfold`` gives ``(L - 1) // s + 1`` elements, the same expression as a strided
     convolution's output size, which a ``::s`` slice (``(L + s - 1) // s``) is not always
-    proven equal to under symbolic shapes.
+    proven equal to under symbolic shapes.  Concrete sizes (eager, ``torch.jit.trace``,
+    the legacy ONNX exporter, which cannot export ``unfold`` of a traced size) take the
+    plain strided slice: the same elements.
     """
-    return x if stride == 1 else x.unfold(dim, 1, stride).squeeze(-1)
+    if stride == 1:
+        return x
+    if isinstance(x.shape[dim], torch.SymInt):
+        return x.unfold(dim, 1, stride).squeeze(-1)
+    index = [slice(None)] * x.dim()
+    index[dim] = slice(None, None, stride)
+    return x[tuple(index)]
 
 
 def strided_views(padded: Tensor, kernel_size: int, stride: int, rows: int, cols: int) -> Iterator[tuple[int, Tensor]]:
