@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.setup-done
 TORCH  := torch==2.13.0
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup run test bench readme clean
+.PHONY: setup run test lint bench readme clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,12 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+# ruff (lint and format) on everything, mypy on the library; configuration in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/resamplers bench --json results/bench.json

@@ -1,4 +1,5 @@
 """Shared fixtures and helpers for the test suite."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,9 @@ TOLERANCES = {
 }
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None, scale: float = 1.0) -> None:
+def assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None, scale: float = 1.0
+) -> None:
     """``torch.testing.assert_close`` with tolerances chosen by dtype, scaled by ``scale``."""
     tol = TOLERANCES[dtype or actual.dtype]
     torch.testing.assert_close(

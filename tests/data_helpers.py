@@ -1,4 +1,5 @@
 """Small generated data for the data tests: a tiny synthetic source, a fake Debian tree, fake apt tools."""
+
 from __future__ import annotations
 
 import stat

@@ -1,4 +1,5 @@
 """A tiny deterministic matting dataset for training tests (item i depends only on i)."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,12 @@ class FakeComposites(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         s = self.size
-        yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
-        cy, cx, r = (torch.rand(3, generator=g) * torch.tensor([s / 2, s / 2, s / 4]) + torch.tensor([s / 4, s / 4, s / 8]))
+        yy, xx = torch.meshgrid(
+            torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij"
+        )
+        cy, cx, r = torch.rand(3, generator=g) * torch.tensor([s / 2, s / 2, s / 4]) + torch.tensor(
+            [s / 4, s / 4, s / 8]
+        )
         alpha = (r - ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()).div(2.0).add(0.5).clamp(0, 1)[None]
         fg = torch.rand(3, 1, 1, generator=g).expand(3, s, s).clone()
         bg = torch.rand(3, s, s, generator=g) * 0.2 + torch.rand(3, 1, 1, generator=g) * 0.8

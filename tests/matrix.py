@@ -9,6 +9,7 @@ enough to have it tested and no family is special-cased here.
 ``encoder`` for feature-guided upsamplers) or, with ``list_input``, one list of maps (the
 branches of a multi-resolution block).  Outputs are one tensor or a list of them.
 """
+
 from __future__ import annotations
 
 import math
@@ -95,8 +96,10 @@ class Case:
         for low in range(6, 513):
             small = self.expected_shapes(module, 1, *self.sizes((low, low), self.export_multiple))
             large = self.expected_shapes(module, 1, *self.sizes((4 * low, 4 * low), self.export_multiple))
-            if small is not None and large is not None and all(
-                a >= 2 or a == b for s, t in zip(small, large) for a, b in zip(s[2:], t[2:])
+            if (
+                small is not None
+                and large is not None
+                and all(a >= 2 or a == b for s, t in zip(small, large) for a, b in zip(s[2:], t[2:]))
             ):
                 return low
         raise AssertionError(f"{self.id}: no exportable size up to 512")
@@ -129,7 +132,7 @@ def _registry_cases(registry: Registry) -> list[Case]:
     cases = []
     for entry in registry:
 
-        def build(name: str = entry.name, kwargs: dict = entry.example_kwargs()) -> Operator:
+        def build(name: str = entry.name, kwargs: dict = entry.example_kwargs()) -> Operator:  # noqa: B008 (bound per entry)
             return registry.create(name, **kwargs)
 
         cases.append(Case(id=f"{registry.kind}:{entry.name}", build=build))

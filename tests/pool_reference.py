@@ -5,6 +5,7 @@ Nothing here calls the library.  Windows are enumerated explicitly: for output p
 pixels outside the image are "padding" and each reference says what padding means for
 its operator.
 """
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 Nothing here calls the library: these loops and index tables are the specification the
 library's fast paths are checked against.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,13 @@ import torch
 
 
 def reassemble_loop(
-    x: torch.Tensor, w: torch.Tensor, k: int, groups: int, up: int = 1, stride: int = 1, pad: tuple[int, int] | None = None
+    x: torch.Tensor,
+    w: torch.Tensor,
+    k: int,
+    groups: int,
+    up: int = 1,
+    stride: int = 1,
+    pad: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Slow loop: ``out[n,c,y,x] = sum_{a,b} w[n, g k^2 + a k + b, y, x] x[n, c, (y//up)*stride + a - pt, ...]``."""
     pt, pl = ((k - 1) // 2, (k - 1) // 2) if pad is None else pad
@@ -53,8 +60,11 @@ def carafe_gather(x: torch.Tensor, masks: torch.Tensor, k: int, groups: int, sca
     taps = torch.arange(k) - r
     src_y = ys[:, None] + taps[None, :]  # ho x k
     src_x = xs[:, None] + taps[None, :]  # wo x k
-    valid = (src_y[:, None, :, None] >= 0) & (src_y[:, None, :, None] < h) & (src_x[None, :, None, :] >= 0) & (
-        src_x[None, :, None, :] < w
+    valid = (
+        (src_y[:, None, :, None] >= 0)
+        & (src_y[:, None, :, None] < h)
+        & (src_x[None, :, None, :] >= 0)
+        & (src_x[None, :, None, :] < w)
     )  # ho x wo x k(dy) x k(dx)
     flat = src_y.clamp(0, h - 1)[:, None, :, None] * w + src_x.clamp(0, w - 1)[None, :, None, :]
     flat = torch.where(valid, flat, torch.full_like(flat, h * w))  # index of the zero column
@@ -106,7 +116,13 @@ def dynamic_sample_loop(x: torch.Tensor, offsets: torch.Tensor, scale: int, grou
 
 
 def window_similarity_loop(
-    query: torch.Tensor, keys: torch.Tensor, k: int, groups: int = 1, up: int = 1, stride: int = 1, pad: tuple[int, int] | None = None
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    k: int,
+    groups: int = 1,
+    up: int = 1,
+    stride: int = 1,
+    pad: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Slow loop: ``sim[n, g k^2 + a k + b, y, x] = sum_{c in g} q[n,c,y,x] keys[n, c, (y//up)*stride + a - pt, ...]``,
     0 where the key lies outside the image."""
@@ -206,7 +222,9 @@ def index_block_reference(x: torch.Tensor, state: dict, mode: str, nonlinear: bo
         h = torch.nn.functional.conv2d(x, state[f"{prefix}.0.weight"], stride=2, padding=padding, groups=groups)
         mean, var = state[f"{prefix}.1.running_mean"], state[f"{prefix}.1.running_var"]
         gamma, beta = state[f"{prefix}.1.weight"], state[f"{prefix}.1.bias"]
-        h = (h - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5) * gamma[:, None, None] + beta[:, None, None]
+        h = (h - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5) * gamma[:, None, None] + beta[
+            :, None, None
+        ]
         h = h.clamp(0.0, 6.0)
         return torch.nn.functional.conv2d(h, state[f"{prefix}.3.weight"], groups=groups)
 
@@ -271,7 +289,13 @@ def a2u_up_loop(d: torch.Tensor, kernels: torch.Tensor, k: int, groups: int) -> 
 
 
 def a2u_kernels_reference(
-    x: torch.Tensor, state: dict, up_kernel: int, encoder_kernel: int, groups: int, share: bool, norm_groups: int,
+    x: torch.Tensor,
+    state: dict,
+    up_kernel: int,
+    encoder_kernel: int,
+    groups: int,
+    share: bool,
+    norm_groups: int,
     kernel_major: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A2U's ``(K_down, K_up)`` one sample at a time, from an official state dict (reference notes §2.1).
@@ -311,11 +335,16 @@ def a2u_kernels_reference(
         pooled = F.adaptive_avg_pool2d(xi[None], k)[0]
         embeddings = []
         for name, norm in (("bconv_U", "bnu"), ("bconv_V", "bnv")):
-            filt = torch.einsum("oc,cab->oab", state[f"{name}.1.weight"][:, :, 0, 0], pooled) + state[f"{name}.1.bias"][:, None, None]
+            filt = (
+                torch.einsum("oc,cab->oab", state[f"{name}.1.weight"][:, :, 0, 0], pooled)
+                + state[f"{name}.1.bias"][:, None, None]
+            )
             weight = filt.expand(c, k, k)[:, None]
-            conv = F.conv2d(xi[:, None], weight[:1], stride=2, padding=pad)[:, 0] if share else F.conv2d(
-                xi[None], weight, stride=2, padding=pad, groups=c
-            )[0]
+            conv = (
+                F.conv2d(xi[:, None], weight[:1], stride=2, padding=pad)[:, 0]
+                if share
+                else F.conv2d(xi[None], weight, stride=2, padding=pad, groups=c)[0]
+            )
             embeddings.append(norm_act(conv, norm))
         affinity = (embeddings[0] * embeddings[1]).sum(dim=0) / math.sqrt(c)  # h x w
         up_logits = F.pixel_shuffle((p_up[:, None, None] * affinity)[None], 2)[0]

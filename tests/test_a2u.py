@@ -1,5 +1,6 @@
 """A2U: the kernel generator against a per-sample reference written from the spec, the two
 reassemblies against the official ops' formulas, limits, parameter counts and checkpoint keys."""
+
 from __future__ import annotations
 
 import pytest

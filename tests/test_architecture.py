@@ -5,6 +5,7 @@ top-level package or from lower layers (imports inside functions count too).  Th
 operator library (layers up to ``complexity``) imports none of the application, and
 ``import resamplers`` loads none of it.
 """
+
 from __future__ import annotations
 
 import ast

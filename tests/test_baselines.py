@@ -1,4 +1,5 @@
 """Every benchmark baseline computes the same operator as the module it is timed against."""
+
 from __future__ import annotations
 
 import pytest

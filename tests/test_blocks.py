@@ -3,7 +3,10 @@
 Each block is checked against its formula written step by step with ``torch.nn.functional``
 from the block's own state dict (random weights, float64, eval mode).
 """
+
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -27,13 +30,21 @@ def randomized(module, seed=0):
     with torch.no_grad():
         for name, t in module.state_dict().items():
             if t.dtype.is_floating_point:
-                t.copy_(torch.rand(t.shape, generator=g, dtype=t.dtype) + 0.5 if "running_var" in name else 0.4 * torch.randn(t.shape, generator=g, dtype=t.dtype))
+                t.copy_(
+                    torch.rand(t.shape, generator=g, dtype=t.dtype) + 0.5
+                    if "running_var" in name
+                    else 0.4 * torch.randn(t.shape, generator=g, dtype=t.dtype)
+                )
     return module
 
 
 def bn(x, state, prefix):
     return F.batch_norm(
-        x, state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"], state[f"{prefix}.weight"], state[f"{prefix}.bias"]
+        x,
+        state[f"{prefix}.running_mean"],
+        state[f"{prefix}.running_var"],
+        state[f"{prefix}.weight"],
+        state[f"{prefix}.bias"],
     )
 
 
@@ -54,7 +65,9 @@ class TestStripPooling:
         h, w = size
         column = bn(F.conv2d(x.mean(3, keepdim=True), s["conv1.weight"], padding=(1, 0)), s, "bn1")
         row = bn(F.conv2d(x.mean(2, keepdim=True), s["conv2.weight"], padding=(0, 1)), s, "bn2")
-        gate = torch.sigmoid(F.conv2d(F.relu(column.repeat(1, 1, 1, w) + row.repeat(1, 1, h, 1)), s["conv3.weight"], s["conv3.bias"]))
+        gate = torch.sigmoid(
+            F.conv2d(F.relu(column.repeat(1, 1, 1, w) + row.repeat(1, 1, h, 1)), s["conv3.weight"], s["conv3.bias"])
+        )
         assert_close(spm.gate(x), gate)
         assert_close(spm(x), x * gate)
 
@@ -80,8 +93,14 @@ class TestMixedPoolingModule:
             return F.interpolate(t, size=size, mode="bilinear", align_corners=True)
 
         x1, x2 = cbr(x, "conv1_1", relu=True), cbr(x, "conv1_2", relu=True)
-        short = cbr(x1, "conv2_0", 1) + up(cbr(F.adaptive_avg_pool2d(x1, 20), "conv2_1", 1)) + up(cbr(F.adaptive_avg_pool2d(x1, 12), "conv2_2", 1))
-        long = up(cbr(F.adaptive_avg_pool2d(x2, (size[0], 1)), "conv2_4", (1, 0))) + up(cbr(F.adaptive_avg_pool2d(x2, (1, size[1])), "conv2_3", (0, 1)))
+        short = (
+            cbr(x1, "conv2_0", 1)
+            + up(cbr(F.adaptive_avg_pool2d(x1, 20), "conv2_1", 1))
+            + up(cbr(F.adaptive_avg_pool2d(x1, 12), "conv2_2", 1))
+        )
+        long = up(cbr(F.adaptive_avg_pool2d(x2, (size[0], 1)), "conv2_4", (1, 0))) + up(
+            cbr(F.adaptive_avg_pool2d(x2, (1, size[1])), "conv2_3", (0, 1))
+        )
         out = torch.cat([cbr(F.relu(short), "conv2_5", 1, True), cbr(F.relu(long), "conv2_6", 1, True)], 1)
         assert_close(mpm(x), F.relu(x + cbr(out, "conv3")))
 
@@ -112,7 +131,13 @@ class TestSelectiveKernel:
         x = _x((2, 64, 9, 7))
         inputs = torch.chunk(x, 2, 1) if split else (x, x)
         paths = [
-            F.relu(bn(F.conv2d(xi, s[f"paths.{m}.conv.weight"], stride=stride, padding=m + 1, dilation=m + 1, groups=32), s, f"paths.{m}.bn"))
+            F.relu(
+                bn(
+                    F.conv2d(xi, s[f"paths.{m}.conv.weight"], stride=stride, padding=m + 1, dilation=m + 1, groups=32),
+                    s,
+                    f"paths.{m}.bn",
+                )
+            )
             for m, xi in enumerate(inputs)
         ]
         u = (paths[0] + paths[1]).mean((2, 3), keepdim=True)
@@ -171,14 +196,18 @@ class TestHRNetFuse:
     def test_bilinear_to_size(self, size):
         fuse = randomized(HRNetFuse((4, 6, 8, 10)))
         xs = _branches(2, (4, 6, 8, 10), *size)
-        expected = _fuse_reference(fuse, xs, lambda t, sz, s: F.interpolate(t, size=sz, mode="bilinear", align_corners=False))
+        expected = _fuse_reference(
+            fuse, xs, lambda t, sz, s: F.interpolate(t, size=sz, mode="bilinear", align_corners=False)
+        )
         for a, b in zip(fuse(xs), expected, strict=True):
             assert_close(a, b)
 
     def test_align_corners_and_nearest(self):
         xs = _branches(1, (4, 6, 8), 13, 11)
         fuse = randomized(HRNetFuse((4, 6, 8), up_kwargs={"align_corners": True}))
-        expected = _fuse_reference(fuse, xs, lambda t, sz, s: F.interpolate(t, size=sz, mode="bilinear", align_corners=True))
+        expected = _fuse_reference(
+            fuse, xs, lambda t, sz, s: F.interpolate(t, size=sz, mode="bilinear", align_corners=True)
+        )
         for a, b in zip(fuse(xs), expected, strict=True):
             assert_close(a, b)
         # Nearest: the source pixel of output p is floor(p / s), then the top-left crop.
@@ -251,7 +280,10 @@ class TestUpsampleTo:
 class TestHRNet:
     def test_parameter_counts_match_the_paper(self):
         """HRNetV2-W18-Small-v1/v2 backbones (the paper's 1.5M / 3.9M include a small seg head)."""
-        counts = {name: sum(p.numel() for p in create_block("hrnet", config=name).parameters()) for name in ("w18_small_v1", "w18_small_v2")}
+        counts = {
+            name: sum(p.numel() for p in create_block("hrnet", config=name).parameters())
+            for name in ("w18_small_v1", "w18_small_v2")
+        }
         assert counts == {"w18_small_v1": 1_477_920, "w18_small_v2": 3_860_720}
 
     @pytest.mark.parametrize("size", [(61, 45), (64, 96), (33, 17), (1, 1)])
@@ -259,19 +291,35 @@ class TestHRNet:
         net = create_block("hrnet").eval()
         shapes = [tuple(f.shape) for f in net(torch.randn(1, 3, *size))]
         assert shapes == net.output_shapes([(1, 3, *size)])
-        h = -(-(-(-size[0] // 2)) // 2)
+        h = math.ceil(math.ceil(size[0] / 2) / 2)  # two stride-2 stem convolutions
         assert shapes[0][2] == h and [s[1] for s in shapes] == [16, 32, 64, 128]
 
     def test_official_top_level_keys(self):
         keys = {k.split(".")[0] for k in create_block("hrnet").state_dict()}
-        assert keys == {"conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "transition2", "transition3", "stage2", "stage3", "stage4"}
+        assert keys == {
+            "conv1",
+            "bn1",
+            "conv2",
+            "bn2",
+            "layer1",
+            "transition1",
+            "transition2",
+            "transition3",
+            "stage2",
+            "stage3",
+            "stage4",
+        }
         sd = create_block("hrnet", config="w18_small_v2").state_dict()
         assert "stage3.2.fuse_layers.2.0.1.0.weight" in sd and "transition3.3.0.0.weight" in sd
         assert "stage4.1.branches.3.1.conv2.weight" in sd and "layer1.0.downsample.0.weight" in sd
 
     def test_stage_by_stage(self):
         """The backbone is stem -> layer1 -> (transition, stage) with the documented wiring."""
-        config = (HRNetStage(1, (1,), (4,), "bottleneck"), HRNetStage(1, (1, 1), (4, 8)), HRNetStage(2, (1, 1, 1), (4, 8, 16)))
+        config = (
+            HRNetStage(1, (1,), (4,), "bottleneck"),
+            HRNetStage(1, (1, 1), (4, 8)),
+            HRNetStage(2, (1, 1, 1), (4, 8, 16)),
+        )
         net = randomized(create_block("hrnet", config=config))
         x = _x((1, 3, 21, 14))
         with torch.no_grad():
@@ -294,8 +342,15 @@ class TestHRNet:
 
 def test_hrnet_loads_a_checkpoint_with_a_head():
     net = create_block("hrnet")
-    state = {**net.state_dict(), "classifier.weight": torch.zeros(3, 3), "incre_modules.0.0.conv1.weight": torch.zeros(1)}
-    assert sorted(create_block("hrnet").load_backbone_state_dict(state)) == ["classifier.weight", "incre_modules.0.0.conv1.weight"]
+    state = {
+        **net.state_dict(),
+        "classifier.weight": torch.zeros(3, 3),
+        "incre_modules.0.0.conv1.weight": torch.zeros(1),
+    }
+    assert sorted(create_block("hrnet").load_backbone_state_dict(state)) == [
+        "classifier.weight",
+        "incre_modules.0.0.conv1.weight",
+    ]
     del state["conv1.weight"]
     with pytest.raises(RuntimeError, match="conv1.weight"):
         create_block("hrnet").load_backbone_state_dict(state)
@@ -334,7 +389,9 @@ def test_hrnet_with_carafe_exports_at_multiples_of_its_stride():
     config = (HRNetStage(1, (1,), (4,), "bottleneck"), HRNetStage(1, (1, 1), (4, 8)))
     net = create_block("hrnet", config=config, upsampler="carafe").eval()
     blocks_h, blocks_w = torch.export.Dim("blocks_h", min=2, max=64), torch.export.Dim("blocks_w", min=2, max=64)
-    program = torch.export.export(net, (torch.randn(2, 3, 16, 24),), dynamic_shapes={"x": {2: 8 * blocks_h, 3: 8 * blocks_w}})
+    program = torch.export.export(
+        net, (torch.randn(2, 3, 16, 24),), dynamic_shapes={"x": {2: 8 * blocks_h, 3: 8 * blocks_w}}
+    )
     x = torch.randn(2, 3, 40, 24)
     with torch.no_grad():
         for a, b in zip(program.module()(x), net(x), strict=True):

@@ -1,4 +1,5 @@
 """CARAFE: the functional reassembly against mmcv's formula, and the CARAFEPack module."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,11 +26,20 @@ class TestCarafeFunctional:
     @pytest.mark.parametrize("backend", BACKENDS)
     @pytest.mark.parametrize(
         "k, groups, scale, size",
-        [(5, 1, 2, (3, 4)), (3, 2, 3, (2, 5)), (1, 4, 2, (3, 3)), (5, 4, 1, (4, 3)), (7, 1, 2, (2, 2)), (3, 1, 4, (1, 1))],
+        [
+            (5, 1, 2, (3, 4)),
+            (3, 2, 3, (2, 5)),
+            (1, 4, 2, (3, 3)),
+            (5, 4, 1, (4, 3)),
+            (7, 1, 2, (2, 2)),
+            (3, 1, 4, (1, 1)),
+        ],
     )
     def test_slow_loop(self, k, groups, scale, size, backend):
         x, masks = _inputs(2, 8, *size, k, groups, scale)
-        assert_close(carafe(x, masks, k, groups, scale, backend=backend), reassemble_loop(x, masks, k, groups, up=scale))
+        assert_close(
+            carafe(x, masks, k, groups, scale, backend=backend), reassemble_loop(x, masks, k, groups, up=scale)
+        )
 
     @pytest.mark.parametrize("backend", BACKENDS)
     def test_mmcv_golden_configuration(self, backend):
@@ -122,7 +132,12 @@ class TestCARAFEPack:
 
     def test_state_dict_keys_are_mmcv_keys(self):
         keys = set(CARAFEPack(16).state_dict())
-        assert keys == {"channel_compressor.weight", "channel_compressor.bias", "content_encoder.weight", "content_encoder.bias"}
+        assert keys == {
+            "channel_compressor.weight",
+            "channel_compressor.bias",
+            "content_encoder.weight",
+            "content_encoder.bias",
+        }
 
     def test_initial_kernels_are_nearly_uniform(self):
         torch.manual_seed(0)
@@ -140,7 +155,9 @@ class TestCARAFEPack:
         state = {
             "channel_compressor.weight": torch.randn(cm, c, 1, 1, generator=g, dtype=torch.float64),
             "channel_compressor.bias": torch.randn(cm, generator=g, dtype=torch.float64),
-            "content_encoder.weight": torch.randn(scale**2 * k**2 * groups, cm, k_enc, k_enc, generator=g, dtype=torch.float64),
+            "content_encoder.weight": torch.randn(
+                scale**2 * k**2 * groups, cm, k_enc, k_enc, generator=g, dtype=torch.float64
+            ),
             "content_encoder.bias": torch.randn(scale**2 * k**2 * groups, generator=g, dtype=torch.float64),
         }
         up = CARAFEPack(c, scale, k, groups, k_enc, dilation, cm).double()
@@ -148,8 +165,11 @@ class TestCARAFEPack:
         x = torch.randn(2, c, 3, 4, generator=g, dtype=torch.float64)
         compressed = F.conv2d(x, state["channel_compressor.weight"], state["channel_compressor.bias"])
         logits = F.conv2d(
-            compressed, state["content_encoder.weight"], state["content_encoder.bias"],
-            padding=(k_enc - 1) * dilation // 2, dilation=dilation,
+            compressed,
+            state["content_encoder.weight"],
+            state["content_encoder.bias"],
+            padding=(k_enc - 1) * dilation // 2,
+            dilation=dilation,
         )
         # Encoder channel (g*k^2 + t)*s^2 + i*s + j at (h, w) -> mask channel g*k^2 + t at (s*h+i, s*w+j).
         n, _, h, w = logits.shape

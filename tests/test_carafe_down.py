@@ -1,4 +1,5 @@
 """CARAFE++ content-aware downsampling against its written definition."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,8 @@ import torch.nn.functional as F
 from conftest import assert_close
 from reference import reassemble_loop
 from resamplers import create_downsampler
-from resamplers.functional import native_available, reassemble_down
 from resamplers.downsampling import CARAFEDown
+from resamplers.functional import native_available, reassemble_down
 
 
 def _state(c: int, cm: int, k: int, groups: int, k_enc: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -34,7 +35,9 @@ def test_pipeline_against_definition(scale, k, groups, k_enc, size):
     down.load_state_dict(state, strict=True)
     x = torch.randn(2, c, *size, dtype=torch.float64)
     compressed = F.conv2d(x, state["channel_compressor.weight"], state["channel_compressor.bias"])
-    logits = F.conv2d(compressed, state["content_encoder.weight"], state["content_encoder.bias"], stride=scale, padding=k_enc // 2)
+    logits = F.conv2d(
+        compressed, state["content_encoder.weight"], state["content_encoder.bias"], stride=scale, padding=k_enc // 2
+    )
     n, _, ho, wo = logits.shape
     kernels = logits.reshape(n, groups, k * k, ho, wo).softmax(2).reshape(n, -1, ho, wo)
     expected = reassemble_loop(x, kernels, k, groups, stride=scale, pad=(k // 2, k // 2))
@@ -72,7 +75,10 @@ def test_parameter_count_and_keys():
     # compressor 256*16 + 16, encoder 16*25*9 + 25
     assert sum(p.numel() for p in down.parameters()) == 7_737
     assert set(down.state_dict()) == {
-        "channel_compressor.weight", "channel_compressor.bias", "content_encoder.weight", "content_encoder.bias"
+        "channel_compressor.weight",
+        "channel_compressor.bias",
+        "content_encoder.weight",
+        "content_encoder.bias",
     }
 
 

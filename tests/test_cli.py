@@ -1,4 +1,5 @@
 """The ``resamplers`` command: ops table, bench, and the README's generated table."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,27 @@ def test_ops_markdown_lists_every_operator(capsys):
 
 def test_bench_small_run_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    code = main(["bench", "--op", "upsampler:carafe", "--op", "downsampler:max", "--channels", "16", "--height", "8",
-                 "--width", "6", "--repeats", "2", "--warmup", "1", "--json", str(path)])
+    code = main(
+        [
+            "bench",
+            "--op",
+            "upsampler:carafe",
+            "--op",
+            "downsampler:max",
+            "--channels",
+            "16",
+            "--height",
+            "8",
+            "--width",
+            "6",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            str(path),
+        ]
+    )
     assert code == 0
     data = json.loads(path.read_text())
     ops = {r["op"]: r for r in data["ops"]}
@@ -67,8 +87,29 @@ def test_help(argv):
 
 def test_bench_baselines_of_the_dynamic_resamplers_agree_with_the_operators(tmp_path):
     path = tmp_path / "bench.json"
-    code = main(["bench", "--op", "downsampler:carafe", "--op", "upsampler:fade", "--op", "upsampler:sapa", "--channels", "32",
-                 "--height", "8", "--width", "6", "--repeats", "1", "--warmup", "0", "--json", str(path)])
+    code = main(
+        [
+            "bench",
+            "--op",
+            "downsampler:carafe",
+            "--op",
+            "upsampler:fade",
+            "--op",
+            "upsampler:sapa",
+            "--channels",
+            "32",
+            "--height",
+            "8",
+            "--width",
+            "6",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(path),
+        ]
+    )
     assert code == 0
     data = json.loads(path.read_text())
     assert {b["op"] for b in data["baselines"]} == {"downsampler:carafe", "upsampler:fade", "upsampler:sapa"}
@@ -78,8 +119,28 @@ def test_bench_baselines_of_the_dynamic_resamplers_agree_with_the_operators(tmp_
 
 def test_bench_counts_dysample_macs(tmp_path):
     path = tmp_path / "bench.json"
-    assert main(["bench", "--op", "upsampler:dysample", "--channels", "16", "--height", "4", "--width", "6",
-                 "--repeats", "1", "--warmup", "0", "--json", str(path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--op",
+                "upsampler:dysample",
+                "--channels",
+                "16",
+                "--height",
+                "4",
+                "--width",
+                "6",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
     (op,) = json.loads(path.read_text())["ops"]
     # offset conv 16 -> 32 per input pixel, plus 4 bilinear taps per output element
     assert op["params"] == 16 * 32 + 32

@@ -1,4 +1,5 @@
 """Closed-form matting wrapper: exact on a two-colour ramp, known regions copied, clear errors."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """resamplers compare: smoke presets of both tasks, resumption, shards and the merged report."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,25 @@ def test_shard_parsing():
 @pytest.mark.slow
 def test_matting_smoke_writes_report(tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert main(["compare", "--task", "matting", "--preset", "smoke", "--ops", "bilinear,nearest", "--data", "synthetic",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "matting",
+                "--preset",
+                "smoke",
+                "--ops",
+                "bilinear,nearest",
+                "--data",
+                "synthetic",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     for name in ("report.md", "report.html", "quality_vs_cost.png", "loss_curves.png", "visual_sheet.png"):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
@@ -45,8 +63,20 @@ def test_matting_smoke_writes_report(tmp_path, capsys):
 @pytest.mark.slow
 def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
     out = tmp_path / "cmp"
-    common = ["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "bilinear,maxunpool,nearest",
-              "--data", "synthetic", "--out", str(out), "--no-progress"]
+    common = [
+        "compare",
+        "--task",
+        "reconstruction",
+        "--preset",
+        "smoke",
+        "--ops",
+        "bilinear,maxunpool,nearest",
+        "--data",
+        "synthetic",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main([*common, "--shard", "0/2"]) == 0
     runs = out / "runs" / "reconstruction"
     assert (runs / "bilinear" / "seed-0" / "result.json").is_file()
@@ -88,10 +118,34 @@ def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):
     assert main(["compare", "--task", "segmentation", "--out", str(tmp_path / "a")]) == 2
     assert "unknown task" in capsys.readouterr().err
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "compare.json").write_text(json.dumps(
-        {"task": "matting", "preset": "quick", "ops": ["bilinear"], "seeds": 1, "data": "synthetic", "data_root": None}))
-    assert main(["compare", "--task", "reconstruction", "--preset", "smoke", "--data", "synthetic",
-                 "--out", str(tmp_path / "b")]) == 2
+    (tmp_path / "b" / "compare.json").write_text(
+        json.dumps(
+            {
+                "task": "matting",
+                "preset": "quick",
+                "ops": ["bilinear"],
+                "seeds": 1,
+                "data": "synthetic",
+                "data_root": None,
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "reconstruction",
+                "--preset",
+                "smoke",
+                "--data",
+                "synthetic",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     assert "choose another --out" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
 
@@ -107,10 +161,32 @@ def test_compare_under_torchrun_trains_data_parallel_and_writes_once(tmp_path):
     out = tmp_path / "cmp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "resamplers.cli", "compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "bilinear",
-         "--data", "synthetic", "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "resamplers.cli",
+            "compare",
+            "--task",
+            "reconstruction",
+            "--preset",
+            "smoke",
+            "--ops",
+            "bilinear",
+            "--data",
+            "synthetic",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = out / "runs" / "reconstruction" / "bilinear" / "seed-0"

@@ -1,4 +1,5 @@
 """Compositor, soft layers and trimaps against brute-force references and closed-form limits."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ pytest.importorskip("scipy")
 pytest.importorskip("PIL")
 
 from data_helpers import tiny_synthetic  # noqa: E402
-
 from resamplers.data import Foreground, Recipe, make_composite, make_trimap  # noqa: E402
 from resamplers.data.compositor import child_seeds, composite_uint8  # noqa: E402
 from resamplers.data.premultiplied import extend_colors, resize_premultiplied  # noqa: E402
@@ -32,6 +32,7 @@ def disc_foreground(size=48, radius=15.5, color=(0.9, 0.2, 0.1)):
 
 
 # ---- trimaps ----------------------------------------------------------------------------------
+
 
 def brute_force_trimap(alpha8: np.ndarray, radius: float) -> np.ndarray:
     """Each pixel: 255 if every pixel within `radius` (Euclidean) is 255, 0 if all are 0, else 128."""
@@ -75,6 +76,7 @@ def test_every_fractional_pixel_is_unknown_and_radius_defaults():
 
 # ---- premultiplied resizing and compositing -------------------------------------------------
 
+
 def test_premultiplied_resize_has_no_halo():
     fg = disc_foreground()
     color, alpha = resize_premultiplied(fg.color, fg.alpha, (17, 17))
@@ -90,8 +92,19 @@ def test_premultiplied_resize_has_no_halo():
 def test_composite_uint8_is_exact():
     rng = np.random.default_rng(0)
     a, f, b = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(9, 7), (9, 7, 3), (9, 7, 3)])
-    expected = np.array([[[round((int(a[y, x]) * int(f[y, x, c]) + (255 - int(a[y, x])) * int(b[y, x, c])) / 255)
-                           for c in range(3)] for x in range(7)] for y in range(9)], np.uint8)
+    expected = np.array(
+        [
+            [
+                [
+                    round((int(a[y, x]) * int(f[y, x, c]) + (255 - int(a[y, x])) * int(b[y, x, c])) / 255)
+                    for c in range(3)
+                ]
+                for x in range(7)
+            ]
+            for y in range(9)
+        ],
+        np.uint8,
+    )
     np.testing.assert_array_equal(composite_uint8(a, f, b), expected)
 
 
@@ -149,6 +162,7 @@ def test_placement_respects_scale_range_and_upscale_cap():
 
 # ---- strands and defocus ------------------------------------------------------------------------
 
+
 def test_segment_coverage_matches_a_point_by_point_loop():
     rng = np.random.default_rng(4)
     shape, s = (6, 7), 4
@@ -194,6 +208,7 @@ def test_disc_kernel_and_defocus_preserve_colour_and_mass():
     fg = disc_foreground(size=40, radius=8)
     color, alpha = defocus(fg.alpha, fg.color, 2.5)
     assert alpha.sum() == pytest.approx(fg.alpha.sum(), rel=1e-5)  # nothing crosses the border
-    np.testing.assert_allclose(color[alpha > 1e-3], np.broadcast_to(fg.color[0, 0], color[alpha > 1e-3].shape),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        color[alpha > 1e-3], np.broadcast_to(fg.color[0, 0], color[alpha > 1e-3].shape), atol=1e-5
+    )
     assert ((alpha > 0) & (alpha < 1)).sum() > ((fg.alpha > 0) & (fg.alpha < 1)).sum()

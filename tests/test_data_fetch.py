@@ -1,4 +1,5 @@
 """The Debian fetch with fake apt-get / dpkg-deb on PATH: idempotence, progress, checks, errors."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,6 @@ import pytest
 pytest.importorskip("PIL")
 
 from data_helpers import install_fake_apt, log_lines, write_fake_tree  # noqa: E402
-
 from resamplers.cli import main  # noqa: E402
 from resamplers.data import PACKAGES, DataError, DebianSource, default_root, fetch, listed_files  # noqa: E402
 

@@ -1,4 +1,5 @@
 """Sources, training composites, the fixed test set and the benchmark-folder loaders."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ pytest.importorskip("scipy")
 pytest.importorskip("PIL")
 
 from data_helpers import tiny_synthetic, write_image  # noqa: E402
-
 from resamplers.cli import main  # noqa: E402
 from resamplers.data import (  # noqa: E402
     DataError,
@@ -53,6 +53,7 @@ def check_sample(sample: dict, size: tuple[int, int], own_trimap: bool = True) -
 
 # ---- sources and splits ---------------------------------------------------------------------------
 
+
 def test_split_is_disjoint_complete_and_stable():
     names = [f"item-{i}" for i in range(400)]
     train, test = split_names(names, "train"), split_names(names, "test")
@@ -67,7 +68,9 @@ def test_synthetic_source_is_deterministic_and_soft():
     a, b = tiny_synthetic(), tiny_synthetic()
     fg_a, fg_b = a.load_foreground("synthetic/fg-0004"), b.load_foreground("synthetic/fg-0004")
     np.testing.assert_array_equal(fg_a.alpha, fg_b.alpha)
-    np.testing.assert_array_equal(a.load_background("synthetic/bg-0001", 64), b.load_background("synthetic/bg-0001", 64))
+    np.testing.assert_array_equal(
+        a.load_background("synthetic/bg-0001", 64), b.load_background("synthetic/bg-0001", 64)
+    )
     assert not np.array_equal(fg_a.alpha, tiny_synthetic(seed=1).load_foreground("synthetic/fg-0004").alpha)
     soft = [((f.alpha > 0) & (f.alpha < 1)).mean() for f in map(a.load_foreground, a.foregrounds())]
     assert min(soft) > 0.01
@@ -85,6 +88,7 @@ def test_open_source_names():
 
 
 # ---- training composites --------------------------------------------------------------------------
+
 
 def test_training_composites_contract_and_determinism():
     source = tiny_synthetic()
@@ -126,6 +130,7 @@ def test_training_trimap_radius_varies_per_sample_or_is_fixed():
 
 # ---- the fixed test set -------------------------------------------------------------------------------
 
+
 def test_write_test_set_reads_back_and_is_reused(tmp_path):
     source = tiny_synthetic()
     root = write_test_set(source, tmp_path / "set", size=32, seed=3, backgrounds_per_foreground=2)
@@ -138,8 +143,11 @@ def test_write_test_set_reads_back_and_is_reused(tmp_path):
     sample = test_set[0]
     assert set(sample) == KEYS
     check_sample(sample, (32, 32))
-    assert sample["thin"] == test_set.entries[0]["thin"] == (test_set.entries[0]["strands"] or
-                                                             test_set.entries[0]["defocus"])
+    assert (
+        sample["thin"]
+        == test_set.entries[0]["thin"]
+        == (test_set.entries[0]["strands"] or test_set.entries[0]["defocus"])
+    )
     assert test_set.parameters["trimap_radius"] == 1 and test_set.verify() == []
     stamp = (root / "manifest.json").stat().st_mtime_ns
     assert write_test_set(source, root, size=32, seed=3, backgrounds_per_foreground=2) == root
@@ -175,13 +183,46 @@ def test_write_test_set_refuses_foreign_folders_and_bad_arguments(tmp_path):
 
 def test_cli_writes_a_synthetic_test_set(tmp_path, capsys):
     out = tmp_path / "cli-set"
-    assert main(["data", "testset", "--source", "synthetic", "--size", "24", "--per-foreground", "1",
-                 "--out", str(out), "--verify"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "testset",
+                "--source",
+                "synthetic",
+                "--size",
+                "24",
+                "--per-foreground",
+                "1",
+                "--out",
+                str(out),
+                "--verify",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
-    assert "pixels match the manifest" in text and len(MattingTestSet(out)) == len(SyntheticSource().foregrounds("test"))
+    assert "pixels match the manifest" in text and len(MattingTestSet(out)) == len(
+        SyntheticSource().foregrounds("test")
+    )
     # without --out, the set goes under the data root
-    assert main(["data", "testset", "--source", "synthetic", "--size", "24", "--per-foreground", "1",
-                 "--root", str(tmp_path / "data-root")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "testset",
+                "--source",
+                "synthetic",
+                "--size",
+                "24",
+                "--per-foreground",
+                "1",
+                "--root",
+                str(tmp_path / "data-root"),
+            ]
+        )
+        == 0
+    )
     (written,) = (tmp_path / "data-root" / "testsets").iterdir()
     assert written.name.startswith("synthetic-") and written.name.endswith("-24px-seed0-f1")
     assert main(["data", "testset", "--source", "nothing"]) == 2
@@ -189,6 +230,7 @@ def test_cli_writes_a_synthetic_test_set(tmp_path, capsys):
 
 
 # ---- benchmark folders ----------------------------------------------------------------------------
+
 
 def make_layers_tree(root, rng):
     """Composition-1k training layout: fg/ (jpg and png), alpha/ (same stems), bg/."""
@@ -269,8 +311,9 @@ def test_matting_folder_errors_name_the_files(tmp_path):
         MattingFolder(tmp_path)[3]
 
 
-@pytest.mark.parametrize("argv", [["data", "--help"], ["data", "fetch", "--help"], ["data", "testset", "--help"],
-                                  ["data", "info", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["data", "--help"], ["data", "fetch", "--help"], ["data", "testset", "--help"], ["data", "info", "--help"]]
+)
 def test_data_help(argv):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)

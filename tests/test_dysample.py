@@ -1,4 +1,5 @@
 """DySample: the sampler against a loop, the module against its formulas, checkpoints, ONNX."""
+
 from __future__ import annotations
 
 import warnings
@@ -24,7 +25,9 @@ def _randomise(module: torch.nn.Module, std: float = 0.5, seed: int = 0) -> None
 
 
 class TestDynamicSample:
-    @pytest.mark.parametrize("scale, groups, size", [(2, 1, (3, 4)), (2, 2, (2, 5)), (3, 2, (3, 3)), (1, 1, (4, 2)), (4, 1, (1, 1))])
+    @pytest.mark.parametrize(
+        "scale, groups, size", [(2, 1, (3, 4)), (2, 2, (2, 5)), (3, 2, (3, 3)), (1, 1, (4, 2)), (4, 1, (1, 1))]
+    )
     def test_slow_loop_with_far_offsets(self, scale, groups, size):
         g = torch.Generator().manual_seed(scale * 10 + groups)
         x = torch.randn(2, 4, *size, generator=g, dtype=torch.float64)
@@ -113,13 +116,22 @@ class TestDySampleModule:
         assert_close(up(x), expected, scale=1.0 if scale != 3 else 1e3)
 
     @pytest.mark.parametrize(
-        "name, params", [("dysample", 8_224), ("dysample_plus", 16_416), ("dysample_s", 520), ("dysample_s_plus", 1_032)]
+        "name, params",
+        [("dysample", 8_224), ("dysample_plus", 16_416), ("dysample_s", 520), ("dysample_s_plus", 1_032)],
     )
     def test_parameter_counts_match_reference_table(self, name, params):
         up = create_upsampler(name, channels=256, scale_factor=2)
         assert sum(p.numel() for p in up.parameters()) == params
 
-    @pytest.mark.parametrize("name, style, dyscope", [("dysample", "lp", False), ("dysample_plus", "lp", True), ("dysample_s", "pl", False), ("dysample_s_plus", "pl", True)])
+    @pytest.mark.parametrize(
+        "name, style, dyscope",
+        [
+            ("dysample", "lp", False),
+            ("dysample_plus", "lp", True),
+            ("dysample_s", "pl", False),
+            ("dysample_s_plus", "pl", True),
+        ],
+    )
     def test_named_variants(self, name, style, dyscope):
         up = create_upsampler(name, channels=16)
         assert (up.style, up.dyscope, up.groups) == (style, dyscope, 4)
@@ -144,7 +156,12 @@ class TestDySampleModule:
 
     def test_official_state_dict_keys(self):
         assert set(DySample(16).state_dict()) == {"init_pos", "offset.weight", "offset.bias"}
-        assert set(DySample(16, dyscope=True).state_dict()) == {"init_pos", "offset.weight", "offset.bias", "scope.weight"}
+        assert set(DySample(16, dyscope=True).state_dict()) == {
+            "init_pos",
+            "offset.weight",
+            "offset.bias",
+            "scope.weight",
+        }
         assert DySample(16, 2, groups=4).init_pos.shape == (1, 32, 1, 1)
 
     def test_state_dict_with_scope_bias_loads_and_is_used(self):
@@ -177,8 +194,13 @@ class TestDySampleModule:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    up, (torch.randn(2, 16, 6, 7),), str(path), dynamo=False, opset_version=16,
-                    input_names=["x"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}},
+                    up,
+                    (torch.randn(2, 16, 6, 7),),
+                    str(path),
+                    dynamo=False,
+                    opset_version=16,
+                    input_names=["x"],
+                    dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}},
                 )
         except Exception as error:  # pragma: no cover - exporter availability varies
             pytest.skip(f"TorchScript ONNX exporter unavailable: {error}")

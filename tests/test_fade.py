@@ -1,4 +1,5 @@
 """FADE: the upsampler and its pair against the formulas, gate limits, checkpoints of both official forms."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,7 +35,13 @@ def _expected(pair: FADE, d: torch.Tensor, en: torch.Tensor) -> torch.Tensor:
     pad = p["ker_generator.content_encoder.weight"].shape[-1] // 2
 
     def encode(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, p["ker_generator.content_encoder.weight"], p["ker_generator.content_encoder.bias"], padding=pad, groups=groups)
+        return F.conv2d(
+            t,
+            p["ker_generator.content_encoder.weight"],
+            p["ker_generator.content_encoder.bias"],
+            padding=pad,
+            groups=groups,
+        )
 
     enc = F.conv2d(en, p["ker_generator.compressor_en.weight"], p["ker_generator.compressor_en.bias"])
     dec = F.conv2d(d, p["ker_generator.compressor_de.weight"])
@@ -103,12 +110,19 @@ def test_parameter_counts(name, params):
 
 def test_official_keys_and_h2l_checkpoints():
     pair = FADE(8).double()
-    assert set(pair.state_dict()) == set(_pair(8).state_dict()) == {
-        "gate_generator.conv.weight", "gate_generator.conv.bias",
-        "ker_generator.compressor_en.weight", "ker_generator.compressor_en.bias",
-        "ker_generator.compressor_de.weight",
-        "ker_generator.content_encoder.weight", "ker_generator.content_encoder.bias",
-    }
+    assert (
+        set(pair.state_dict())
+        == set(_pair(8).state_dict())
+        == {
+            "gate_generator.conv.weight",
+            "gate_generator.conv.bias",
+            "ker_generator.compressor_en.weight",
+            "ker_generator.compressor_en.bias",
+            "ker_generator.compressor_de.weight",
+            "ker_generator.content_encoder.weight",
+            "ker_generator.content_encoder.bias",
+        }
+    )
     _randomise(pair, seed=7)
     renamed = {
         "ker_generator.compressor_en.weight": "kernel_generator.conv1_en.weight",
@@ -147,7 +161,11 @@ def test_initialisation_is_xavier_uniform_with_zero_biases():
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [(dict(up_kernel=4), "up_kernel"), (dict(encoder_kernel=2), "encoder_kernel"), (dict(embedding_dim=0), "embedding_dim")],
+    [
+        (dict(up_kernel=4), "up_kernel"),
+        (dict(encoder_kernel=2), "encoder_kernel"),
+        (dict(embedding_dim=0), "embedding_dim"),
+    ],
 )
 def test_constructor_errors(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):

@@ -1,4 +1,5 @@
 """Global and pyramid pools: adaptive bins, SPP/SPPF, SPP-net bins, GeM, NetVLAD, bilinear pooling."""
+
 from __future__ import annotations
 
 import math
@@ -30,11 +31,29 @@ def _x(size, c=3, n=2, seed=0, dtype=torch.float64):
 
 
 def test_registered_pools():
-    assert set(list_pools()) >= {"gap", "gmp", "avgmax", "catavgmax", "gem", "spp", "sppf", "spp_bins", "netvlad", "bilinear"}
+    assert set(list_pools()) >= {
+        "gap",
+        "gmp",
+        "avgmax",
+        "catavgmax",
+        "gem",
+        "spp",
+        "sppf",
+        "spp_bins",
+        "netvlad",
+        "bilinear",
+    }
 
 
 # Output sizes that divide the input, that do not, larger than the input, and strips.
-ADAPTIVE = [((7, 11), (3, 5)), ((6, 8), (2, 4)), ((5, 4), (7, 6)), ((9, 7), (9, 1)), ((4, 13), (1, 3)), ((1, 1), (2, 3))]
+ADAPTIVE = [
+    ((7, 11), (3, 5)),
+    ((6, 8), (2, 4)),
+    ((5, 4), (7, 6)),
+    ((9, 7), (9, 1)),
+    ((4, 13), (1, 3)),
+    ((1, 1), (2, 3)),
+]
 
 
 class TestAdaptivePools:
@@ -97,7 +116,9 @@ class TestGlobalGeM:
         x = _x((5, 6))
         expected = (x.clamp(min=1e-6) ** p).mean((2, 3), keepdim=True) ** (1 / p)
         assert_close(create_pool("gem", p=p).double()(x), expected)
-        assert_close(adaptive_gem_pool2d(x, p, (2, 3)), F.adaptive_avg_pool2d(x.clamp(min=1e-6) ** p, (2, 3)) ** (1 / p))
+        assert_close(
+            adaptive_gem_pool2d(x, p, (2, 3)), F.adaptive_avg_pool2d(x.clamp(min=1e-6) ** p, (2, 3)) ** (1 / p)
+        )
 
     def test_limits_average_and_max(self):
         x = _x((5, 6)).abs() + 0.1
@@ -125,7 +146,10 @@ class TestSPP:
     @pytest.mark.parametrize("order", ["ultralytics", "darknet"])
     def test_pools_and_order(self, order):
         x = _x((7, 9))
-        pools = [ref.window_loop(x, k, 1, k // 2, lambda v, inside: max(a for a, ok in zip(v, inside) if ok)) for k in (5, 9, 13)]
+        pools = [
+            ref.window_loop(x, k, 1, k // 2, lambda v, inside: max(a for a, ok in zip(v, inside) if ok))
+            for k in (5, 9, 13)
+        ]
         expected = torch.cat([x, *pools] if order == "ultralytics" else [*reversed(pools), x], 1)
         assert_close(create_pool("spp", order=order)(x), expected)
 
@@ -159,7 +183,10 @@ class TestSPPBins:
         out = create_pool("spp_bins")(x)
         assert out.shape == (2, 3 * 21)
         assert_close(out, expected)
-        assert_close(spp_bins(x, (3, 1), mode="avg"), torch.cat([ref.adaptive_loop(x, 3, 3, "avg").flatten(1), x.mean((2, 3))], 1))
+        assert_close(
+            spp_bins(x, (3, 1), mode="avg"),
+            torch.cat([ref.adaptive_loop(x, 3, 3, "avg").flatten(1), x.mean((2, 3))], 1),
+        )
 
     def test_paper_window_formula_is_not_fixed_length(self):
         """The paper's win = ceil(a/n), stride = floor(a/n) gives 6 bins for a = 7, n = 4; adaptive bins give 4."""
@@ -173,7 +200,9 @@ class TestNetVLAD:
     @pytest.mark.parametrize("vladv2, normalize_input", [(False, True), (True, True), (False, False)])
     def test_loop_reference(self, vladv2, normalize_input):
         torch.manual_seed(0)
-        pool = create_pool("netvlad", channels=6, num_clusters=4, vladv2=vladv2, normalize_input=normalize_input).double()
+        pool = create_pool(
+            "netvlad", channels=6, num_clusters=4, vladv2=vladv2, normalize_input=normalize_input
+        ).double()
         with torch.no_grad():
             pool.centroids.normal_()
             if vladv2:
@@ -185,7 +214,11 @@ class TestNetVLAD:
 
     def test_state_dict_keys_are_the_reference_implementation_keys(self):
         assert set(create_pool("netvlad", channels=8).state_dict()) == {"conv.weight", "centroids"}
-        assert set(create_pool("netvlad", channels=8, vladv2=True).state_dict()) == {"conv.weight", "conv.bias", "centroids"}
+        assert set(create_pool("netvlad", channels=8, vladv2=True).state_dict()) == {
+            "conv.weight",
+            "conv.bias",
+            "centroids",
+        }
 
     @pytest.mark.parametrize("vladv2", [False, True])
     def test_init_from_descriptors(self, vladv2):

@@ -1,4 +1,5 @@
 """PSNR and SSIM against independent references (closed forms and a SciPy implementation)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Index-guided pooling and upsampling (functional) and the max-pooling / unpooling pair."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """IndexNet pairs: official layout and parameter counts, the spec's normalisation, limits, sharing."""
+
 from __future__ import annotations
 
 import itertools
@@ -51,7 +52,11 @@ def official_state_dict(mode: str, c: int, nonlinear: bool, context: bool, seed:
     if mode == "holistic":
         if not nonlinear:
             return {"indexnet.weight": w(4, c, k, k)}
-        return {"indexnet.0.weight": w(2 * c, c, k, k), **bn("indexnet.1", 2 * c), "indexnet.3.weight": w(4, 2 * c, 1, 1)}
+        return {
+            "indexnet.0.weight": w(2 * c, c, k, k),
+            **bn("indexnet.1", 2 * c),
+            "indexnet.3.weight": w(4, 2 * c, 1, 1),
+        }
     state: dict[str, torch.Tensor] = {}
     for j in range(1, 5):
         state[f"indexnet{j}.0.weight"] = w(c, depthwise_in, k, k)
@@ -106,7 +111,9 @@ def test_initialisation_is_the_official_one():
     pair = create_pair("indexnet", channels=64, index_mode="m2o")
     conv = pair.indexnet1[0]
     assert abs(conv.weight.std().item() - (2.0 / (16 * 64)) ** 0.5) < 0.003
-    assert torch.equal(pair.indexnet1[1].weight, torch.ones(64)) and torch.equal(pair.indexnet1[1].bias, torch.zeros(64))
+    assert torch.equal(pair.indexnet1[1].weight, torch.ones(64)) and torch.equal(
+        pair.indexnet1[1].bias, torch.zeros(64)
+    )
 
 
 def test_holistic_index_accepts_any_decoder_width_depthwise_does_not():

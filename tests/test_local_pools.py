@@ -1,4 +1,5 @@
 """The local pools (registered downsamplers) against loop references and closed forms."""
+
 from __future__ import annotations
 
 import math
@@ -162,7 +163,9 @@ class TestMixedPool:
         assert_close(mixed_pool2d(x, 1.0, 3, 2, 1), mx)
         assert_close(mixed_pool2d(x, 0.0, 3, 2, 1), avg)
         per_channel = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
-        assert_close(mixed_pool2d(x, per_channel, 3, 2, 1), torch.stack([avg[:, 0], 0.5 * (avg[:, 1] + mx[:, 1]), mx[:, 2]], 1))
+        assert_close(
+            mixed_pool2d(x, per_channel, 3, 2, 1), torch.stack([avg[:, 0], 0.5 * (avg[:, 1] + mx[:, 1]), mx[:, 2]], 1)
+        )
 
     def test_module_learns_a_proportion_in_0_1(self):
         pool = create_downsampler("mixed", channels=3, per_channel=True, init_mix=0.2).double()
@@ -293,7 +296,9 @@ class TestStochasticPool:
             assert set(draws.unique().tolist()) <= {v for v, pr in zip(cells.tolist(), probs) if pr > 0}
             support = sorted({v for v, pr in zip(cells.tolist(), probs) if pr > 0})
             counts = torch.tensor([(draws == v).sum().item() for v in support], dtype=torch.float64)
-            expected = torch.tensor([sum(pr for c, pr in zip(cells.tolist(), probs) if c == v) for v in support], dtype=torch.float64)
+            expected = torch.tensor(
+                [sum(pr for c, pr in zip(cells.tolist(), probs) if c == v) for v in support], dtype=torch.float64
+            )
             expected = expected / expected.sum() * len(draws)
             chi2 = ((counts - expected) ** 2 / expected).sum().item()
             # 99.9% quantiles of chi-square with 3 and 1 degrees of freedom: 16.27, 10.83.
@@ -351,7 +356,9 @@ class TestBlurPool:
     def test_reflect_on_tiny_maps_is_a_clear_error(self):
         with pytest.raises(ValueError, match="`x`.*reflect"):
             create_downsampler("blur", channels=1, filt_size=4)(torch.randn(1, 1, 2, 8))
-        assert create_downsampler("blur", channels=1, filt_size=4, pad_mode="replicate")(torch.randn(1, 1, 2, 8)).shape == (1, 1, 1, 4)
+        assert create_downsampler("blur", channels=1, filt_size=4, pad_mode="replicate")(
+            torch.randn(1, 1, 2, 8)
+        ).shape == (1, 1, 1, 4)
         with pytest.raises(ValueError, match="`filt_size`"):
             create_downsampler("blur", channels=1, filt_size=8)
 

@@ -1,4 +1,5 @@
 """The matting commands end to end on the synthetic source: train, eval, predict."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,30 @@ from resamplers.cli import main
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "run"
-    code = main(["train", "--out", str(out), "--pair", "bilinear", "--width", "0.25", "--crop", "64", "--batch-size", "2",
-                 "--steps", "2", "--data", "synthetic", "--workers", "0", "--log-every", "1", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--pair",
+            "bilinear",
+            "--width",
+            "0.25",
+            "--crop",
+            "64",
+            "--batch-size",
+            "2",
+            "--steps",
+            "2",
+            "--data",
+            "synthetic",
+            "--workers",
+            "0",
+            "--log-every",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return out
 
@@ -26,7 +49,9 @@ def test_train_writes_checkpoint_log_and_config(run_dir):
 
 def test_train_config_file_and_flag_override(tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text('pair = "nearest"\nwidth = 0.25\ncrop = 64\nbatch_size = 2\nsteps = 1\ndata = "synthetic"\nworkers = 0\n')
+    config.write_text(
+        'pair = "nearest"\nwidth = 0.25\ncrop = 64\nbatch_size = 2\nsteps = 1\ndata = "synthetic"\nworkers = 0\n'
+    )
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), "--out", str(out), "--pair", "bilinear", "--no-progress"]) == 0
     assert json.loads((out / "config.json").read_text())["pair"] == "bilinear"
@@ -79,8 +104,8 @@ def test_predict_any_size_and_clear_errors(run_dir, tmp_path, capsys):
 def test_checkpoint_of_another_configuration_is_refused(run_dir):
     from resamplers.models import create_matting_model
     from resamplers.models.matting import _load_strict
-    from resamplers.training import CheckpointError, load_checkpoint
     from resamplers.storage import latest_checkpoint
+    from resamplers.training import CheckpointError, load_checkpoint
 
     state = load_checkpoint(latest_checkpoint(run_dir / "checkpoints"))["model"]
     with pytest.raises(CheckpointError, match="another configuration"):

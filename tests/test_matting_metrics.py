@@ -1,5 +1,6 @@
 """SAD / MSE / Grad / Conn against hand-derived values, an independent 2-D filter loop, and numbers
 produced by the Deep Image Matting MATLAB evaluation scripts (run in GNU Octave)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The IndexNet matting network built from registry names."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,12 @@ from resamplers.registry import PAIRS
 # Parameter totals of the official model (hlMobileNetV2UNetDecoderIndexLearning with ASPP,
 # output stride 32, decoder kernel 5, nonlinear context index blocks; the max-unpooling
 # "unet_style" baseline has no index parameters).
-OFFICIAL_COUNTS = {"indexnet_m2o": 5_953_515, "indexnet_o2o": 3_776_971, "indexnet_hin": 4_791_243, "maxunpool": 3_753_259}
+OFFICIAL_COUNTS = {
+    "indexnet_m2o": 5_953_515,
+    "indexnet_o2o": 3_776_971,
+    "indexnet_hin": 4_791_243,
+    "maxunpool": 3_753_259,
+}
 
 
 @pytest.mark.parametrize("pair, count", OFFICIAL_COUNTS.items())
@@ -46,14 +52,14 @@ def test_official_checkpoint_keys_map_onto_the_model():
     for key, value in ours.items():
         name = key
         if key.startswith("pairs."):
-            index, rest = key[len("pairs."):].split(".", 1)
+            index, rest = key[len("pairs.") :].split(".", 1)
             name = f"index{PAIRED_LAYERS[int(index)]}.{rest}"
         elif key.startswith("decoder."):
-            name = "decoder_layer" + key[len("decoder."):]
+            name = "decoder_layer" + key[len("decoder.") :]
         else:
             for ours_prefix, theirs in inverse.items():
                 if key.startswith(ours_prefix):
-                    name = theirs + key[len(ours_prefix):]
+                    name = theirs + key[len(ours_prefix) :]
         renamed["module." + name] = value
     model.load_state_dict(convert_official_state_dict(renamed), strict=True)
     with pytest.raises(ValueError, match="not a key of the official"):

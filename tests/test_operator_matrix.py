@@ -8,6 +8,7 @@ eval determinism, and bad-input errors that name the argument.
 Inputs and outputs may be single tensors or lists of them (multi-resolution blocks):
 every check walks their tensors in order (see ``matrix.leaves``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -106,7 +107,9 @@ class TestOperatorMatrix:
 
         with torch.no_grad():
             expected = module(*inputs)
-            assert_all_close(module(*map_inputs(inputs, lambda t: t.contiguous(memory_format=torch.channels_last))), expected)
+            assert_all_close(
+                module(*map_inputs(inputs, lambda t: t.contiguous(memory_format=torch.channels_last))), expected
+            )
             assert_all_close(module(*map_inputs(inputs, transposed_storage)), expected)
             assert_all_close(module(*map_inputs(inputs, strided_channels)), expected)
 

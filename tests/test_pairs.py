@@ -1,4 +1,5 @@
 """The pair API, checked on every registered pair (the round trip is in the shared matrix)."""
+
 from __future__ import annotations
 
 import pytest
@@ -121,7 +122,9 @@ def test_feature_guided_upsamplers_are_creatable_alone_with_the_encoder_feature(
 
 
 def test_composed_pairs_take_any_downsampler_and_the_upsamplers_keywords():
-    pair = resamplers.create_pair("fade", channels=8, up_kernel=3, down="indexnet", down_kwargs={"index_mode": "holistic"})
+    pair = resamplers.create_pair(
+        "fade", channels=8, up_kernel=3, down="indexnet", down_kwargs={"index_mode": "holistic"}
+    )
     assert pair.upsampler.up_kernel == 3 and type(pair.downsampler).__name__ == "IndexedPooling"
     assert pair(torch.randn(1, 8, 6, 4)).shape == (1, 8, 6, 4)
     with pytest.raises(TypeError, match="'up_kernal'.*did you mean 'up_kernel'"):

@@ -2,6 +2,7 @@
 and by another installed package through the ``resamplers.operators`` entry points.
 
 Both run in a subprocess, so the registrations do not leak into the other tests."""
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,7 @@ def run_python(code: str, cwd: Path, pythonpath: Path | None = None) -> subproce
 
 
 def test_upsampler_registered_after_import_is_a_pair_everywhere(tmp_path):
-    code = PLUGIN.format(name="late_doubled") + textwrap.dedent('''
+    code = PLUGIN.format(name="late_doubled") + textwrap.dedent("""
         import torch
         from resamplers.bench import resolve_ops
         from resamplers.models import create_matting_model
@@ -51,7 +52,7 @@ def test_upsampler_registered_after_import_is_a_pair_everywhere(tmp_path):
         assert [t.shape[1] for t in fuse([torch.randn(1, 4, 8, 8), torch.randn(1, 8, 4, 4)])] == [4, 8]
         assert {"upsampler:late_doubled"} <= set(resolve_ops(["late_doubled"]))
         print("ok")
-    ''')
+    """)
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
@@ -61,17 +62,19 @@ def test_entry_point_plugin_is_compared(tmp_path):
     site = tmp_path / "site"
     (site / "doubled_plugin-0.1.dist-info").mkdir(parents=True)
     (site / "doubled_plugin.py").write_text(PLUGIN.format(name="plugged"))
-    (site / "doubled_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: doubled-plugin\nVersion: 0.1\n")
+    (site / "doubled_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: doubled-plugin\nVersion: 0.1\n"
+    )
     (site / "doubled_plugin-0.1.dist-info" / "entry_points.txt").write_text(
         "[resamplers.operators]\ndoubled = doubled_plugin\n"
     )
     out = tmp_path / "compare"
-    code = textwrap.dedent(f'''
+    code = textwrap.dedent(f"""
         import sys
         from resamplers.cli import main
         sys.exit(main(["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "plugged,bilinear",
                        "--out", {str(out)!r}]))
-    ''')
+    """)
     result = run_python(code, tmp_path, pythonpath=site)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
@@ -81,7 +84,9 @@ def test_entry_point_plugin_is_compared(tmp_path):
 def test_broken_plugin_is_reported_not_skipped(tmp_path):
     site = tmp_path / "site"
     (site / "broken_plugin-0.1.dist-info").mkdir(parents=True)
-    (site / "broken_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (site / "broken_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n"
+    )
     (site / "broken_plugin-0.1.dist-info" / "entry_points.txt").write_text(
         "[resamplers.operators]\nbroken = no_such_module_here\n"
     )

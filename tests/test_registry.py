@@ -1,4 +1,5 @@
 """Registry and factories: names, close matches, keyword checking, variants."""
+
 from __future__ import annotations
 
 import pytest
@@ -70,7 +71,12 @@ def test_bilinear_align_corners_is_explicit():
 def test_deconv_and_pixel_shuffle_give_exact_scale(scale):
     x = torch.randn(1, 4, 5, 3)
     for name in ("deconv", "pixel_shuffle"):
-        assert resamplers.create_upsampler(name, channels=4, scale_factor=scale)(x).shape == (1, 4, 5 * scale, 3 * scale)
+        assert resamplers.create_upsampler(name, channels=4, scale_factor=scale)(x).shape == (
+            1,
+            4,
+            5 * scale,
+            3 * scale,
+        )
 
 
 def test_overlapping_pool_windows():

@@ -1,4 +1,5 @@
 """A run remembers its settings, survives a torn log, and stops cleanly when it diverges."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,33 @@ from resamplers.cli import main
 from resamplers.storage import latest_checkpoint, load_checkpoint
 from resamplers.training import LoopConfig, TrainingDiverged, TrainingTask, fit
 
-TRAIN = ["train", "--pair", "bilinear", "--width", "0.25", "--crop", "64", "--batch-size", "2", "--data", "synthetic",
-         "--workers", "0", "--no-progress"]
+TRAIN = [
+    "train",
+    "--pair",
+    "bilinear",
+    "--width",
+    "0.25",
+    "--crop",
+    "64",
+    "--batch-size",
+    "2",
+    "--data",
+    "synthetic",
+    "--workers",
+    "0",
+    "--no-progress",
+]
 
 
 @pytest.fixture
 def short_run(tmp_path):
     out = tmp_path / "run"
-    assert main([*TRAIN, "--out", str(out), "--steps", "2", "--lr", "0.002", "--checkpoint-every", "1",
-                 "--log-every", "1"]) == 0
+    assert (
+        main(
+            [*TRAIN, "--out", str(out), "--steps", "2", "--lr", "0.002", "--checkpoint-every", "1", "--log-every", "1"]
+        )
+        == 0
+    )
     return out
 
 
@@ -146,14 +165,14 @@ def test_a_diverging_run_is_a_failure_in_the_comparison_not_a_crash(tmp_path):
 
     (tmp_path / "poisoned_plugin.py").write_text(POISONED_PLUGIN)
     out = tmp_path / "compare"
-    code = textwrap.dedent(f'''
+    code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
         import poisoned_plugin
         from resamplers.cli import main
         sys.exit(main(["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "poisoned,bilinear",
                        "--data", "synthetic", "--out", {str(out)!r}]))
-    ''')
+    """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / "runs" / "reconstruction" / "poisoned" / "seed-0" / "result.json").read_text())

@@ -1,4 +1,5 @@
 """SAPA: the window similarity against a loop, the pair against its formulas, checkpoints."""
+
 from __future__ import annotations
 
 import pytest
@@ -131,7 +132,9 @@ class TestSAPAPair:
             q = _project(y_n, p["q.weight"], p["q.bias"])
         else:
             gate = _nearest(torch.sigmoid(_project(x_n, p["gate.weight"], p["gate.bias"])), scale)
-            q = gate * _project(y_n, p["qy.weight"], p["qy.bias"]) + (1 - gate) * _project(_nearest(x, scale), p["qx.weight"], p["qx.bias"])
+            q = gate * _project(y_n, p["qy.weight"], p["qy.bias"]) + (1 - gate) * _project(
+                _nearest(x, scale), p["qx.weight"], p["qx.bias"]
+            )
         keys = _project(x_n, p["k.weight"], p["k.bias"])
         attn = window_similarity_loop(q, keys, k, 1, scale).softmax(1)
         expected = reassemble_loop(x, attn, k, 1, up=scale)
@@ -193,14 +196,29 @@ class TestSAPAPair:
         y = torch.randn(1, 8, 6, 4, dtype=torch.float64)
         x = torch.randn(1, 8, 3, 2, dtype=torch.float64)
         # channels-last, as the official module computes it
-        q = F.linear(F.layer_norm(y.permute(0, 2, 3, 1), (8,), state["norm_y.weight"], state["norm_y.bias"]), state["q.weight"], state["q.bias"])
-        k = F.linear(F.layer_norm(x.permute(0, 2, 3, 1), (8,), state["norm_x.weight"], state["norm_x.bias"]), state["k.weight"], state["k.bias"])
+        q = F.linear(
+            F.layer_norm(y.permute(0, 2, 3, 1), (8,), state["norm_y.weight"], state["norm_y.bias"]),
+            state["q.weight"],
+            state["q.bias"],
+        )
+        k = F.linear(
+            F.layer_norm(x.permute(0, 2, 3, 1), (8,), state["norm_x.weight"], state["norm_x.bias"]),
+            state["k.weight"],
+            state["k.bias"],
+        )
         attn = window_similarity_loop(q.permute(0, 3, 1, 2), k.permute(0, 3, 1, 2), 5, 1, 2).softmax(1)
         assert_close(pair(x, y), reassemble_loop(x, attn, 5, 1, up=2))
 
     def test_state_dict_keys(self):
         assert set(SAPA(8).state_dict()) == {
-            "norm_y.weight", "norm_y.bias", "norm_x.weight", "norm_x.bias", "q.weight", "q.bias", "k.weight", "k.bias"
+            "norm_y.weight",
+            "norm_y.bias",
+            "norm_x.weight",
+            "norm_x.bias",
+            "q.weight",
+            "q.bias",
+            "k.weight",
+            "k.bias",
         }
         assert {"qy.weight", "qx.weight", "gate.weight"} <= set(SAPA(8, query="gate").state_dict())
 

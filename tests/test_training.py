@@ -1,4 +1,5 @@
 """Training: loss, checkpoints, exact resumption, interruption by signal, data parallelism."""
+
 from __future__ import annotations
 
 import json
@@ -15,17 +16,30 @@ import torch
 
 from fake_matting import FakeComposites
 from resamplers.models import create_matting_model
-from resamplers.training import TrainConfig, latest_checkpoint, load_checkpoint, matting_loss, train
 from resamplers.storage import CheckpointError, save_checkpoint
-from resamplers.training.schedule import lr_factor
+from resamplers.training import TrainConfig, latest_checkpoint, load_checkpoint, matting_loss, train
 from resamplers.training.loop import StepSampler
+from resamplers.training.schedule import lr_factor
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _config(tmp_path: Path, **overrides) -> TrainConfig:
-    base = dict(out=str(tmp_path / "run"), pair="bilinear", width=0.25, aspp=True, crop=64, batch_size=2, steps=6,
-                checkpoint_every=100, log_every=1, workers=0, lr=1e-3, seed=3, threads=1)
+    base = dict(
+        out=str(tmp_path / "run"),
+        pair="bilinear",
+        width=0.25,
+        aspp=True,
+        crop=64,
+        batch_size=2,
+        steps=6,
+        checkpoint_every=100,
+        log_every=1,
+        workers=0,
+        lr=1e-3,
+        seed=3,
+        threads=1,
+    )
     return TrainConfig.from_dict({**base, **overrides})
 
 
@@ -47,7 +61,9 @@ class TestLoss:
         trimap = torch.zeros(2, 3, 3, dtype=torch.uint8)
         trimap[0, 1, 1] = 128
         pred = torch.ones(2, 1, 3, 3)  # wrong everywhere
-        loss, parts = matting_loss(pred, alpha, trimap, torch.zeros(2, 3, 3, 3), torch.zeros(2, 3, 3, 3), torch.zeros(2, 3, 3, 3))
+        loss, parts = matting_loss(
+            pred, alpha, trimap, torch.zeros(2, 3, 3, 3), torch.zeros(2, 3, 3, 3), torch.zeros(2, 3, 3, 3)
+        )
         assert torch.isfinite(loss)
         assert parts["alpha"].item() == pytest.approx(0.5, abs=1e-6)  # sample 0: 1.0, sample 1: no unknown pixel
 
@@ -183,8 +199,12 @@ def test_sigterm_loses_no_finished_step_and_resume_matches(tmp_path):
     finished = len(log.read_text().splitlines())
     saved = load_checkpoint(latest_checkpoint(Path(config["out"]) / "checkpoints"))["step"]
     assert saved == finished and 2 <= saved < steps, (saved, finished)
-    resumed = subprocess.run([sys.executable, "-c", DRIVER.format(tests=str(TESTS), config=config, resume=True)],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-c", DRIVER.format(tests=str(TESTS), config=config, resume=True)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"RESULT {steps} False" in resumed.stdout
     a, b = _weights(tmp_path / "ref" / "run"), _weights(Path(config["out"]))
@@ -200,7 +220,10 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        capture_output=True, text=True, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):

@@ -1,12 +1,13 @@
 """Rewrite the operator table in README.md from the registry (`make readme`)."""
+
 from __future__ import annotations
 
 import re
 import sys
 from pathlib import Path
 
-from resamplers.console import markdown_table
 from resamplers.cli.ops import HEADERS, operator_rows
+from resamplers.console import markdown_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- operator-table:start -->", "<!-- operator-table:end -->"

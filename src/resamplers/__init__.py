@@ -10,6 +10,7 @@ Importing the package registers every built-in operator (one module each, under
 ``backbones``); plug-ins register through the ``resamplers.operators`` entry points.
 The application (data, models, training, compare, cli) is not imported here.
 """
+
 from . import backbones, blocks, downsampling, functional, global_pooling, guided, upsampling
 from .base import Downsampler, Guide, Operator, Resampler, Upsampler
 from .registry import (

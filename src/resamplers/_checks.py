@@ -5,6 +5,7 @@ the argument and states the expected value, so that bad input never surfaces as 
 error from deep inside torch.  The helpers only read shapes, so they are cheap and
 traceable by ``torch.compile`` / ``torch.export``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -96,13 +97,9 @@ def check_feature(
         )
     h, w = x.shape[-2], x.shape[-1]
     if h < min_size or w < min_size:
-        raise ValueError(
-            f"argument `{name}`: expected height and width >= {min_size}, got {h} x {w}"
-        )
+        raise ValueError(f"argument `{name}`: expected height and width >= {min_size}, got {h} x {w}")
     if size_multiple > 1 and (h % size_multiple != 0 or w % size_multiple != 0):
-        raise ValueError(
-            f"argument `{name}`: expected height and width divisible by {size_multiple}, got {h} x {w}"
-        )
+        raise ValueError(f"argument `{name}`: expected height and width divisible by {size_multiple}, got {h} x {w}")
     return x
 
 

@@ -12,6 +12,7 @@ special-case an operator family.  The families are thin specialisations:
 * global pools (:mod:`resamplers.global_pooling`), blocks (:mod:`resamplers.blocks`) and
   backbones (:mod:`resamplers.backbones`).
 """
+
 from __future__ import annotations
 
 import math

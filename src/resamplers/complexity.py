@@ -6,6 +6,7 @@ counter ignores: bilinear interpolation and bilinear ``grid_sample`` (4 MACs per
 element) and average pooling (``k*k`` per output element).  Max pooling and nearest
 interpolation count zero: they select, they do not multiply.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,9 @@ def _avg_pool_flops(x_shape: Any, kernel_size: Any, *args: Any, out_shape: Any =
     return 2 * k[0] * k[1] * math.prod(out_shape)
 
 
-def _grid_sample_flops(x_shape: Any, grid_shape: Any, interpolation_mode: int = 0, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _grid_sample_flops(
+    x_shape: Any, grid_shape: Any, interpolation_mode: int = 0, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     taps = {0: 4, 1: 0, 2: 16}.get(interpolation_mode, 4)  # bilinear, nearest, bicubic
     return 2 * taps * math.prod(out_shape)
 
@@ -51,4 +54,3 @@ def count_macs(module: nn.Module, *inputs: Tensor) -> int:
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         module(*inputs)
     return counter.get_total_flops() // 2
-

@@ -1,4 +1,5 @@
 """Terminal output helpers: rich tables when rich is installed, plain text otherwise."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

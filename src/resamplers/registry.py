@@ -16,6 +16,7 @@ each entry point names a module to import, or a callable to call, that registers
 operators), loaded the first time a registry is listed or misses a name.  A registry can
 derive entries from another one when they are looked up: every upsampler is a pair.
 """
+
 from __future__ import annotations
 
 import importlib.metadata

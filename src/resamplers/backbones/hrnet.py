@@ -5,6 +5,7 @@ Stem, stage 1, then stages of parallel branches joined by the exchange units of
 (``cls_hrnet.py``, ``seg_hrnet.py``; timm's ``hrnet`` is the same layout), so backbone
 weights load with :meth:`HRNet.load_backbone_state_dict`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -107,7 +108,9 @@ class HRNet(Operator):
         up_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(check_int(channels, "channels", minimum=1))
-        stages = HRNET_CONFIGS[check_choice(config, "config", list(HRNET_CONFIGS))] if isinstance(config, str) else config
+        stages = (
+            HRNET_CONFIGS[check_choice(config, "config", list(HRNET_CONFIGS))] if isinstance(config, str) else config
+        )
         stages = tuple(stages)
         if len(stages) < 1 or len(stages[0].widths) != 1:
             raise ValueError("argument `config`: expected stages whose first one has a single branch")
@@ -163,8 +166,17 @@ class HRNet(Operator):
 
     # Heads of the official classification code and timm (incre/downsamp/final/classifier)
     # and of the segmentation code (last_layer, and the OCR branch's heads).
-    HEAD_PREFIXES = ("incre_modules", "downsamp_modules", "final_layer", "classifier", "last_layer", "aux_head",
-                     "conv3x3_ocr", "ocr_", "cls_head")
+    HEAD_PREFIXES = (
+        "incre_modules",
+        "downsamp_modules",
+        "final_layer",
+        "classifier",
+        "last_layer",
+        "aux_head",
+        "conv3x3_ocr",
+        "ocr_",
+        "cls_head",
+    )
 
     def load_backbone_state_dict(self, state_dict: Mapping[str, Tensor]) -> list[str]:
         """Load an official HRNet checkpoint (classification, segmentation or timm layout).

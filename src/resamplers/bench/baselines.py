@@ -5,6 +5,7 @@ CARAFE, the one in the seed notes: unfold the low-resolution map into ``k*k`` pa
 multiply each pixel's patches by its ``k*k x s*s`` kernel block).  They exist only as
 benchmark baselines; the library never calls them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -167,7 +168,10 @@ def per_cluster_netvlad(module: nn.Module, x: Tensor) -> Tensor:
     assign = F.conv2d(x, module.conv.weight, module.conv.bias).flatten(2).softmax(dim=1)
     flat = x.flatten(2)
     vlad = torch.stack(
-        [((flat - module.centroids[k][None, :, None]) * assign[:, k : k + 1]).sum(-1) for k in range(module.num_clusters)],
+        [
+            ((flat - module.centroids[k][None, :, None]) * assign[:, k : k + 1]).sum(-1)
+            for k in range(module.num_clusters)
+        ],
         dim=1,
     )
     return F.normalize(F.normalize(vlad, dim=2).flatten(1), dim=1)

@@ -6,6 +6,7 @@ high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) over the re
 before the run is the run's peak extra memory.  Linux only: elsewhere the measure is
 ``None``.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -4,6 +4,7 @@ Latencies are medians over repeated runs after warm-up.  Comparisons against a b
 formulation interleave the two candidates run by run, so machine noise hits both alike,
 and are reported as ratios.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
@@ -13,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .._checks import did_you_mean
 from ..base import Operator
 from ..complexity import count_macs, count_parameters
-from .._checks import did_you_mean
 from ..registry import BLOCKS, DOWNSAMPLERS, PAIRS, POOLS, UPSAMPLERS, Registry
 from .baselines import BASELINES
 from .memory import fix_malloc_mmap_threshold, peak_extra_bytes
@@ -114,8 +115,10 @@ def resolve_ops(names: Sequence[str] | None) -> list[str]:
             matches = [q for q in matches if not _is_unguided_pair(q)] or matches
             if not matches:
                 bare_names = sorted({q.split(":", 1)[1] for q in every})
-                raise ValueError(f"argument `--op`: unknown operator {name!r}{did_you_mean(name, bare_names)} "
-                                 f"Registered: {', '.join(every)}")
+                raise ValueError(
+                    f"argument `--op`: unknown operator {name!r}{did_you_mean(name, bare_names)} "
+                    f"Registered: {', '.join(every)}"
+                )
         resolved.extend(m for m in matches if m not in resolved)
     return resolved
 
@@ -196,8 +199,10 @@ def run_bench(
             continue
         with torch.no_grad():
             diff = (baseline.run(module, *x) - outs[0]).abs().max().item()
-        b_infer, b_train = _workloads(lambda *t: baseline.run(module, *t), x, module, grad)
-        ours_f, base_f, ours_t, base_t = time_interleaved([infer, b_infer, train, b_train], config.repeats, config.warmup)
+        b_infer, b_train = _workloads(lambda *t, b=baseline, m=module: b.run(m, *t), x, module, grad)
+        ours_f, base_f, ours_t, base_t = time_interleaved(
+            [infer, b_infer, train, b_train], config.repeats, config.warmup
+        )
         report.baselines.append(
             BaselineResult(
                 op=qualified,

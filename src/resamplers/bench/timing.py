@@ -4,6 +4,7 @@ Latencies are medians over repeated runs after warm-up (the median ignores passi
 machine load better than the mean).  Candidates compared with each other run
 interleaved, so noise hits them alike.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Multi-scale blocks built on resamplers (``create_block``): strip pooling, selective kernels,
 HRNet's exchange unit."""
+
 from .base import Block, MultiResolutionBlock
 from .hrnet import HighResolutionModule, HRNetFuse
 from .selective_kernel import SelectiveKernel, SelectiveKernelAttention

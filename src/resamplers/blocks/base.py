@@ -1,4 +1,5 @@
 """Base classes of the multi-scale blocks (``create_block``)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -13,6 +13,7 @@ classification or segmentation head is not part of the backbone: load with
   divisible by 32);
 * the upsampling operator is any registered upsampler, taken by name.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -152,9 +153,13 @@ class HRNetFuse(MultiResolutionBlock):
         """Validate the branch maps: count, rank, channels, batch and sizes; returns them as a list."""
         channels = self.channels if channels is None else channels
         if isinstance(features, Tensor) or not isinstance(features, Sequence):
-            raise TypeError(f"argument `features`: expected a list of {len(channels)} tensors, got {type(features).__name__}")
+            raise TypeError(
+                f"argument `features`: expected a list of {len(channels)} tensors, got {type(features).__name__}"
+            )
         if len(features) != len(channels):
-            raise ValueError(f"argument `features`: expected {len(channels)} maps (one per branch), got {len(features)}")
+            raise ValueError(
+                f"argument `features`: expected {len(channels)} maps (one per branch), got {len(features)}"
+            )
         for j, (x, c) in enumerate(zip(features, channels)):
             check_feature(x, f"features[{j}]", channels=c)
             if j == 0:

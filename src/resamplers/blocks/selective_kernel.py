@@ -1,4 +1,5 @@
 """Selective kernel convolution (Li, Wang, Hu and Yang, CVPR 2019): SKNet's SK unit."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -147,9 +148,7 @@ class SelectiveKernel(Block):
 
     def _paths(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        inputs: Sequence[Tensor] = (
-            torch.chunk(x, self.num_paths, dim=1) if self.split_input else [x] * self.num_paths
-        )
+        inputs: Sequence[Tensor] = torch.chunk(x, self.num_paths, dim=1) if self.split_input else [x] * self.num_paths
         return torch.stack([path(xi) for path, xi in zip(self.paths, inputs)], dim=1)  # N M C H W
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,6 +6,7 @@ layer for layer with the same state-dict keys, so its checkpoints load with
 mixed pooling module is the class confusingly named ``StripPooling`` in
 ``models/customize.py``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """The ``resamplers`` command.  Each sub-command lives in its own module of this package."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``python -m resamplers.cli`` (e.g. under ``torchrun``)."""
+
 import sys
 
 from . import main

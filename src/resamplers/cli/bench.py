@@ -1,4 +1,5 @@
 """Benchmark registered operators: parameters, MACs, latency, peak memory, baseline ratios."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,12 @@ from ..console import print_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--op", action="append", metavar="NAME",
-                        help="operator to run (repeatable); 'kind:name' or a bare name; default: all registered")
+    parser.add_argument(
+        "--op",
+        action="append",
+        metavar="NAME",
+        help="operator to run (repeatable); 'kind:name' or a bare name; default: all registered",
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--height", type=int, default=64)
@@ -38,8 +43,14 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     ops = resolve_ops(args.op)
     config = BenchConfig(
-        batch=args.batch, channels=args.channels, height=args.height, width=args.width,
-        scale_factor=args.scale, repeats=args.repeats, warmup=args.warmup, dtype=args.dtype,
+        batch=args.batch,
+        channels=args.channels,
+        height=args.height,
+        width=args.width,
+        scale_factor=args.scale,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        dtype=args.dtype,
     )
     progress = _progress(len(ops))
     report = run_bench(ops, config, progress=progress.step)
@@ -50,21 +61,42 @@ def run(args: argparse.Namespace) -> int:
         f"{report.machine['threads']} threads, native kernels: {report.machine['native_kernels']}",
         ["operator", "params", "MMACs", "output", "forward ms", "fwd+bwd ms", "peak MiB (fwd+bwd)"],
         [
-            [r.op, f"{r.params:,}", _fmt(r.macs / 1e6), "x".join(map(str, r.output_shape)),
-             _fmt(r.forward_ms, 2), _fmt(r.train_ms, 2), _fmt(r.peak_mib)]
+            [
+                r.op,
+                f"{r.params:,}",
+                _fmt(r.macs / 1e6),
+                "x".join(map(str, r.output_shape)),
+                _fmt(r.forward_ms, 2),
+                _fmt(r.train_ms, 2),
+                _fmt(r.peak_mib),
+            ]
             for r in report.ops
         ],
     )
     if report.baselines:
         print_table(
             "Against the common formulation (interleaved runs, same process; speed-up = baseline / ours)",
-            ["operator", "baseline", "fwd ms ours / base", "fwd+bwd ms ours / base", "speed-up fwd", "speed-up fwd+bwd",
-             "peak MiB ours / base", "max |diff|"],
             [
-                [b.op, b.baseline, f"{b.ours_forward_ms:.2f} / {b.baseline_forward_ms:.2f}",
-                 f"{b.ours_train_ms:.2f} / {b.baseline_train_ms:.2f}", f"{b.forward_speedup:.2f}x",
-                 f"{b.train_speedup:.2f}x", f"{_fmt(b.ours_peak_mib)} / {_fmt(b.baseline_peak_mib)}",
-                 f"{b.max_abs_diff:.1e}"]
+                "operator",
+                "baseline",
+                "fwd ms ours / base",
+                "fwd+bwd ms ours / base",
+                "speed-up fwd",
+                "speed-up fwd+bwd",
+                "peak MiB ours / base",
+                "max |diff|",
+            ],
+            [
+                [
+                    b.op,
+                    b.baseline,
+                    f"{b.ours_forward_ms:.2f} / {b.baseline_forward_ms:.2f}",
+                    f"{b.ours_train_ms:.2f} / {b.baseline_train_ms:.2f}",
+                    f"{b.forward_speedup:.2f}x",
+                    f"{b.train_speedup:.2f}x",
+                    f"{_fmt(b.ours_peak_mib)} / {_fmt(b.baseline_peak_mib)}",
+                    f"{b.max_abs_diff:.1e}",
+                ]
                 for b in report.baselines
             ],
         )

@@ -1,4 +1,5 @@
 """Compare resampler pairs on a task under one budget: train, evaluate, report."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,16 @@ def run(args: argparse.Namespace) -> int:
     from ..compare.runner import parse_shard, run_compare
 
     ops = [o.strip() for o in args.ops.split(",") if o.strip()] if args.ops else None
-    report = run_compare(args.task, args.out, ops=ops, preset=args.preset, seeds=args.seeds, data=args.data,
-                         data_root=args.data_root, shard=parse_shard(args.shard), progress=not args.no_progress)
+    report = run_compare(
+        args.task,
+        args.out,
+        ops=ops,
+        preset=args.preset,
+        seeds=args.seeds,
+        data=args.data,
+        data_root=args.data_root,
+        shard=parse_shard(args.shard),
+        progress=not args.no_progress,
+    )
     print(f"report written: {report.with_suffix('.html')}")
     return 0

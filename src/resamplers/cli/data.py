@@ -1,9 +1,10 @@
 """Matting data: fetch the real data (Debian packages), write the fixed test set, show what is there.
 
-  resamplers data fetch [--root DIR]                  download and unpack, then check every file
-  resamplers data testset [--source real|synthetic|folder:PATH] [--size 256] [--seed 0] [--out DIR]
-  resamplers data info [--root DIR]                    data root, fetched or not, split sizes
+resamplers data fetch [--root DIR]                  download and unpack, then check every file
+resamplers data testset [--source real|synthetic|folder:PATH] [--size 256] [--seed 0] [--out DIR]
+resamplers data info [--root DIR]                    data root, fetched or not, split sizes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     testset.add_argument("--size", type=int, default=256, help="image side (default 256)")
     testset.add_argument("--seed", type=int, default=0)
     testset.add_argument("--per-foreground", type=int, default=5, help="backgrounds per test foreground")
-    testset.add_argument("--part", default=None, choices=["test", "train", "all"],
-                         help="source part (default: test; all for folder sources)")
+    testset.add_argument(
+        "--part",
+        default=None,
+        choices=["test", "train", "all"],
+        help="source part (default: test; all for folder sources)",
+    )
     testset.add_argument("--trimap-radius", type=float, default=None, help="default: 7 at 256, proportional")
     testset.add_argument("--verify", action="store_true", help="check every pixel against the manifest")
 
@@ -47,8 +52,13 @@ class _Bars:
         except ImportError:
             self._progress = None
             return
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TextColumn("{task.fields[item]}"))
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[item]}"),
+        )
         self._tasks: dict[str, int] = {}
 
     def __enter__(self) -> _Bars:
@@ -81,9 +91,11 @@ def _fetch(args: argparse.Namespace) -> int:
     print_table(
         f"resamplers data fetch: {report.root} ({time.perf_counter() - started:.1f} s)",
         ["step", "done", "already there"],
-        [["download", ", ".join(report.downloaded) or "-", str(len(report.already_downloaded))],
-         ["unpack", ", ".join(report.unpacked) or "-", str(len(report.already_unpacked))],
-         ["check", f"{report.checked} files", f"{len(report.missing)} missing, {len(report.unreadable)} unreadable"]],
+        [
+            ["download", ", ".join(report.downloaded) or "-", str(len(report.already_downloaded))],
+            ["unpack", ", ".join(report.unpacked) or "-", str(len(report.already_unpacked))],
+            ["check", f"{report.checked} files", f"{len(report.missing)} missing, {len(report.unreadable)} unreadable"],
+        ],
     )
     if not report.ok:
         print(report.problems())
@@ -104,18 +116,26 @@ def _testset(args: argparse.Namespace) -> int:
         source = open_source(args.source, args.root)
         out = args.out or default_test_set_dir(source, args.size, args.seed, data_root=args.root)
         with _Bars() as bars:
-            root = write_test_set(source, out, size=args.size, seed=args.seed,
-                                  backgrounds_per_foreground=args.per_foreground, part=part,
-                                  trimap_radius=args.trimap_radius,
-                                  progress=lambda done, total, name: bars("compositing", done, total, name))
+            root = write_test_set(
+                source,
+                out,
+                size=args.size,
+                seed=args.seed,
+                backgrounds_per_foreground=args.per_foreground,
+                part=part,
+                trimap_radius=args.trimap_radius,
+                progress=lambda done, total, name: bars("compositing", done, total, name),
+            )
         test_set = MattingTestSet(root)
         bad = test_set.verify() if args.verify else []
     except DataError as error:
         print(f"resamplers data testset: error: {error}", file=sys.stderr)
         return 1
     thin = sum(entry["thin"] for entry in test_set.entries)
-    print(f"test set: {root}\n{len(test_set)} images of {args.size} x {args.size} ({thin} with procedural soft "
-          f"layers), trimap radius {test_set.parameters['trimap_radius']}, {time.perf_counter() - started:.1f} s")
+    print(
+        f"test set: {root}\n{len(test_set)} images of {args.size} x {args.size} ({thin} with procedural soft "
+        f"layers), trimap radius {test_set.parameters['trimap_radius']}, {time.perf_counter() - started:.1f} s"
+    )
     if args.verify:
         print("pixels match the manifest" if not bad else "pixels differ from the manifest: " + ", ".join(bad))
     return 1 if bad else 0
@@ -135,14 +155,17 @@ def _info(args: argparse.Namespace) -> int:
     except DataError:
         rows.append(["real", "not fetched (resamplers data fetch)", "-", "-"])
     rows.append(["synthetic", "procedural, always available", *_split_counts(SyntheticSource())])
-    print_table(f"resamplers data: root {root}", ["source", "state", "foregrounds train/test",
-                                                  "backgrounds train/test"], rows)
+    print_table(
+        f"resamplers data: root {root}", ["source", "state", "foregrounds train/test", "backgrounds train/test"], rows
+    )
     return 0
 
 
 def _split_counts(source) -> list[str]:
-    return [f"{len(source.foregrounds('train'))}/{len(source.foregrounds('test'))}",
-            f"{len(source.backgrounds('train'))}/{len(source.backgrounds('test'))}"]
+    return [
+        f"{len(source.foregrounds('train'))}/{len(source.foregrounds('test'))}",
+        f"{len(source.backgrounds('train'))}/{len(source.backgrounds('test'))}",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
 """Evaluate a matting checkpoint: SAD/MSE/Grad/Conn on a test set, per-image CSV, best/worst sheet."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,9 @@ METRICS = ("sad", "mse", "grad", "conn")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory, model.safetensors or run directory")
-    parser.add_argument("--testset", type=Path, default=None, help="a test-set folder (default: the source's fixed set)")
+    parser.add_argument(
+        "--testset", type=Path, default=None, help="a test-set folder (default: the source's fixed set)"
+    )
     parser.add_argument("--source", default="real", help="real | synthetic | folder:PATH (when --testset is not given)")
     parser.add_argument("--root", type=Path, default=None, help="data cache of `resamplers data fetch`")
     parser.add_argument("--size", type=int, default=256, help="test image side (when --testset is not given)")
@@ -39,8 +42,7 @@ def _summary(rows: list[dict], name: str) -> list[list[str]]:
     for subset, keep in (("all", lambda r: True), ("thin", lambda r: r["thin"])):
         chosen = [r for r in rows if keep(r)]
         if chosen:
-            out.append([name, subset, str(len(chosen))]
-                       + [f"{np.mean([r[m] for r in chosen]):.4f}" for m in METRICS])
+            out.append([name, subset, str(len(chosen))] + [f"{np.mean([r[m] for r in chosen]):.4f}" for m in METRICS])
     return out
 
 
@@ -58,8 +60,13 @@ def _sheet(path: Path, samples: dict, rows: list[dict], predictions: dict) -> No
     for r, (label, row) in enumerate(chosen):
         sample, pred = samples[row["name"]], predictions[row["name"]]
         alpha = sample["alpha"][0].numpy()
-        pictures = [sample["image"].permute(1, 2, 0).numpy(), sample["trimap"].numpy() / 255.0, pred, alpha,
-                    np.abs(pred - alpha)]
+        pictures = [
+            sample["image"].permute(1, 2, 0).numpy(),
+            sample["trimap"].numpy() / 255.0,
+            pred,
+            alpha,
+            np.abs(pred - alpha),
+        ]
         for c, picture in enumerate(pictures):
             ax = axes[r][c]
             ax.imshow(picture, cmap=None if picture.ndim == 3 else ("magma" if c == 4 else "gray"), vmin=0, vmax=1)
@@ -96,15 +103,23 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"name": sample["name"], "thin": bool(sample["thin"]), **matting_metrics(pred, alpha, trimap)})
         samples[sample["name"]], predictions[sample["name"]] = sample, pred
         if closed_form is not None:
-            reference.append({"name": sample["name"], "thin": bool(sample["thin"]),
-                              **matting_metrics(closed_form(sample["image"], sample["trimap"]), alpha, trimap)})
+            reference.append(
+                {
+                    "name": sample["name"],
+                    "thin": bool(sample["thin"]),
+                    **matting_metrics(closed_form(sample["image"], sample["trimap"]), alpha, trimap),
+                }
+            )
     with (out / "per_image.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["name", "thin", *METRICS])
         writer.writeheader()
         writer.writerows(rows)
     table = _summary(rows, "model") + (_summary(reference, "closed-form") if reference else [])
-    print_table(f"matting evaluation on {test.root} ({count} images; SAD, Grad, Conn / 1000)",
-                ["method", "subset", "images", "SAD", "MSE", "Grad", "Conn"], table)
+    print_table(
+        f"matting evaluation on {test.root} ({count} images; SAD, Grad, Conn / 1000)",
+        ["method", "subset", "images", "SAD", "MSE", "Grad", "Conn"],
+        table,
+    )
     (out / "summary.json").write_text(json.dumps({"rows": table, "checkpoint": str(args.checkpoint)}, indent=2))
     if rows:
         _sheet(out / "sheet.png", samples, rows, predictions)

@@ -1,4 +1,5 @@
 """List the registered operators (the README's operator table is this command's output)."""
+
 from __future__ import annotations
 
 import argparse

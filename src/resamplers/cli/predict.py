@@ -1,4 +1,5 @@
 """Predict an alpha matte for one image and trimap with a trained checkpoint."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Write the report of a results folder (merging the runs of every shard)."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Train the IndexNet matting network with any resampler pair (resumable, torchrun-ready)."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML, YAML or JSON file of options; flags override it")
     for name, kind, help_text in _FIELD_FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=help_text)
-    parser.add_argument("--no-aspp", dest="aspp", action="store_false", default=None, help="1x1 context instead of ASPP")
-    parser.add_argument("--pair-kwarg", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra pair argument (JSON value), repeatable, e.g. --pair-kwarg index_mode='\"o2o\"'")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out with its own settings; only --steps, --threads and --workers "
-                             "may change")
+    parser.add_argument(
+        "--no-aspp", dest="aspp", action="store_false", default=None, help="1x1 context instead of ASPP"
+    )
+    parser.add_argument(
+        "--pair-kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra pair argument (JSON value), repeatable, e.g. --pair-kwarg index_mode='\"o2o\"'",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its own settings; only --steps, --threads and --workers may change",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -89,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     result = train(config, resume=args.resume, progress=not args.no_progress)
     state = "interrupted" if result.interrupted else "finished"
-    print(f"{state} at step {result.step}; checkpoint: {result.checkpoint}; "
-          f"{result.images_per_second:.2f} images/s ({result.seconds_per_step * 1000:.0f} ms/step)")
+    print(
+        f"{state} at step {result.step}; checkpoint: {result.checkpoint}; "
+        f"{result.images_per_second:.2f} images/s ({result.seconds_per_step * 1000:.0f} ms/step)"
+    )
     return 0

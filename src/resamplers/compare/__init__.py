@@ -1,4 +1,5 @@
 """``resamplers compare``: which resampler wins on my task, and what does it cost?"""
+
 from .runner import run_compare
 from .tasks import TASKS, Task, get_task, register_task
 

@@ -1,8 +1,6 @@
 """Cost measures shared by the comparison tasks."""
-from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
@@ -58,7 +56,12 @@ def operator_costs(model: nn.Module, example: Tensor, pairs_attr: str = "pairs")
         macs += count_macs(_Call(lambda t, p=pair, g=guide: p.up(t, g)), example.new_zeros(up_shape))
     total = count_macs(model, example)
     model.train(was_training)
-    return {"params": count_parameters(pairs), "macs": macs, "model_params": count_parameters(model), "model_macs": total}
+    return {
+        "params": count_parameters(pairs),
+        "macs": macs,
+        "model_params": count_parameters(model),
+        "model_macs": total,
+    }
 
 
 class _Call(nn.Module):

@@ -4,6 +4,7 @@ Built only from the files in the results folder (``compare.json``, every run's
 ``result.json``, ``log.jsonl`` and ``visuals.npz``, the task's reference rows), so the
 report of a sharded comparison is the same whichever process writes it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -84,7 +85,9 @@ def _best(task: Task, rows: list[dict[str, Any]], key: tuple[str, str]) -> float
     return max(values) if metric.higher_is_better else min(values)
 
 
-def _table(task: Task, rows: list[dict[str, Any]], references: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _table(
+    task: Task, rows: list[dict[str, Any]], references: list[dict[str, Any]]
+) -> tuple[list[str], list[list[str]]]:
     headers = ["operator", "seeds"]
     keys = [(subset, m) for subset in task.subsets for m in task.metrics]
     headers += [m.label if subset == "overall" else f"{m.label} ({subset})" for subset, m in keys]
@@ -98,9 +101,13 @@ def _table(task: Task, rows: list[dict[str, Any]], references: list[dict[str, An
             best = _best(task, rows, (subset, m.name))
             cells.append(f"**{text}**" if best is not None and mean == best and len(rows) > 1 else text)
         c = row["costs"]
-        cells += [f"{c['params']:,.0f}", f"{c['macs'] / 1e6:,.1f}", f"{c['model_params']:,.0f}",
-                  "n/a" if c["train_ms_per_step"] != c["train_ms_per_step"] else f"{c['train_ms_per_step']:,.0f}",
-                  f"{c['latency_ms']:,.1f}"]
+        cells += [
+            f"{c['params']:,.0f}",
+            f"{c['macs'] / 1e6:,.1f}",
+            f"{c['model_params']:,.0f}",
+            "n/a" if c["train_ms_per_step"] != c["train_ms_per_step"] else f"{c['train_ms_per_step']:,.0f}",
+            f"{c['latency_ms']:,.1f}",
+        ]
         body.append(cells)
     for ref in references:
         cells = [f"*{ref['name']}*", "-"]
@@ -141,8 +148,13 @@ def _plot_quality_cost(task: Task, rows: list[dict[str, Any]], references, path:
 
     metric = next(m for m in task.metrics if m.name == task.primary)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (key, label, scale) in zip(axes, [("macs", "operator MMACs (all stages, eval resolution)", 1e6),
-                                              ("latency_ms", "whole-model inference latency (ms)", 1.0)]):
+    for ax, (key, label, scale) in zip(
+        axes,
+        [
+            ("macs", "operator MMACs (all stages, eval resolution)", 1e6),
+            ("latency_ms", "whole-model inference latency (ms)", 1.0),
+        ],
+    ):
         for row in rows:
             x = row["costs"][key] / scale
             y, std = row["metrics"][("overall", metric.name)]
@@ -295,9 +307,11 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
     for title, picture in pictures.items():
         md += f"\n## {title}\n\n![{title}]({picture.name})\n"
     (out / "report.md").write_text(md)
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    )
     body_html = "".join(f"<p>{html.escape(line)}</p>" for line in intro[2:] if line)
     body_html += _html_table(headers, body)
     if failures:
@@ -309,7 +323,10 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(task.title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(task.title)}</h1>{body_html}</body></html>"
     )
-    print_table(f"{task.name} / {spec['preset']}: {len(records)} of {expected} runs", headers,
-                [[c.replace("**", "").replace("`", "").replace("*", "") for c in r] for r in body])
+    print_table(
+        f"{task.name} / {spec['preset']}: {len(records)} of {expected} runs",
+        headers,
+        [[c.replace("**", "").replace("`", "").replace("*", "") for c in r] for r in body],
+    )
     log(f"report: {out / 'report.html'} and {out / 'report.md'}")
     return out / "report.md"

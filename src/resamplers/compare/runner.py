@@ -13,6 +13,7 @@ checkpoint.  ``shard=(i, n)`` runs every n-th job starting at i, so several proc
 machines can share one results folder; ``resamplers report OUT`` then merges them.  Under
 ``torchrun`` every run trains data-parallel; rank 0 evaluates and writes.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -23,11 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .._checks import did_you_mean
-from ..registry import PAIRS
 from ..bench.timing import machine_info
+from ..registry import PAIRS
 from ..storage import read_json, write_json_atomic
 from ..training.distributed import init_distributed
 from ..training.loop import TrainingDiverged
@@ -47,8 +46,14 @@ class CompareSpec:
     data_root: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "preset": self.preset, "ops": list(self.ops), "seeds": self.seeds,
-                "data": self.data, "data_root": self.data_root}
+        return {
+            "task": self.task,
+            "preset": self.preset,
+            "ops": list(self.ops),
+            "seeds": self.seeds,
+            "data": self.data,
+            "data_root": self.data_root,
+        }
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -70,8 +75,10 @@ def resolve_ops(task: Task, ops: Sequence[str] | None) -> tuple[str, ...]:
     for op in ops:
         if op not in PAIRS:
             names = PAIRS.names()
-            raise ValueError(f"argument `--ops`: {op!r} is not a registered pair{did_you_mean(op, names)} "
-                             f"Registered: {', '.join(names)}")
+            raise ValueError(
+                f"argument `--ops`: {op!r} is not a registered pair{did_you_mean(op, names)} "
+                f"Registered: {', '.join(names)}"
+            )
     return tuple(dict.fromkeys(ops))
 
 
@@ -135,7 +142,9 @@ def run_compare(
         raise ValueError(f"argument `--seeds`: expected at least 1, got {n_seeds}")
     out = Path(out)
     requested = resolve_ops(task, ops)
-    spec = _merge_spec(out, CompareSpec(task.name, preset, requested, n_seeds, resolve_data(data, data_root), data_root))
+    spec = _merge_spec(
+        out, CompareSpec(task.name, preset, requested, n_seeds, resolve_data(data, data_root), data_root)
+    )
     ctx = init_distributed()
     try:
         if ctx.is_main:
@@ -157,8 +166,10 @@ def run_compare(
                     continue
                 ctx.barrier()
                 if ctx.is_main:
-                    log(f"[{number}/{len(mine)}] {op} seed {seed}: done before under another {preset!r} budget "
-                        "(an older version of the preset), run again")
+                    log(
+                        f"[{number}/{len(mine)}] {op} seed {seed}: done before under another {preset!r} budget "
+                        "(an older version of the preset), run again"
+                    )
                     shutil.rmtree(run.run_dir)
                 ctx.barrier()
             log(f"[{number}/{len(mine)}] {op} seed {seed}")
@@ -169,8 +180,17 @@ def run_compare(
                 log(f"[{number}/{len(mine)}] {op} seed {seed}: failed: {error}")
                 result = {"failed": str(error)}
             if ctx.is_main:
-                record = {"task": task.name, "op": op, "seed": seed, "preset": chosen.to_dict(), "data": spec.data,
-                          "finished": _now(), "seconds": time.perf_counter() - started, "machine": machine_info(), **result}
+                record = {
+                    "task": task.name,
+                    "op": op,
+                    "seed": seed,
+                    "preset": chosen.to_dict(),
+                    "data": spec.data,
+                    "finished": _now(),
+                    "seconds": time.perf_counter() - started,
+                    "machine": machine_info(),
+                    **result,
+                }
                 write_json_atomic(done, record)
             ctx.barrier()
         if not ctx.is_main:
@@ -192,8 +212,16 @@ def _same_budget(recorded: dict[str, Any], preset: Preset) -> bool:
 
 
 def _run_spec(task: Task, spec: CompareSpec, op: str, seed: int, out: Path, shared: Path, preset) -> RunSpec:
-    return RunSpec(task=task.name, op=op, seed=seed, preset=preset, run_dir=out / "runs" / task.name / op / f"seed-{seed}",
-                   shared_dir=shared, data=spec.data, data_root=spec.data_root)
+    return RunSpec(
+        task=task.name,
+        op=op,
+        seed=seed,
+        preset=preset,
+        run_dir=out / "runs" / task.name / op / f"seed-{seed}",
+        shared_dir=shared,
+        data=spec.data,
+        data_root=spec.data_root,
+    )
 
 
 def _now() -> str:

@@ -1,4 +1,5 @@
 """Normalisation over the channels of ``N x C x H x W`` maps, and a factory by name."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """The learnable GeM exponent shared by local and global GeM pooling."""
+
 from __future__ import annotations
 
 import torch
@@ -14,4 +15,4 @@ def init_gem_exponent(module: nn.Module, p: float, eps: float, learn_p: bool) ->
     if not eps > 0:
         raise ValueError(f"argument `eps`: expected a positive clamp value, got {eps!r}")
     module.p = nn.Parameter(torch.ones(1) * float(p), requires_grad=bool(learn_p))
-    setattr(module, "eps", float(eps))  # a plain float attribute, not a parameter or buffer
+    setattr(module, "eps", float(eps))  # noqa: B010 - a plain float attribute, not a parameter or buffer

@@ -6,6 +6,7 @@ Both operators predict their reassembly kernels with a ``channel_compressor`` (1
 add the two convolutions as attributes of the operator itself, so the state-dict keys
 stay ``channel_compressor.*`` and ``content_encoder.*``.
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -44,7 +45,13 @@ def check_kernel_predictor_args(
 
 
 def add_kernel_predictor(
-    module: nn.Module, channels: int, compressed_channels: int, taps: int, encoder_kernel: int, stride: int, dilation: int
+    module: nn.Module,
+    channels: int,
+    compressed_channels: int,
+    taps: int,
+    encoder_kernel: int,
+    stride: int,
+    dilation: int,
 ) -> None:
     """Give ``module`` its ``channel_compressor`` and its ``content_encoder``: ``taps`` output
     channels, the given stride and dilation, padding ``(k_e - 1) * dilation // 2``."""

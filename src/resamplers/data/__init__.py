@@ -38,6 +38,7 @@ Example:
     >>> batch["image"].shape, batch["trimap"].dtype
     (torch.Size([2, 3, 32, 32]), torch.uint8)
 """
+
 from .compositor import Composite, Recipe, make_composite
 from .errors import DataError
 from .fetch import PACKAGES, FetchReport, check_files, default_root, fetch, listed_files

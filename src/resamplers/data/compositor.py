@@ -20,6 +20,7 @@ One composite, given a foreground, a background and a seed:
 Each step draws from its own generator spawned from the seed, so the same seed gives the same
 composite (and changing one step's parameters leaves the other steps' draws unchanged).
 """
+
 from __future__ import annotations
 
 import math
@@ -121,8 +122,8 @@ def place_foreground(foreground: Foreground, rng: np.random.Generator, recipe: R
     left = int(rng.integers(0, size - new_w + 1))
     canvas_color = np.zeros((size, size, 3), np.float32)
     canvas_alpha = np.zeros((size, size), np.float32)
-    canvas_color[top:top + new_h, left:left + new_w] = color
-    canvas_alpha[top:top + new_h, left:left + new_w] = alpha
+    canvas_color[top : top + new_h, left : left + new_w] = color
+    canvas_alpha[top : top + new_h, left : left + new_w] = alpha
     return canvas_color, canvas_alpha
 
 
@@ -134,7 +135,7 @@ def crop_background(background: np.ndarray, rng: np.random.Generator, recipe: Re
     side = max(1, round(rng.uniform(*recipe.background_crop) * min(height, width)))
     top = int(rng.integers(0, height - side + 1))
     left = int(rng.integers(0, width - side + 1))
-    crop = Image.fromarray(np.ascontiguousarray(background[top:top + side, left:left + side]))
+    crop = Image.fromarray(np.ascontiguousarray(background[top : top + side, left : left + side]))
     pixels = np.asarray(crop.resize((recipe.size, recipe.size), Image.Resampling.LANCZOS))
     if rng.random() < recipe.flip:
         pixels = pixels[:, ::-1]
@@ -158,8 +159,9 @@ def child_seeds(seed: np.random.SeedSequence | int, count: int) -> list[np.rando
     return [np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k)) for k in range(count)]
 
 
-def make_composite(foreground: Foreground, background: np.ndarray, seed: np.random.SeedSequence | int,
-                   recipe: Recipe = Recipe()) -> Composite:
+def make_composite(
+    foreground: Foreground, background: np.ndarray, seed: np.random.SeedSequence | int, recipe: Recipe = Recipe()
+) -> Composite:
     """Composite ``foreground`` on ``background`` (uint8 ``H x W x 3``) as the module docstring says.
 
     Example:

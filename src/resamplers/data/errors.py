@@ -1,4 +1,5 @@
 """The one error type of the data package: what failed, and with which file."""
+
 from __future__ import annotations
 
 __all__ = ["DataError"]

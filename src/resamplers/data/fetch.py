@@ -11,6 +11,7 @@ complete unpack, and downloads go through a temporary folder, so an interrupted 
 ``ROOT`` is, in order: the ``root`` argument (``--root``), the ``RESAMPLERS_DATA`` environment
 variable, ``$XDG_CACHE_HOME/resamplers/data``, ``~/.cache/resamplers/data``.
 """
+
 from __future__ import annotations
 
 import os
@@ -116,8 +117,10 @@ def _run(command: Sequence[str], cwd: Path | None = None) -> None:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
         hint = ""
         if command[1:2] == ["download"]:
-            hint = (" If apt does not know the package, update its lists (`apt-get update`, as root) and retry;"
-                    " without apt, use the synthetic source or the folder loader.")
+            hint = (
+                " If apt does not know the package, update its lists (`apt-get update`, as root) and retry;"
+                " without apt, use the synthetic source or the folder loader."
+            )
         raise DataError(f"`{' '.join(command)}` failed (exit {result.returncode}): {tail}.{hint}")
 
 
@@ -159,8 +162,10 @@ def _check_one(path: Path) -> str | None:
     return None
 
 
-def check_files(root: str | os.PathLike | None = None, progress: Progress | None = None,
-                ) -> tuple[int, list[str], list[tuple[str, str]]]:
+def check_files(
+    root: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, list[str], list[tuple[str, str]]]:
     """Check every listed file under ``ROOT/root``; returns ``(checked, missing, unreadable)``."""
     tree = resolve_root(root) / "root"
     paths = listed_files("foregrounds") + listed_files("backgrounds")
@@ -176,8 +181,13 @@ def check_files(root: str | os.PathLike | None = None, progress: Progress | None
     return len(paths), missing, unreadable
 
 
-def fetch(root: str | os.PathLike | None = None, *, packages: Sequence[str] = PACKAGES,
-          drop_sounds: bool = True, progress: Progress | None = None) -> FetchReport:
+def fetch(
+    root: str | os.PathLike | None = None,
+    *,
+    packages: Sequence[str] = PACKAGES,
+    drop_sounds: bool = True,
+    progress: Progress | None = None,
+) -> FetchReport:
     """Download and unpack the data packages into ``root`` (see the module docstring), then check them.
 
     Args:

@@ -17,6 +17,7 @@ Two layouts, with folder names matched case-insensitively:
 
 Missing partners and unreadable files are errors that name the files; nothing is skipped silently.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,9 @@ def list_images(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
             if path.stem in found:
-                raise DataError(f"{str(folder)!r}: two images with the stem {path.stem!r}: "
-                                f"{found[path.stem].name} and {path.name}")
+                raise DataError(
+                    f"{str(folder)!r}: two images with the stem {path.stem!r}: {found[path.stem].name} and {path.name}"
+                )
             found[path.stem] = path
     return found
 
@@ -101,11 +103,15 @@ class FolderSource(Source):
         self.fg_files = list_images(_require(self.root, "fg"))
         self.alpha_files = list_images(_require(self.root, "alpha"))
         self.bg_files = list_images(_require(self.root, "bg"))
-        _report_missing(f"{str(self.root)!r}: foregrounds without an alpha of the same stem",
-                        [self.fg_files[s].name for s in self.fg_files if s not in self.alpha_files])
+        _report_missing(
+            f"{str(self.root)!r}: foregrounds without an alpha of the same stem",
+            [self.fg_files[s].name for s in self.fg_files if s not in self.alpha_files],
+        )
         if not self.fg_files or not self.bg_files:
-            raise DataError(f"{str(self.root)!r}: {len(self.fg_files)} foregrounds and {len(self.bg_files)} "
-                            "backgrounds; both must be non-empty")
+            raise DataError(
+                f"{str(self.root)!r}: {len(self.fg_files)} foregrounds and {len(self.bg_files)} "
+                "backgrounds; both must be non-empty"
+            )
         self.id = f"folder({self.root.resolve()})"
         self._cache = LRUCache(cache_backgrounds)
 
@@ -120,8 +126,10 @@ class FolderSource(Source):
         alpha_path = self.alpha_files[name]
         alpha = read_gray(alpha_path, "alpha").astype(np.float32) / 255.0
         if alpha.shape != color.shape[:2]:
-            raise DataError(f"alpha {str(alpha_path)!r} is {alpha.shape[1]} x {alpha.shape[0]} but its foreground "
-                            f"{self.fg_files[name].name} is {color.shape[1]} x {color.shape[0]}")
+            raise DataError(
+                f"alpha {str(alpha_path)!r} is {alpha.shape[1]} x {alpha.shape[0]} but its foreground "
+                f"{self.fg_files[name].name} is {color.shape[1]} x {color.shape[0]}"
+            )
         return Foreground(name, color, alpha)
 
     def load_background(self, name: str, min_side: int) -> np.ndarray:
@@ -170,8 +178,10 @@ class MattingFolder(torch.utils.data.Dataset):
         bad = ~np.isin(trimap, (0, 128, 255))
         if bad.any():
             values = sorted(int(v) for v in np.unique(trimap[bad])[:5])
-            raise DataError(f"trimap {str(path)!r}: values other than 0 / 128 / 255 ({values}...); "
-                            "pass snap_trimap=True to snap them")
+            raise DataError(
+                f"trimap {str(path)!r}: values other than 0 / 128 / 255 ({values}...); "
+                "pass snap_trimap=True to snap them"
+            )
         return trimap
 
     def __getitem__(self, index: int) -> dict:
@@ -185,10 +195,13 @@ class MattingFolder(torch.utils.data.Dataset):
                 arrays[kind] = read_rgb(item[kind], kind)
         for kind, pixels in arrays.items():
             if pixels.shape[:2] != image.shape[:2]:
-                raise DataError(f"{kind} {str(item[kind])!r} is {pixels.shape[1]} x {pixels.shape[0]} but image "
-                                f"{item['image'].name} is {image.shape[1]} x {image.shape[0]}")
-        return make_sample(item["name"], image, arrays["alpha"], arrays["trimap"],
-                           fg=arrays.get("fg"), bg=arrays.get("bg"))
+                raise DataError(
+                    f"{kind} {str(item[kind])!r} is {pixels.shape[1]} x {pixels.shape[0]} but image "
+                    f"{item['image'].name} is {image.shape[1]} x {image.shape[0]}"
+                )
+        return make_sample(
+            item["name"], image, arrays["alpha"], arrays["trimap"], fg=arrays.get("fg"), bg=arrays.get("bg")
+        )
 
 
 def open_matting_folder(root: str | os.PathLike) -> FolderSource | MattingFolder:

@@ -2,6 +2,7 @@
 
 Arrays are numpy, ``H x W x C`` (or ``H x W``), uint8 on disk and float32 in [0, 1] in memory.
 """
+
 from __future__ import annotations
 
 import os

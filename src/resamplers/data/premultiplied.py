@@ -4,6 +4,7 @@ A layer is ``color`` ``H x W x 3`` (straight, not premultiplied) and ``alpha`` `
 in [0, 1].  Filtering or stacking layers is only right on ``(alpha * color, alpha)``; these helpers
 do that and divide back.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def resize_premultiplied(color: np.ndarray, alpha: np.ndarray, size: tuple[int, 
     raw_alpha = resized[..., 3]
     # The colour is the ratio of the two filtered planes; Lanczos overshoot is clipped afterwards, on
     # the colour and on alpha separately, so that clipping alpha above 1 does not shift the colour.
-    new_color = np.divide(resized[..., :3], raw_alpha[..., None], out=np.zeros_like(resized[..., :3]),
-                          where=raw_alpha[..., None] > 1e-6)
+    new_color = np.divide(
+        resized[..., :3], raw_alpha[..., None], out=np.zeros_like(resized[..., :3]), where=raw_alpha[..., None] > 1e-6
+    )
     new_color = np.clip(new_color, 0.0, 1.0)
     new_alpha = np.where(raw_alpha > 1e-6, np.clip(raw_alpha, 0.0, 1.0), 0.0).astype(np.float32)
     return new_color, new_alpha

@@ -1,4 +1,5 @@
 """The sample every matting dataset here yields: a dict of tensors, ready for the default collate."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,16 @@ def _planes(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0))
 
 
-def make_sample(name: str, image: np.ndarray, alpha: np.ndarray, trimap: np.ndarray, *, fg: np.ndarray | None = None,
-                bg: np.ndarray | None = None, thin: bool = False) -> dict:
+def make_sample(
+    name: str,
+    image: np.ndarray,
+    alpha: np.ndarray,
+    trimap: np.ndarray,
+    *,
+    fg: np.ndarray | None = None,
+    bg: np.ndarray | None = None,
+    thin: bool = False,
+) -> dict:
     """Build the sample dict from uint8 arrays.
 
     Returns:

@@ -12,6 +12,7 @@ first two to a cut-out whose own matte is mostly hard:
 
 All arrays are float32: ``color`` ``H x W x 3`` straight (not premultiplied), ``alpha`` ``H x W``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def _segment_coverage(starts, ends, half_widths, shape, supersample, chunk=512):
     order = np.argsort(extent, kind="stable")
     flats, segments = [], []
     for begin in range(0, len(order), chunk):
-        ids = order[begin:begin + chunk]
+        ids = order[begin : begin + chunk]
         offsets = np.arange(int(extent[ids].max()))
         rows = low[ids, 0, None, None] + offsets[None, :, None]  # n x window x 1
         cols = low[ids, 1, None, None] + offsets[None, None, :]  # n x 1 x window
@@ -84,8 +85,13 @@ def _segment_coverage(starts, ends, half_widths, shape, supersample, chunk=512):
     return np.concatenate(flats), np.concatenate(segments)
 
 
-def render_strands(alpha: np.ndarray, color: np.ndarray, rng: np.random.Generator,
-                   style: StrandStyle = StrandStyle(), length_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def render_strands(
+    alpha: np.ndarray,
+    color: np.ndarray,
+    rng: np.random.Generator,
+    style: StrandStyle = StrandStyle(),
+    length_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Strands rooted on the boundary of ``alpha``: their ``(color, alpha)`` layer (alpha 0 if none).
 
     Strand colours are ``color`` sampled ``style.color_depth`` pixels inside the object times a
@@ -134,16 +140,25 @@ def render_strands(alpha: np.ndarray, color: np.ndarray, rng: np.random.Generato
     pixels = shape[0] * shape[1]
     strand_alpha = (np.bincount(pixel, minlength=pixels) / s**2).reshape(shape)
     covered_colors = colors[owner[covered]]
-    premultiplied = np.stack(
-        [np.bincount(pixel, weights=covered_colors[:, c], minlength=pixels) for c in range(3)], axis=-1
-    ).reshape(shape + (3,)) / s**2
-    strand_color = np.divide(premultiplied, strand_alpha[..., None], out=np.zeros_like(premultiplied),
-                             where=strand_alpha[..., None] > 0)
+    premultiplied = (
+        np.stack(
+            [np.bincount(pixel, weights=covered_colors[:, c], minlength=pixels) for c in range(3)], axis=-1
+        ).reshape(shape + (3,))
+        / s**2
+    )
+    strand_color = np.divide(
+        premultiplied, strand_alpha[..., None], out=np.zeros_like(premultiplied), where=strand_alpha[..., None] > 0
+    )
     return strand_color.astype(np.float32), strand_alpha.astype(np.float32)
 
 
-def add_strands(alpha: np.ndarray, color: np.ndarray, rng: np.random.Generator,
-                style: StrandStyle = StrandStyle(), length_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def add_strands(
+    alpha: np.ndarray,
+    color: np.ndarray,
+    rng: np.random.Generator,
+    style: StrandStyle = StrandStyle(),
+    length_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """The object layered over strands grown from its boundary: ``(color, alpha)``."""
     strand_color, strand_alpha = render_strands(alpha, color, rng, style, length_scale)
     return over(color, alpha, strand_color, strand_alpha)
@@ -168,6 +183,7 @@ def defocus(alpha: np.ndarray, color: np.ndarray, radius: float) -> tuple[np.nda
     blurred_alpha = convolve(alpha.astype(np.float64), kernel, mode="constant")
     premultiplied = color.astype(np.float64) * alpha[..., None]
     blurred = np.stack([convolve(premultiplied[..., c], kernel, mode="constant") for c in range(3)], axis=-1)
-    out_color = np.divide(blurred, blurred_alpha[..., None], out=np.zeros_like(blurred),
-                          where=blurred_alpha[..., None] > 1e-12)
+    out_color = np.divide(
+        blurred, blurred_alpha[..., None], out=np.zeros_like(blurred), where=blurred_alpha[..., None] > 1e-12
+    )
     return np.clip(out_color, 0.0, 1.0).astype(np.float32), np.clip(blurred_alpha, 0.0, 1.0).astype(np.float32)

@@ -6,6 +6,7 @@ below ``test_percent`` (25 by default), so it is the same on every machine and d
 other items are added or removed.  Names are paths relative to the source root (unique; several
 files share a basename, e.g. the Plasma wallpapers are all ``2560x1600.jpg``).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Sources by name, as the command line gives them: ``real``, ``synthetic``, ``folder:PATH``."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,10 @@ from .synthetic import SyntheticSource
 
 __all__ = ["SOURCE_HELP", "open_source"]
 
-SOURCE_HELP = ("real (the fetched Debian data), synthetic (procedural, no fetch), or folder:PATH "
-               "(a benchmark folder with fg/, alpha/, bg/)")
+SOURCE_HELP = (
+    "real (the fetched Debian data), synthetic (procedural, no fetch), or folder:PATH "
+    "(a benchmark folder with fg/, alpha/, bg/)"
+)
 
 
 def open_source(spec: str, root: str | os.PathLike | None = None) -> Source:
@@ -25,5 +28,5 @@ def open_source(spec: str, root: str | os.PathLike | None = None) -> Source:
     if spec == "synthetic":
         return SyntheticSource()
     if spec.startswith("folder:") and len(spec) > len("folder:"):
-        return FolderSource(spec[len("folder:"):])
+        return FolderSource(spec[len("folder:") :])
     raise ValueError(f"argument `--source`: expected {SOURCE_HELP}, got {spec!r}")

@@ -7,6 +7,7 @@ and with probability 1/2 a soft, blurred rim.  Background ``i`` is multi-octave 
 few sharp-edged shapes.  Everything is a function of ``(seed, kind, i)``, so the source is the same
 everywhere; the train/test split is by name as for every source.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], cells: int, c
 
     grid = rng.random((cells, cells, channels)).astype(np.float32)
     height, width = size
-    planes = [np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.Resampling.BICUBIC))
-              for c in range(channels)]
+    planes = [
+        np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.Resampling.BICUBIC))
+        for c in range(channels)
+    ]
     return np.stack(planes, axis=-1)
 
 
@@ -54,11 +57,23 @@ class SyntheticSource(Source):
         ((48, 48, 3), (48, 48), True)
     """
 
-    def __init__(self, foregrounds: int = 100, backgrounds: int = 40, seed: int = 0, foreground_size: int = 160,
-                 background_size: int = 384, supersample: int = 4, cache_foregrounds: int = 128) -> None:
-        for name, value, minimum in (("foregrounds", foregrounds, 1), ("backgrounds", backgrounds, 1),
-                                     ("foreground_size", foreground_size, 16), ("background_size", background_size, 16),
-                                     ("supersample", supersample, 1)):
+    def __init__(
+        self,
+        foregrounds: int = 100,
+        backgrounds: int = 40,
+        seed: int = 0,
+        foreground_size: int = 160,
+        background_size: int = 384,
+        supersample: int = 4,
+        cache_foregrounds: int = 128,
+    ) -> None:
+        for name, value, minimum in (
+            ("foregrounds", foregrounds, 1),
+            ("backgrounds", backgrounds, 1),
+            ("foreground_size", foreground_size, 16),
+            ("background_size", background_size, 16),
+            ("supersample", supersample, 1),
+        ):
             if not isinstance(value, int) or value < minimum:
                 raise ValueError(f"argument `{name}`: expected an int >= {minimum}, got {value!r}")
         self.count = (foregrounds, backgrounds)
@@ -67,8 +82,10 @@ class SyntheticSource(Source):
         self.background_size = background_size
         self.supersample = supersample
         self._cache = LRUCache(cache_foregrounds)
-        self.id = (f"synthetic(foregrounds={foregrounds}, backgrounds={backgrounds}, seed={seed}, "
-                   f"foreground_size={foreground_size}, background_size={background_size}, supersample={supersample})")
+        self.id = (
+            f"synthetic(foregrounds={foregrounds}, backgrounds={backgrounds}, seed={seed}, "
+            f"foreground_size={foreground_size}, background_size={background_size}, supersample={supersample})"
+        )
 
     def foreground_names(self) -> list[str]:
         return [f"synthetic/fg-{i:04d}" for i in range(self.count[0])]
@@ -78,9 +95,9 @@ class SyntheticSource(Source):
 
     def _index(self, name: str, kind: str) -> int:
         prefix = f"synthetic/{kind}-"
-        if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+        if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
             raise ValueError(f"argument `name`: expected '{prefix}NNNN', got {name!r}")
-        index = int(name[len(prefix):])
+        index = int(name[len(prefix) :])
         if index >= self.count[0 if kind == "fg" else 1]:
             raise ValueError(f"argument `name`: {name!r} is beyond this source's {kind} count")
         return index
@@ -96,9 +113,11 @@ class SyntheticSource(Source):
         size, s = self.foreground_size, self.supersample
         centre = size / 2 + rng.uniform(-0.08, 0.08, 2) * size
         radius = rng.uniform(0.2, 0.3) * size
-        harmonics = [(k, rng.uniform(0, 0.25 / k ** 0.5), rng.uniform(0, 2 * np.pi)) for k in range(2, 7)]
-        lobes = [(rng.uniform(0, 2 * np.pi), rng.uniform(0.25, 0.4) * size, rng.uniform(0.05, 0.1) * size)
-                 for _ in range(int(rng.integers(1, 3)))]
+        harmonics = [(k, rng.uniform(0, 0.25 / k**0.5), rng.uniform(0, 2 * np.pi)) for k in range(2, 7)]
+        lobes = [
+            (rng.uniform(0, 2 * np.pi), rng.uniform(0.25, 0.4) * size, rng.uniform(0.05, 0.1) * size)
+            for _ in range(int(rng.integers(1, 3)))
+        ]
 
         def body(yy, xx):
             dy, dx = yy - centre[0], xx - centre[1]
@@ -124,8 +143,9 @@ class SyntheticSource(Source):
             wing_color = rng.uniform(0.3, 1.0, 3).astype(np.float32)
             premultiplied = color * alpha[..., None] + wing_color * ((1 - alpha) * wing_alpha)[..., None]
             alpha = alpha + (1 - alpha) * wing_alpha
-            color = np.divide(premultiplied, alpha[..., None], out=np.zeros_like(premultiplied),
-                              where=alpha[..., None] > 0)
+            color = np.divide(
+                premultiplied, alpha[..., None], out=np.zeros_like(premultiplied), where=alpha[..., None] > 0
+            )
         if rng.random() < 0.5:  # a soft rim: the matte blurred, as a fuzzy or motion-blurred edge
             from scipy.ndimage import gaussian_filter
 

@@ -16,6 +16,7 @@ records a hash of every decoded image (not of the PNG bytes, which depend on the
 folder and renamed into place when complete; an existing complete set with the same parameters is
 reused as is.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,8 +66,11 @@ def _short(name: str) -> str:
 
 def default_test_set_dir(source: Source, size: int, seed: int, data_root: str | os.PathLike | None = None) -> Path:
     """``ROOT/testsets/<source>-<size>px-seed<seed>-f<FORMAT>`` under the data root (default: the default root)."""
-    label = source.id if re.fullmatch(r"[A-Za-z0-9_-]+", source.id) else (
-        f"{source.id.split('(')[0]}-{zlib.crc32(source.id.encode()):08x}")
+    label = (
+        source.id
+        if re.fullmatch(r"[A-Za-z0-9_-]+", source.id)
+        else (f"{source.id.split('(')[0]}-{zlib.crc32(source.id.encode()):08x}")
+    )
     return resolve_root(data_root) / "testsets" / f"{label}-{size}px-seed{seed}-f{FORMAT}"
 
 
@@ -88,11 +92,15 @@ def _parameters(source: Source, recipe: Recipe, seed: int, per_foreground: int, 
 def _plan(source: Source, part: str, per_foreground: int, seed: int) -> list[tuple[str, str]]:
     foregrounds, backgrounds = source.foregrounds(part), source.backgrounds(part)
     if not foregrounds or not backgrounds:
-        raise DataError(f"source {source.id}: its {part!r} part has {len(foregrounds)} foregrounds and "
-                        f"{len(backgrounds)} backgrounds; both must be non-empty")
+        raise DataError(
+            f"source {source.id}: its {part!r} part has {len(foregrounds)} foregrounds and "
+            f"{len(backgrounds)} backgrounds; both must be non-empty"
+        )
     if per_foreground > len(backgrounds):
-        raise ValueError(f"argument `backgrounds_per_foreground`: at most {len(backgrounds)} (the {part!r} "
-                         f"backgrounds of {source.id}), got {per_foreground}")
+        raise ValueError(
+            f"argument `backgrounds_per_foreground`: at most {len(backgrounds)} (the {part!r} "
+            f"backgrounds of {source.id}), got {per_foreground}"
+        )
     pairs = []
     for foreground in foregrounds:
         rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(foreground.encode())]))
@@ -111,10 +119,18 @@ def _read_manifest(root: Path) -> dict | None:
         raise DataError(f"test set {str(root)!r}: cannot read {MANIFEST} ({error})") from None
 
 
-def write_test_set(source: Source, root: str | os.PathLike | None = None, *, size: int = 256, seed: int = 0,
-                   backgrounds_per_foreground: int = 5, part: str = "test", trimap_radius: float | None = None,
-                   recipe: Recipe | None = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> Path:
+def write_test_set(
+    source: Source,
+    root: str | os.PathLike | None = None,
+    *,
+    size: int = 256,
+    seed: int = 0,
+    backgrounds_per_foreground: int = 5,
+    part: str = "test",
+    trimap_radius: float | None = None,
+    recipe: Recipe | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Path:
     """Write the test set of ``source`` to ``root`` (or reuse the complete one there); returns ``root``.
 
     Args:
@@ -153,8 +169,10 @@ def write_test_set(source: Source, root: str | os.PathLike | None = None, *, siz
     existing = _read_manifest(root)
     if existing is not None:
         if existing.get("parameters") != parameters:
-            raise DataError(f"{str(root)!r} holds a test set with other parameters; choose another folder or "
-                            f"remove it (it has {json.dumps(existing.get('parameters'))[:300]})")
+            raise DataError(
+                f"{str(root)!r} holds a test set with other parameters; choose another folder or "
+                f"remove it (it has {json.dumps(existing.get('parameters'))[:300]})"
+            )
         try:
             MattingTestSet(root)  # raises, naming them, if files are missing
         except DataError as error:
@@ -176,15 +194,26 @@ def write_test_set(source: Source, root: str | os.PathLike | None = None, *, siz
                 np.random.SeedSequence([seed, zlib.crc32(foreground.encode()), zlib.crc32(background.encode())]),
                 recipe,
             )
-            arrays = {"image": composite.image, "alpha": composite.alpha,
-                      "trimap": make_trimap(composite.alpha, radius), "fg": composite.fg, "bg": composite.bg}
+            arrays = {
+                "image": composite.image,
+                "alpha": composite.alpha,
+                "trimap": make_trimap(composite.alpha, radius),
+                "fg": composite.fg,
+                "bg": composite.bg,
+            }
             for kind, pixels in arrays.items():
                 write_png(staging / kind / f"{name}.png", pixels)
-            entries.append({
-                "name": name, "fg": foreground, "bg": background, "thin": composite.thin,
-                "strands": composite.strands, "defocus": composite.defocus,
-                "md5": {kind: pixel_md5(pixels) for kind, pixels in arrays.items()},
-            })
+            entries.append(
+                {
+                    "name": name,
+                    "fg": foreground,
+                    "bg": background,
+                    "thin": composite.thin,
+                    "strands": composite.strands,
+                    "defocus": composite.defocus,
+                    "md5": {kind: pixel_md5(pixels) for kind, pixels in arrays.items()},
+                }
+            )
             if progress:
                 progress(index + 1, len(pairs), name)
         from .. import __version__
@@ -216,12 +245,17 @@ class MattingTestSet(torch.utils.data.Dataset):
         self.root = Path(root).expanduser()
         manifest = _read_manifest(self.root)
         if manifest is None:
-            raise DataError(f"{str(self.root)!r} is not a test set: no {MANIFEST} (write one with "
-                            "`resamplers data testset`)")
+            raise DataError(
+                f"{str(self.root)!r} is not a test set: no {MANIFEST} (write one with `resamplers data testset`)"
+            )
         self.parameters = manifest["parameters"]
         self.entries = manifest["images"]
-        missing = [f"{kind}/{e['name']}.png" for e in self.entries for kind in FILES
-                   if not (self.root / kind / f"{e['name']}.png").is_file()]
+        missing = [
+            f"{kind}/{e['name']}.png"
+            for e in self.entries
+            for kind in FILES
+            if not (self.root / kind / f"{e['name']}.png").is_file()
+        ]
         if missing:
             shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
             raise DataError(f"test set {str(self.root)!r}: missing {shown}")
@@ -241,8 +275,15 @@ class MattingTestSet(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a test set of {len(self.entries)} images")
         arrays = self._arrays(index)
         entry = self.entries[index]
-        return make_sample(entry["name"], arrays["image"], arrays["alpha"], arrays["trimap"],
-                           fg=arrays["fg"], bg=arrays["bg"], thin=entry["thin"])
+        return make_sample(
+            entry["name"],
+            arrays["image"],
+            arrays["alpha"],
+            arrays["trimap"],
+            fg=arrays["fg"],
+            bg=arrays["bg"],
+            thin=entry["thin"],
+        )
 
     def verify(self) -> list[str]:
         """Files whose decoded pixels differ from the manifest's md5 (empty when the set is intact)."""

@@ -1,4 +1,5 @@
 """Training composites made on the fly (in DataLoader workers), deterministic per sample."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,9 +48,18 @@ class TrainingComposites(torch.utils.data.Dataset):
         (torch.Size([3, 32, 32]), torch.Size([32, 32]), True)
     """
 
-    def __init__(self, source: Source, size: int = 256, *, part: str = "train", per_foreground: int = 100,
-                 length: int | None = None, seed: int = 0, recipe: Recipe | None = None,
-                 trimap_radius: float | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        size: int = 256,
+        *,
+        part: str = "train",
+        per_foreground: int = 100,
+        length: int | None = None,
+        seed: int = 0,
+        recipe: Recipe | None = None,
+        trimap_radius: float | None = None,
+    ) -> None:
         self.source = source
         self.size = check_int(size, "size", minimum=8)
         self.recipe = recipe if recipe is not None else Recipe(size=size)
@@ -58,10 +68,15 @@ class TrainingComposites(torch.utils.data.Dataset):
         self.foregrounds = source.foregrounds(part)
         self.backgrounds = source.backgrounds(part)
         if not self.foregrounds or not self.backgrounds:
-            raise DataError(f"source {source.id}: its {part!r} part has {len(self.foregrounds)} foregrounds and "
-                            f"{len(self.backgrounds)} backgrounds; both must be non-empty")
-        self.length = check_int(length, "length", minimum=1) if length is not None else (
-            check_int(per_foreground, "per_foreground", minimum=1) * len(self.foregrounds))
+            raise DataError(
+                f"source {source.id}: its {part!r} part has {len(self.foregrounds)} foregrounds and "
+                f"{len(self.backgrounds)} backgrounds; both must be non-empty"
+            )
+        self.length = (
+            check_int(length, "length", minimum=1)
+            if length is not None
+            else (check_int(per_foreground, "per_foreground", minimum=1) * len(self.foregrounds))
+        )
         self.seed = check_int(seed, "seed", minimum=0)
         self.trimap_radius = trimap_radius
         self.epoch = 0
@@ -83,12 +98,18 @@ class TrainingComposites(torch.utils.data.Dataset):
         composite = make_composite(
             self.source.load_foreground(foreground),
             self.source.load_background(background, self.recipe.background_min_side),
-            composite_seed, self.recipe,
+            composite_seed,
+            self.recipe,
         )
         radius = self.trimap_radius
         if radius is None:
             radius = random_radius(np.random.default_rng(trimap_seed), self.size)
         return make_sample(
-            f"{self.epoch}:{index}", composite.image, composite.alpha, make_trimap(composite.alpha, radius),
-            fg=composite.fg, bg=composite.bg, thin=composite.thin,
+            f"{self.epoch}:{index}",
+            composite.image,
+            composite.alpha,
+            make_trimap(composite.alpha, radius),
+            fg=composite.fg,
+            bg=composite.bg,
+            thin=composite.thin,
         )

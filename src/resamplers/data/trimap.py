@@ -7,6 +7,7 @@ band reaches ``radius`` pixels into both sides of the boundary.  Pixels beyond t
 not count as boundary.  The test set uses a fixed radius (7 at 256 x 256); training draws one per
 sample.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 Guided down steps that also emit a guide (IndexNet, A2U, max pooling with indices) live
 in :mod:`resamplers.guided`.
 """
+
 from ..base import Downsampler
 from .avgmax_pool import AvgMaxPool, CatAvgMaxPool, MixedPool
 from .blur_pool import BlurPool

@@ -1,4 +1,5 @@
 """Average-max combinations (registered downsamplers): ``avgmax``, ``catavgmax`` and learned ``mixed``."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Anti-aliased downsampling: BlurPool (a registered downsampler)."""
+
 from __future__ import annotations
 
 import math
@@ -6,9 +7,9 @@ import math
 from torch import Tensor
 
 from .._checks import check_choice, check_int
+from ..base import Downsampler
 from ..functional.blur_pool import PAD_MODES, binomial_filter, blur_pad, blur_pool2d
 from ..registry import register_downsampler
-from ..base import Downsampler
 
 __all__ = ["BlurPool"]
 

@@ -6,21 +6,28 @@ stride ``s``, and reassembles the input neighbourhood centred on the correspondi
 pixel.  No official code exists (mmcv and mmdetection implement only the upsampler), so
 the exact definition below is this library's, written from the paper's description.
 """
+
 from __future__ import annotations
 
 from torch import Tensor
 
-from ..functional import softmax_kernels
-from ..functional import reassemble_down
-from ..registry import register_downsampler
-from ..components.kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
 from ..base import Downsampler
+from ..components.kernel_predictor import (
+    add_kernel_predictor,
+    check_kernel_predictor_args,
+    kernel_logits,
+    reset_kernel_predictor,
+)
+from ..functional import reassemble_down, softmax_kernels
+from ..registry import register_downsampler
 
 __all__ = ["CARAFEDown"]
 
 
 @register_downsampler(
-    "carafe", example={"channels": 8, "down_kernel": 3}, summary="CARAFE++ downsampling: predicted k x k kernels, strided reassembly"
+    "carafe",
+    example={"channels": 8, "down_kernel": 3},
+    summary="CARAFE++ downsampling: predicted k x k kernels, strided reassembly",
 )
 class CARAFEDown(Downsampler):
     """CARAFE++ content-aware downsampling (no official code; exact definition below).

@@ -1,10 +1,10 @@
 """GeM pooling over local windows (a registered downsampler)."""
+
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..components.gem_exponent import init_gem_exponent
 from ..functional.gem import gem_pool2d
@@ -14,9 +14,7 @@ from .pool import _WindowPool
 __all__ = ["GeMPool"]
 
 
-@register_downsampler(
-    "gem", example={"channels": 8}, summary="GeM pooling (mean of x^p)^(1/p) per window, learnable p"
-)
+@register_downsampler("gem", example={"channels": 8}, summary="GeM pooling (mean of x^p)^(1/p) per window, learnable p")
 class GeMPool(_WindowPool):
     """Generalized-mean pooling over local windows, see :func:`resamplers.functional.gem_pool2d`.
 

@@ -1,4 +1,5 @@
 """LP pooling on absolute values (a registered downsampler)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Median pooling (a registered downsampler)."""
+
 from __future__ import annotations
 
 from typing import Any

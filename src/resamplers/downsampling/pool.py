@@ -1,4 +1,5 @@
 """Fixed-kernel and argmax-kernel downsampling: average and max pooling."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,9 +8,9 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..base import Downsampler
 from ..functional.windows import check_window, window_output_size
 from ..registry import register_downsampler
-from ..base import Downsampler
 
 __all__ = ["MaxPool", "AvgPool", "window_output_size"]
 

@@ -1,4 +1,5 @@
 """SoftPool (a registered downsampler)."""
+
 from __future__ import annotations
 
 from ..functional.soft_pool import soft_pool2d

@@ -1,4 +1,5 @@
 """Stochastic pooling (a registered downsampler)."""
+
 from __future__ import annotations
 
 from typing import Any

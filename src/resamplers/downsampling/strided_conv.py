@@ -1,11 +1,12 @@
 """Learned fixed-kernel downsampling: a strided convolution."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from .._checks import check_odd
-from ..registry import register_downsampler
 from ..base import Downsampler
+from ..registry import register_downsampler
 from .pool import window_output_size
 
 __all__ = ["StridedConv"]

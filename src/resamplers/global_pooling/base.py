@@ -5,6 +5,7 @@ maps for the global and same-size pools, ``N x D`` vectors for SPP-net bins, Net
 bilinear pooling.  :meth:`GlobalPool.output_shape` states the exact shape, which the
 shared test matrix checks.
 """
+
 from __future__ import annotations
 
 from ..base import Operator

@@ -1,9 +1,9 @@
 """Bilinear (second-order) pooling."""
+
 from __future__ import annotations
 
 from torch import Tensor
 
-from .._checks import check_int
 from ..functional.bilinear_pool import bilinear_pool
 from ..registry import register_pool
 from .base import GlobalPool

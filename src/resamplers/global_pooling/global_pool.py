@@ -1,12 +1,13 @@
 """Global (adaptive) pools: average, max, their mean and concatenation, and GeM."""
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from ..components.gem_exponent import init_gem_exponent
 from ..functional.adaptive_pool import OutputSize, adaptive_avg_pool2d, adaptive_max_pool2d, normalize_output_size
 from ..functional.gem import adaptive_gem_pool2d
-from ..components.gem_exponent import init_gem_exponent
 from ..registry import register_pool
 from .base import GlobalPool
 
@@ -38,7 +39,9 @@ class AdaptivePool(GlobalPool):
         return f"{super().extra_repr()}, output_size={self.output_hw}"
 
 
-@register_pool("gap", example={"channels": 8}, summary="Global average pooling (adaptive output size, ONNX for any size)")
+@register_pool(
+    "gap", example={"channels": 8}, summary="Global average pooling (adaptive output size, ONNX for any size)"
+)
 class GlobalAvgPool(AdaptivePool):
     """Global (adaptive) average pooling; ``output_size = 1`` is ``x.mean((2, 3), keepdim=True)``.
 
@@ -59,7 +62,9 @@ class GlobalAvgPool(AdaptivePool):
         return adaptive_avg_pool2d(x, self.output_hw)
 
 
-@register_pool("gmp", example={"channels": 8, "output_size": (2, 3)}, summary="Global max pooling (adaptive output size)")
+@register_pool(
+    "gmp", example={"channels": 8, "output_size": (2, 3)}, summary="Global max pooling (adaptive output size)"
+)
 class GlobalMaxPool(AdaptivePool):
     """Global (adaptive) max pooling; ``output_size = 1`` is ``x.amax((2, 3), keepdim=True)``.
 

@@ -1,4 +1,5 @@
 """NetVLAD pooling (Arandjelovic, Gronat, Torii, Pajdla and Sivic, CVPR 2016)."""
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,9 @@ __all__ = ["NetVLAD"]
 
 
 @register_pool(
-    "netvlad", example={"channels": 8, "num_clusters": 4}, summary="NetVLAD: soft-assigned residuals to K centroids, K*C"
+    "netvlad",
+    example={"channels": 8, "num_clusters": 4},
+    summary="NetVLAD: soft-assigned residuals to K centroids, K*C",
 )
 class NetVLAD(GlobalPool):
     """NetVLAD, with the layers and state-dict keys of Nanne/pytorch-NetVlad.
@@ -40,7 +43,9 @@ class NetVLAD(GlobalPool):
         torch.Size([2, 32])
     """
 
-    def __init__(self, channels: int, num_clusters: int = 64, normalize_input: bool = True, vladv2: bool = False) -> None:
+    def __init__(
+        self, channels: int, num_clusters: int = 64, normalize_input: bool = True, vladv2: bool = False
+    ) -> None:
         super().__init__(check_int(channels, "channels", minimum=1))
         self.num_clusters = check_int(num_clusters, "num_clusters", minimum=1)
         self.normalize_input = bool(normalize_input)

@@ -1,4 +1,5 @@
 """Spatial pyramid pools: YOLO's SPP and SPPF, SPP-net's fixed-length bins."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -5,6 +5,7 @@ affinities to the :class:`~resamplers.base.Guide`) with the up step that consume
 guide.  IndexNet, A2U and max unpooling register their pairs here; every registered
 upsampler, plain or feature-guided (FADE, SAPA), is a :class:`ComposedPair` too.
 """
+
 from ..base import Guide
 from .a2u import A2UDownsample, A2UPair, A2UUpsample
 from .base import FeatureGuidedUpsampler, ResamplerPair

@@ -5,6 +5,7 @@ released defaults ``up_kernel=3``, ``encoder_kernel=6``, ``groups=1``, ``share=T
 rank 1), vectorised over the batch; the two reassemblies run on the reassembly core
 (:mod:`resamplers.functional.a2u`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -232,7 +233,14 @@ class A2UPair(ResamplerPair):
         up_channels: int | None = None,
     ) -> None:
         down = A2UDownsample(
-            channels, scale_factor, up_kernel, encoder_kernel, groups, share, norm_groups, official_group_order,
+            channels,
+            scale_factor,
+            up_kernel,
+            encoder_kernel,
+            groups,
+            share,
+            norm_groups,
+            official_group_order,
             with_up_weights=True,
         )
         up = A2UUpsample(scale_factor, down.up_kernel, down.groups)

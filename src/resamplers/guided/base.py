@@ -14,6 +14,7 @@ whose guidance it provides::
     ...
     z = pair.up(d, guide)            # decoder: N x C_d x H/2 x W/2 -> N x C_d x H x W
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -22,8 +23,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from .._checks import check_feature, check_int
-from ..functional import carafe
 from ..base import Downsampler, Guide, Operator, Upsampler, spatial_size
+from ..functional import carafe
 
 __all__ = ["Guide", "ResamplerPair", "FeatureGuidedUpsampler", "resolve_up_channels"]
 
@@ -43,7 +44,9 @@ class FeatureGuidedUpsampler(Upsampler):
 
     def __init__(self, channels: int, scale_factor: int, guide_channels: int | None = None) -> None:
         super().__init__(check_int(channels, "channels", minimum=1), scale_factor)
-        self.guide_channels = channels if guide_channels is None else check_int(guide_channels, "guide_channels", minimum=1)
+        self.guide_channels = (
+            channels if guide_channels is None else check_int(guide_channels, "guide_channels", minimum=1)
+        )
 
     def input_channels(self) -> tuple[int | None, ...]:
         return (self.channels, self.guide_channels)
@@ -225,7 +228,7 @@ def _strip_child_prefixes(module: ResamplerPair, state_dict: dict[str, Any], pre
     for child in module.flat_children:
         child_prefix = f"{prefix}{child}."
         for key in [k for k in state_dict if k.startswith(child_prefix)]:
-            state_dict[prefix + key[len(child_prefix):]] = state_dict.pop(key)
+            state_dict[prefix + key[len(child_prefix) :]] = state_dict.pop(key)
 
 
 def _add_child_prefixes(module: ResamplerPair, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
@@ -234,9 +237,9 @@ def _add_child_prefixes(module: ResamplerPair, state_dict: dict[str, Any], prefi
     # A key no child claims goes to the only flat child, whose loader may rename it (legacy keys).
     fallback = module.flat_children[0] if len(module.flat_children) == 1 else None
     for key in [k for k in state_dict if k.startswith(prefix)]:
-        first = key[len(prefix):].split(".", 1)[0]
+        first = key[len(prefix) :].split(".", 1)[0]
         if first in own:
             continue
         owner = next((child for child, names in children.items() if first in names), fallback)
         if owner is not None:
-            state_dict[f"{prefix}{owner}.{key[len(prefix):]}"] = state_dict.pop(key)
+            state_dict[f"{prefix}{owner}.{key[len(prefix) :]}"] = state_dict.pop(key)

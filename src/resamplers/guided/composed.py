@@ -8,6 +8,7 @@ SAPA) read the encoder feature that the down step's guide carries.  The pairs ar
 derived when they are looked up, so an upsampler registered at any time, by this
 package, a plug-in or user code, is a pair at once.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

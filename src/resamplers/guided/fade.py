@@ -7,6 +7,7 @@ optionally gates between that and the encoder feature.  The module follows the o
 ``FADE_L2H.py`` (layers, initialisation, state-dict keys); the ECCV ``FADE_H2L.py``
 computes the same kernels (for square inputs only) and its state dicts load too.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -94,7 +95,10 @@ class SemiShift(nn.Module):
     "fade_no_gate", defaults={"gate": False}, example=_EXAMPLE, summary="FADE without its gate (harness gating=False)"
 )
 @register_upsampler(
-    "fade_lite", defaults={"lite": True}, example=_EXAMPLE, summary="FADE-Lite: compressors to k^2, depthwise encoder, gate"
+    "fade_lite",
+    defaults={"lite": True},
+    example=_EXAMPLE,
+    summary="FADE-Lite: compressors to k^2, depthwise encoder, gate",
 )
 class FADE(FeatureGuidedUpsampler):
     """FADE upsampling of a decoder feature guided by the encoder feature of the same stage.
@@ -175,7 +179,11 @@ class FADE(FeatureGuidedUpsampler):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        convs: list[nn.Module] = [self.ker_generator.compressor_en, self.ker_generator.compressor_de, self.ker_generator.content_encoder]
+        convs: list[nn.Module] = [
+            self.ker_generator.compressor_en,
+            self.ker_generator.compressor_de,
+            self.ker_generator.content_encoder,
+        ]
         if self.gate:
             convs.append(self.get_submodule("gate_generator.conv"))
             if hasattr(self, "aligner"):

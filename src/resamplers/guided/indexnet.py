@@ -27,6 +27,7 @@ The five families of the TPAMI paper and how they map to the options here:
 Every variant is ``nonlinear`` (conv -> BN -> ReLU6 -> 1x1 conv) or linear (one conv) and
 with ``context`` (4 x 4 kernel, stride 2, padding 1) or without (2 x 2, stride 2).
 """
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ with it is ``index * nearest(d)``, zeros elsewhere.  The unpooling runs on the
 reassembly core (an ``up = s``, ``K = 1`` reassembly with the one-hot kernel), not on
 ``max_unpool2d``, whose ONNX export (``MaxUnpool``) follows different index conventions.
 """
+
 from __future__ import annotations
 
 from torch import Tensor

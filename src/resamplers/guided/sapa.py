@@ -7,6 +7,7 @@ reassembly both run on the library's core (:func:`~resamplers.functional.window_
 and :func:`~resamplers.functional.carafe`); nothing of size ``N x d x k^2 x H x W`` is
 materialised, and inputs of any height and width work.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -150,7 +151,9 @@ class SAPA(FeatureGuidedUpsampler):
         else:
             s = float(self.scale_factor)
             gate = F.interpolate(self.gate(x_normed).sigmoid(), scale_factor=s, mode="nearest")
-            q = gate * self.qy(self.norm_y(encoder)) + (1 - gate) * self.qx(F.interpolate(d, scale_factor=s, mode="nearest"))
+            q = gate * self.qy(self.norm_y(encoder)) + (1 - gate) * self.qx(
+                F.interpolate(d, scale_factor=s, mode="nearest")
+            )
         return q, self.k(x_normed)
 
     def kernels(self, d: Tensor, encoder: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ Matting evaluation code (see :mod:`resamplers.metrics.matting` for every convent
 ``closed_form_alpha(image, trimap)`` is the classical closed-form matting of Levin et al. (through
 ``pymatting``), the reference row of an evaluation; ``psnr`` and ``ssim`` score image reconstructions.  Both need the ``data`` extra (scipy, pymatting).
 """
+
 from .closed_form import closed_form_alpha
 from .image import psnr, ssim
 from .matting import (

@@ -1,4 +1,5 @@
 """Closed-form matting (Levin, Lischinski and Weiss, PAMI 2008) as a reference row for evaluations."""
+
 from __future__ import annotations
 
 import contextlib
@@ -77,7 +78,8 @@ def closed_form_alpha(image: Any, trimap: Any, *, epsilon: float = 1e-7, radius:
         raise ImportError("closed_form_alpha needs pymatting: pip install 'resamplers[data]'") from error
     with contextlib.redirect_stdout(io.StringIO()):  # pymatting prints a notice when it retries its preconditioner
         estimate = estimate_alpha_cf(
-            np.ascontiguousarray(pixels), trimap.astype(np.float64) / 255.0,
+            np.ascontiguousarray(pixels),
+            trimap.astype(np.float64) / 255.0,
             laplacian_kwargs={"epsilon": epsilon, "radius": radius},
         )
     alpha[unknown] = np.clip(estimate[unknown], 0.0, 1.0)

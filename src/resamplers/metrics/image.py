@@ -1,4 +1,5 @@
 """Image-reconstruction metrics: PSNR and SSIM (Wang et al. 2004), in torch."""
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,9 @@ def _pair(pred: Tensor, target: Tensor) -> None:
     check_feature(pred, "pred")
     check_feature(target, "target")
     if pred.shape != target.shape:
-        raise ValueError(f"argument `pred`: expected the shape of `target` {tuple(target.shape)}, got {tuple(pred.shape)}")
+        raise ValueError(
+            f"argument `pred`: expected the shape of `target` {tuple(target.shape)}, got {tuple(pred.shape)}"
+        )
 
 
 def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:

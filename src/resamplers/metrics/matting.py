@@ -29,6 +29,7 @@ same numbers.  The conventions, all taken from those scripts:
 
 The per-image numbers are what the papers average over the test set.
 """
+
 from __future__ import annotations
 
 import math

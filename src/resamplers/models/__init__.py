@@ -1,4 +1,5 @@
 """Networks built from registry names (``create_matting_model``)."""
+
 from .inference import predict_alpha
 from .matting import (
     IndexNetMatting,

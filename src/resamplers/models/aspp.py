@@ -1,4 +1,5 @@
 """Atrous spatial pyramid pooling with depthwise-separable branches (IndexNet's context module)."""
+
 from __future__ import annotations
 
 import torch
@@ -67,5 +68,3 @@ class ASPP(nn.Module):
         pooled = self.global_avg_pool(x).expand(-1, -1, x.shape[-2], x.shape[-1])
         branches = [self.aspp1(x), self.aspp2(x), self.aspp3(x), self.aspp4(x), pooled]
         return self.dropout(self.bottleneck_conv(torch.cat(branches, dim=1)))
-
-

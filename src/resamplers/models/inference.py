@@ -1,4 +1,5 @@
 """Whole-image matting inference at any size."""
+
 from __future__ import annotations
 
 import torch

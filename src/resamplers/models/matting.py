@@ -20,6 +20,7 @@ With ``pair="indexnet_m2o"``, width 1, ASPP and output stride 32 this is the off
 IndexNet matting model (5,953,515 parameters); :func:`convert_official_state_dict` maps the
 official checkpoint's keys onto this module's.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,6 +72,7 @@ def matting_inputs(image: Tensor, trimap: Tensor) -> Tensor:
     std = image.new_tensor(IMAGE_STD).view(1, 3, 1, 1)
     return torch.cat([(image - mean) / std, t], dim=1)
 
+
 # Encoder layers followed by a pair (downsampling by 2), from shallow to deep.
 PAIRED_LAYERS = (0, 2, 3, 4, 6)
 
@@ -106,7 +108,7 @@ class MattingConfig:
         return self
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MattingConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> MattingConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
@@ -162,12 +164,12 @@ class IndexNetMatting(nn.Module):
         ch = self.encoder.channels
         layers = PAIRED_LAYERS if config.output_stride == 32 else PAIRED_LAYERS[:-1]
         self.paired_layers = layers
-        self.pairs = nn.ModuleList(
-            create_pair(config.pair, channels=ch[i], **config.pair_kwargs) for i in layers
-        )
+        self.pairs = nn.ModuleList(create_pair(config.pair, channels=ch[i], **config.pair_kwargs) for i in layers)
         bottleneck = scaled(160, w)
         self.context = (
-            ASPP(ch[7], bottleneck, scaled(256, w), config.output_stride) if config.aspp else conv_bn_relu6(ch[7], bottleneck, 1)
+            ASPP(ch[7], bottleneck, scaled(256, w), config.output_stride)
+            if config.aspp
+            else conv_bn_relu6(ch[7], bottleneck, 1)
         )
         k = config.decoder_kernel
         # Decoder stage i fuses the context/decoder feature with layer i's skip and outputs
@@ -267,11 +269,11 @@ def convert_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
     """
     converted: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        name = key[len("module."):] if key.startswith("module.") else key
+        name = key[len("module.") :] if key.startswith("module.") else key
         for pattern, replace in _OFFICIAL_PREFIXES:
             match = pattern.match(name)
             if match:
-                converted[replace(match) + name[match.end():]] = value
+                converted[replace(match) + name[match.end() :]] = value
                 break
         else:
             raise ValueError(f"argument `state_dict`: key {key!r} is not a key of the official IndexNet matting model")
@@ -313,17 +315,20 @@ def _load_strict(model: nn.Module, state: Mapping[str, Tensor], source: str) -> 
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or mismatched:
+
         def show(keys: list[str]) -> str:
             return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
         raise CheckpointError(
             f"argument `checkpoint`: {source} was built for another configuration: "
             + "; ".join(
-                part for part in (
+                part
+                for part in (
                     f"missing {show(missing)}" if missing else "",
                     f"unexpected {show(unexpected)}" if unexpected else "",
                     f"shape differs for {show(mismatched)}" if mismatched else "",
-                ) if part
+                )
+                if part
             )
         )
     model.load_state_dict(state)

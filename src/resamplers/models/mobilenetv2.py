@@ -5,6 +5,7 @@ between stages), the stem takes 4 channels (RGB + trimap), and every 3x3 convolu
 padded explicitly, as in the official IndexNet code.  A width multiplier scales every
 stage for CPU-sized runs.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F

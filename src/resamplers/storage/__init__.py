@@ -1,4 +1,5 @@
 """Files the application writes and reads back: checkpoints and JSON records, both atomic."""
+
 from .checkpoint import (
     CheckpointError,
     capture_rng,

@@ -11,6 +11,7 @@ The directory is written under a temporary name and renamed into place, then the
 write never leaves a half checkpoint behind as the newest.  Loading reads tensors with
 safetensors and metadata with ``json``: nothing is ever unpickled.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,7 +81,7 @@ def load_model_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 def capture_rng() -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Torch, NumPy and Python RNG states as tensors plus JSON."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     tensors = {"rng.torch": torch.get_rng_state(), "rng.numpy_keys": torch.from_numpy(np_state[1].astype(np.int64))}
     meta = {
         "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],

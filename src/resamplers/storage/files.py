@@ -1,4 +1,5 @@
 """Files that a reader never sees half-written, and JSON that names the file it fails on."""
+
 from __future__ import annotations
 
 import json

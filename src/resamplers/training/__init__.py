@@ -1,8 +1,9 @@
 """Training of the matting network: loss, schedule, checkpoints, the resumable loop."""
+
 from ..storage import CheckpointError, latest_checkpoint, load_checkpoint
 from .config import DataConfig, TrainConfig, load_config_file
-from .losses import matting_loss
 from .loop import LoopConfig, TrainingDiverged, TrainingTask, TrainResult, fit
+from .losses import matting_loss
 from .matting import resumed_config, train
 
 __all__ = [

@@ -7,10 +7,11 @@ a checkpoint's run config, a TOML/YAML file) and on the command line it is one f
 mapping of field names; :meth:`TrainConfig.to_dict` and :meth:`TrainConfig.from_dict`
 convert, so the parts never get copied field by field.
 """
+
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,8 +90,10 @@ class TrainConfig:
         self.dataset.validate()
         self.loop.validate()
         if self.dataset.crop % self.model.output_stride:
-            raise ValueError(f"argument `crop`: expected a multiple of the output stride {self.model.output_stride}, "
-                             f"got {self.dataset.crop}")
+            raise ValueError(
+                f"argument `crop`: expected a multiple of the output stride {self.model.output_stride}, "
+                f"got {self.dataset.crop}"
+            )
         return self
 
     def model_config(self) -> dict[str, Any]:
@@ -106,6 +109,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ValueError(f"argument `--config`: expected a .toml, .yaml/.yml or .json file, got {path.name}")
     text = path.read_text()
+    parse: Callable[[str], Any]
+    errors: tuple[type[Exception], ...]
     if suffix == ".toml":
         import tomllib
 
@@ -117,7 +122,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
             import yaml
         except ImportError as error:
             raise ImportError("YAML configs need PyYAML: pip install 'resamplers[train]'") from error
-        parse, errors = (lambda t: yaml.safe_load(t) or {}), (yaml.YAMLError,)
+        def parse(t: str) -> Any:
+            return yaml.safe_load(t) or {}
+
+        errors = (yaml.YAMLError,)
     try:
         data = parse(text)
     except errors as error:

@@ -1,4 +1,5 @@
 """Data parallelism under ``torchrun``: process-group set-up and small collectives."""
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ SIGINT and SIGTERM finish the current step, write a checkpoint and stop, so an
 interrupted run loses no finished step; ``resume=True`` continues from the newest
 checkpoint in the run directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .._checks import check_choice, check_int
 from ..storage import (
     CheckpointError,
     latest_checkpoint,
@@ -37,7 +39,6 @@ from ..storage import (
     save_checkpoint,
     write_json_atomic,
 )
-from .._checks import check_choice, check_int
 from .distributed import DistributedContext, init_distributed
 from .schedule import SCHEDULES, lr_factor
 
@@ -141,7 +142,13 @@ class StepSampler(Sampler[int]):
     def __init__(self, start_step: int, total_steps: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
         if batch_size % world_size:
             raise ValueError(f"argument `batch_size`: {batch_size} does not split over {world_size} processes")
-        self.start, self.total, self.batch, self.rank, self.world = start_step, total_steps, batch_size, rank, world_size
+        self.start, self.total, self.batch, self.rank, self.world = (
+            start_step,
+            total_steps,
+            batch_size,
+            rank,
+            world_size,
+        )
 
     def __iter__(self) -> Iterator[int]:
         per_rank = self.batch // self.world
@@ -229,8 +236,11 @@ def _trim_log(path: Path, step: int) -> None:
         if record.get("step", 0) <= step:
             kept.append(line)
     if torn:
-        warnings.warn(f"{path}: dropped {torn} unreadable line(s) (a write cut short); the checkpoint at step "
-                      f"{step} is the source of truth", stacklevel=3)
+        warnings.warn(
+            f"{path}: dropped {torn} unreadable line(s) (a write cut short); the checkpoint at step "
+            f"{step} is the source of truth",
+            stacklevel=3,
+        )
     path.write_text("".join(line + "\n" for line in kept))
 
 
@@ -261,8 +271,13 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         except ImportError:
             return
-        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            TextColumn("{task.fields[status]}"))
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        )
         self.task = self.bar.add_task("train", total=total, completed=start, status="")
         self.bar.start()
 
@@ -337,9 +352,10 @@ class _LogWindow:
         for name, value in parts.items():
             self.parts.setdefault(name, []).append(float(value))
 
-    def record(self, ctx: DistributedContext, step: int, lr: float, step_times: list[float], batch_size: int,
-               elapsed: float) -> dict[str, Any]:
-        recent = step_times[-len(self.losses):]
+    def record(
+        self, ctx: DistributedContext, step: int, lr: float, step_times: list[float], batch_size: int, elapsed: float
+    ) -> dict[str, Any]:
+        recent = step_times[-len(self.losses) :]
         record = {
             "step": step,
             "loss": ctx.mean(sum(self.losses) / len(self.losses)),
@@ -389,10 +405,14 @@ def fit(
         _check_batch(task, config, ctx)
         run = _start(task, config, ctx, run_config, identity, resume)
         if run.start_step >= config.steps:  # already finished: report the timing it recorded
-            seconds = float(load_checkpoint(run.checkpoint).get("extra", {}).get("seconds_per_step", 0.0)) \
-                if run.checkpoint else 0.0
-            return TrainResult(run.start_step, run.checkpoint, False, seconds,
-                               config.batch_size / seconds if seconds else 0.0)
+            seconds = (
+                float(load_checkpoint(run.checkpoint).get("extra", {}).get("seconds_per_step", 0.0))
+                if run.checkpoint
+                else 0.0
+            )
+            return TrainResult(
+                run.start_step, run.checkpoint, False, seconds, config.batch_size / seconds if seconds else 0.0
+            )
         return _train(task, config, ctx, run, run_config, progress, stop_after)
     finally:
         ctx.close()
@@ -407,8 +427,14 @@ def _check_batch(task: TrainingTask, config: LoopConfig, ctx: DistributedContext
         )
 
 
-def _start(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run_config: dict[str, Any],
-           identity: Sequence[str] | Mapping[str, Any], resume: bool) -> _Run:
+def _start(
+    task: TrainingTask,
+    config: LoopConfig,
+    ctx: DistributedContext,
+    run_config: dict[str, Any],
+    identity: Sequence[str] | Mapping[str, Any],
+    resume: bool,
+) -> _Run:
     """Build model and optimizer; restore them from the newest checkpoint when resuming."""
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"
@@ -443,12 +469,20 @@ def _start(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run_
     return _Run(model, train_model, optimizer, _Precision(config.amp, ctx.device), start_step, existing)
 
 
-def _train(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run: _Run, run_config: dict[str, Any],
-           progress: bool, stop_after: int | None) -> TrainResult:
+def _train(
+    task: TrainingTask,
+    config: LoopConfig,
+    ctx: DistributedContext,
+    run: _Run,
+    run_config: dict[str, Any],
+    progress: bool,
+    stop_after: int | None,
+) -> TrainResult:
     out = Path(config.out)
     sampler = StepSampler(run.start_step, config.steps, config.batch_size, ctx.rank, ctx.world_size)
-    loader = DataLoader(task.dataset, batch_size=config.batch_size // ctx.world_size, sampler=sampler,
-                        num_workers=config.workers)
+    loader = DataLoader(
+        task.dataset, batch_size=config.batch_size // ctx.world_size, sampler=sampler, num_workers=config.workers
+    )
     stop = _StopFlag()
     bar = _Progress(config.steps, run.start_step, progress and ctx.is_main)
     window = _LogWindow()
@@ -460,8 +494,9 @@ def _train(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run:
                 lr = _one_step(task, config, ctx, run, batch, step, window)
                 step += 1
                 if step % config.log_every == 0 or step == config.steps:
-                    record = window.record(ctx, step, lr, run.step_times, config.batch_size,
-                                           time.perf_counter() - run_start)
+                    record = window.record(
+                        ctx, step, lr, run.step_times, config.batch_size, time.perf_counter() - run_start
+                    )
                     if ctx.is_main:
                         with (out / "log.jsonl").open("a") as log:
                             log.write(json.dumps(record) + "\n")
@@ -478,12 +513,24 @@ def _train(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run:
         bar.close()
     # the median ignores the first steps' warm-up and passing machine load
     median_step = statistics.median(run.step_times) if run.step_times else 0.0
-    return TrainResult(step, run.checkpoint if ctx.is_main else None, interrupted, median_step,
-                       config.batch_size / median_step if median_step else 0.0)
+    return TrainResult(
+        step,
+        run.checkpoint if ctx.is_main else None,
+        interrupted,
+        median_step,
+        config.batch_size / median_step if median_step else 0.0,
+    )
 
 
-def _one_step(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, run: _Run, batch: dict[str, Any],
-              step: int, window: _LogWindow) -> float:
+def _one_step(
+    task: TrainingTask,
+    config: LoopConfig,
+    ctx: DistributedContext,
+    run: _Run,
+    batch: dict[str, Any],
+    step: int,
+    window: _LogWindow,
+) -> float:
     """One optimisation step; returns the learning rate it used."""
     t0 = time.perf_counter()
     torch.manual_seed(_step_seed(config.seed, ctx.rank, step))
@@ -499,11 +546,18 @@ def _one_step(task: TrainingTask, config: LoopConfig, ctx: DistributedContext, r
     return lr
 
 
-def _save(ctx: DistributedContext, out: Path, step: int, run: _Run, task: TrainingTask,
-          run_config: dict[str, Any]) -> None:
+def _save(
+    ctx: DistributedContext, out: Path, step: int, run: _Run, task: TrainingTask, run_config: dict[str, Any]
+) -> None:
     if ctx.is_main:
         run.checkpoint = save_checkpoint(
-            out / "checkpoints", step, run.model, run.optimizer, None, task.model_config, run_config,
+            out / "checkpoints",
+            step,
+            run.model,
+            run.optimizer,
+            None,
+            task.model_config,
+            run_config,
             extra={"seconds_per_step": statistics.median(run.step_times)},
         )
     ctx.barrier()

@@ -1,4 +1,5 @@
 """The matting loss of IndexNet / A2U: Charbonnier alpha and composition terms on the unknown region."""
+
 from __future__ import annotations
 
 import torch

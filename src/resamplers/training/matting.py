@@ -1,4 +1,5 @@
 """Training the matting network: the task-specific part on top of :func:`~resamplers.training.loop.fit`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,8 @@ from torch.utils.data import Dataset
 from ..models.matting import create_matting_model, matting_inputs
 from ..storage import CheckpointError, latest_checkpoint, load_checkpoint, read_json
 from .config import MUTABLE_ON_RESUME, TrainConfig
-from .losses import matting_loss
 from .loop import TrainingTask, TrainResult, fit
+from .losses import matting_loss
 
 __all__ = ["train", "resumed_config", "matting_batch_loss", "matting_param_groups", "EpochIndexed"]
 
@@ -122,8 +123,13 @@ def train(
 
     def build() -> nn.Module:
         return create_matting_model(
-            model.pair, model.width, model.aspp, model.output_stride, model.decoder_kernel,
-            head_activation=model.head_activation, **model.pair_kwargs
+            model.pair,
+            model.width,
+            model.aspp,
+            model.output_stride,
+            model.decoder_kernel,
+            head_activation=model.head_activation,
+            **model.pair_kwargs,
         )
 
     task = TrainingTask(
@@ -135,5 +141,12 @@ def train(
         # ASPP's image-pooling branch batch-normalises a 1x1 map: it needs 2 samples per process.
         min_batch_per_process=2 if model.aspp else 1,
     )
-    return fit(task, config.loop, run_config=config.to_dict(), identity=_identity_defaults(), resume=resume,
-               progress=progress, stop_after=stop_after)
+    return fit(
+        task,
+        config.loop,
+        run_config=config.to_dict(),
+        identity=_identity_defaults(),
+        resume=resume,
+        progress=progress,
+        stop_after=stop_after,
+    )

@@ -1,4 +1,5 @@
 """Learning-rate schedules as pure functions of the step (nothing to checkpoint)."""
+
 from __future__ import annotations
 
 import math

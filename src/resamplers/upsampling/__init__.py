@@ -2,6 +2,7 @@
 
 Feature-guided upsamplers (FADE, SAPA) live in :mod:`resamplers.guided`.
 """
+
 from ..base import Upsampler
 from .carafe import CARAFEPack
 from .deconv import DeconvUpsample

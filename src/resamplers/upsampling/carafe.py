@@ -4,21 +4,28 @@ The module reproduces mmcv's ``CARAFEPack`` exactly (layers, initialisation and
 state-dict keys), so checkpoints trained with mmcv / mmdetection load with
 ``load_state_dict`` and give the same output, on CPU and in ONNX Runtime too.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional import softmax_kernels
-from ..functional import carafe
-from ..registry import register_upsampler
-from ..components.kernel_predictor import add_kernel_predictor, check_kernel_predictor_args, kernel_logits, reset_kernel_predictor
 from ..base import Upsampler
+from ..components.kernel_predictor import (
+    add_kernel_predictor,
+    check_kernel_predictor_args,
+    kernel_logits,
+    reset_kernel_predictor,
+)
+from ..functional import carafe, softmax_kernels
+from ..registry import register_upsampler
 
 __all__ = ["CARAFEPack"]
 
 
-@register_upsampler("carafe", example={"channels": 8}, summary="CARAFE: predicted k x k kernels, reassembly (mmcv CARAFEPack)")
+@register_upsampler(
+    "carafe", example={"channels": 8}, summary="CARAFE: predicted k x k kernels, reassembly (mmcv CARAFEPack)"
+)
 class CARAFEPack(Upsampler):
     """CARAFE upsampler, equivalent to ``mmcv.ops.CARAFEPack``.
 
@@ -74,7 +81,9 @@ class CARAFEPack(Upsampler):
         self.encoder_dilation = encoder_dilation
         self.compressed_channels = compressed_channels
         taps = up_kernel * up_kernel * up_group * scale_factor * scale_factor
-        add_kernel_predictor(self, channels, compressed_channels, taps, encoder_kernel, stride=1, dilation=encoder_dilation)
+        add_kernel_predictor(
+            self, channels, compressed_channels, taps, encoder_kernel, stride=1, dilation=encoder_dilation
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

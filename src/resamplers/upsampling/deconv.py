@@ -1,11 +1,12 @@
 """Learned fixed-kernel upsampling: transposed convolution."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from .._checks import check_int
-from ..registry import register_upsampler
 from ..base import Upsampler
+from ..registry import register_upsampler
 
 __all__ = ["DeconvUpsample"]
 

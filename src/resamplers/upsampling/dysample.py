@@ -8,6 +8,7 @@ shape with traceable ops (:func:`resamplers.functional.dynamic_sample`), whereas
 official code bakes the export-time height and width into an ONNX graph as constants,
 which gives wrong output at any other size.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_int
+from ..base import Upsampler
 from ..functional.dynamic_sampling import dynamic_sample, sub_pixel_positions
 from ..registry import register_upsampler
-from ..base import Upsampler
 
 __all__ = ["DySample"]
 
@@ -31,13 +32,22 @@ _EXAMPLE = {"channels": 8}
     summary="DySample: predicted offsets, bilinear point sampling (style lp or pl, dyscope; default lp, static)",
 )
 @register_upsampler(
-    "dysample_plus", defaults={"style": "lp", "dyscope": True}, example=_EXAMPLE, summary="DySample+ (style lp, dynamic scope)"
+    "dysample_plus",
+    defaults={"style": "lp", "dyscope": True},
+    example=_EXAMPLE,
+    summary="DySample+ (style lp, dynamic scope)",
 )
 @register_upsampler(
-    "dysample_s", defaults={"style": "pl", "dyscope": False}, example=_EXAMPLE, summary="DySample-S (style pl, static scope)"
+    "dysample_s",
+    defaults={"style": "pl", "dyscope": False},
+    example=_EXAMPLE,
+    summary="DySample-S (style pl, static scope)",
 )
 @register_upsampler(
-    "dysample_s_plus", defaults={"style": "pl", "dyscope": True}, example=_EXAMPLE, summary="DySample-S+ (style pl, dynamic scope)"
+    "dysample_s_plus",
+    defaults={"style": "pl", "dyscope": True},
+    example=_EXAMPLE,
+    summary="DySample-S+ (style pl, dynamic scope)",
 )
 class DySample(Upsampler):
     """DySample upsampler, equivalent to the official ``DySample`` module.

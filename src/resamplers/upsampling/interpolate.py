@@ -1,17 +1,20 @@
 """Fixed-kernel upsampling: nearest and bilinear interpolation."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..registry import register_upsampler
 from ..base import Upsampler
+from ..registry import register_upsampler
 
 __all__ = ["NearestUpsample", "BilinearUpsample"]
 
 
-@register_upsampler("nearest", example={"channels": 8}, summary="Nearest-neighbour upsampling (source pixel floor(p/s))")
+@register_upsampler(
+    "nearest", example={"channels": 8}, summary="Nearest-neighbour upsampling (source pixel floor(p/s))"
+)
 class NearestUpsample(Upsampler):
     """Nearest-neighbour upsampling by an integer factor.
 

@@ -1,17 +1,20 @@
 """Sub-pixel convolution upsampling (mmcv's ``PixelShufflePack``)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_odd
-from ..registry import register_upsampler
 from ..base import Upsampler
+from ..registry import register_upsampler
 
 __all__ = ["PixelShuffleUpsample"]
 
 
-@register_upsampler("pixel_shuffle", example={"channels": 8}, summary="Conv to C*s^2 then pixel shuffle (PixelShufflePack)")
+@register_upsampler(
+    "pixel_shuffle", example={"channels": 8}, summary="Conv to C*s^2 then pixel shuffle (PixelShufflePack)"
+)
 class PixelShuffleUpsample(Upsampler):
     """A ``k x k`` convolution to ``C * s^2`` channels followed by ``pixel_shuffle(s)``.
 

@@ -1,4 +1,5 @@
 """Comparison tasks.  Importing this package registers the built-in ones."""
+
 from . import matting, reconstruction  # noqa: F401  (registration)
 from .base import TASKS, Metric, Preset, RunSpec, Task, get_task, register_task
 

@@ -1,6 +1,7 @@
 """What a comparison task provides.  Tasks are pluggable: a segmentation task joins by
 subclassing :class:`Task` and calling :func:`register_task`; the runner and the report
 never name a task."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -6,6 +6,7 @@ then evaluates SAD, MSE, Grad and Conn on the unknown region of the fixed test s
 overall and on its thin-structure subset (images with procedural strands or defocus).
 The closed-form matting of Levin et al. on the same images is the reference row.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,9 +17,9 @@ import torch
 
 from ...metrics import matting_metrics
 from ...models import load_matting_model, predict_alpha
+from ...storage import read_json, write_json_atomic
 from ...training.config import TrainConfig
 from ...training.matting import train
-from ...storage import read_json, write_json_atomic
 from ..measure import latency_ms, operator_costs
 from .base import Metric, Preset, RunSpec, Task, register_task
 
@@ -43,23 +44,57 @@ HEAD_ACTIVATION = "leaky_relu"
 class MattingTask(Task):
     name = "matting"
     title = "Image matting (IndexNet matting network, Composition-1k-style test set)"
-    metrics = (Metric("sad", "SAD", False, 2), Metric("mse", "MSE", False, 4),
-               Metric("grad", "Grad", False, 2), Metric("conn", "Conn", False, 2))
+    metrics = (
+        Metric("sad", "SAD", False, 2),
+        Metric("mse", "MSE", False, 4),
+        Metric("grad", "Grad", False, 2),
+        Metric("conn", "Conn", False, 2),
+    )
     primary = "sad"
     default_ops = ("indexnet_m2o", "a2u", "carafe", "bilinear", "nearest", "maxunpool", "dysample", "fade", "sapa")
     subsets = ("overall", "thin")
 
     def presets(self) -> dict[str, Preset]:
         return {
-            "smoke": Preset("smoke", steps=2, crop=64, width=0.25, batch_size=2, seeds=1, eval_images=2, lr=1e-3,
-                            minutes=0.5, description="two steps at width 0.25: checks the pipeline end to end",
-                            extra={"eval_size": 64, "head_activation": HEAD_ACTIVATION}),
-            "quick": Preset("quick", steps=120, crop=96, width=0.5, batch_size=8, seeds=1, eval_images=24, lr=2e-3,
-                            minutes=9.0, description="120 steps of 8 crops of 96 at width 0.5 (leaky head), 24 test images of 256",
-                            extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION}),
-            "full": Preset("full", steps=20000, crop=256, width=1.0, batch_size=16, seeds=3, eval_images=0, lr=1e-3,
-                           minutes=6000.0, description="20k steps of 16 crops of 256 at full width (leaky head), 3 seeds, all test images",
-                           extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION}),
+            "smoke": Preset(
+                "smoke",
+                steps=2,
+                crop=64,
+                width=0.25,
+                batch_size=2,
+                seeds=1,
+                eval_images=2,
+                lr=1e-3,
+                minutes=0.5,
+                description="two steps at width 0.25: checks the pipeline end to end",
+                extra={"eval_size": 64, "head_activation": HEAD_ACTIVATION},
+            ),
+            "quick": Preset(
+                "quick",
+                steps=120,
+                crop=96,
+                width=0.5,
+                batch_size=8,
+                seeds=1,
+                eval_images=24,
+                lr=2e-3,
+                minutes=9.0,
+                description="120 steps of 8 crops of 96 at width 0.5 (leaky head), 24 test images of 256",
+                extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION},
+            ),
+            "full": Preset(
+                "full",
+                steps=20000,
+                crop=256,
+                width=1.0,
+                batch_size=16,
+                seeds=3,
+                eval_images=0,
+                lr=1e-3,
+                minutes=6000.0,
+                description="20k steps of 16 crops of 256 at full width (leaky head), 3 seeds, all test images",
+                extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION},
+            ),
         }
 
     def _test_set_dir(self, spec: RunSpec):
@@ -68,8 +103,12 @@ class MattingTask(Task):
     def prepare(self, spec: RunSpec) -> None:
         from ...data import open_source, write_test_set
 
-        write_test_set(open_source(spec.data, spec.data_root), self._test_set_dir(spec),
-                       size=spec.preset.extra["eval_size"], seed=0)
+        write_test_set(
+            open_source(spec.data, spec.data_root),
+            self._test_set_dir(spec),
+            size=spec.preset.extra["eval_size"],
+            seed=0,
+        )
 
     def _test_images(self, spec: RunSpec):
         from ...data import MattingTestSet
@@ -82,12 +121,24 @@ class MattingTask(Task):
 
     def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
         p = spec.preset
-        config = TrainConfig.from_dict(dict(
-            out=str(spec.run_dir), pair=spec.op, width=p.width, data=spec.data, data_root=spec.data_root,
-            crop=p.crop, workers=0, lr=p.lr, batch_size=p.batch_size, steps=p.steps,
-            head_activation=p.extra["head_activation"],
-            checkpoint_every=max(1, p.steps // 5), log_every=max(1, p.steps // 50), seed=spec.seed,
-        ))
+        config = TrainConfig.from_dict(
+            dict(
+                out=str(spec.run_dir),
+                pair=spec.op,
+                width=p.width,
+                data=spec.data,
+                data_root=spec.data_root,
+                crop=p.crop,
+                workers=0,
+                lr=p.lr,
+                batch_size=p.batch_size,
+                steps=p.steps,
+                head_activation=p.extra["head_activation"],
+                checkpoint_every=max(1, p.steps // 5),
+                log_every=max(1, p.steps // 50),
+                seed=spec.seed,
+            )
+        )
         start = time.perf_counter()
         resume = (spec.run_dir / "checkpoints" / "latest").is_file()
         result = train(config, resume=resume, progress=progress)
@@ -111,7 +162,11 @@ class MattingTask(Task):
         costs["latency_ms"] = latency_ms(model, example, repeats=3)
         costs["train_ms_per_step"] = 1000.0 * result.seconds_per_step if result.seconds_per_step else None
         self._save_visuals(spec, samples, predictions)
-        return {"metrics": metrics, "costs": costs, "train": {"steps": result.step, "wall_s": time.perf_counter() - start}}
+        return {
+            "metrics": metrics,
+            "costs": costs,
+            "train": {"steps": result.step, "wall_s": time.perf_counter() - start},
+        }
 
     def _visual_windows(self, samples: list[dict]) -> list[tuple[int, int, int]]:
         """Fixed crops for the visual sheet: the thin images first, each centred on its busiest unknown band."""
@@ -144,8 +199,13 @@ class MattingTask(Task):
         target = [crop(samples[i]["alpha"][0], y, x) for i, y, x in windows]
         output = [crop(predictions[i], y, x) for i, y, x in windows]
         to8 = lambda arrays: (np.stack(arrays) * 255).round().clip(0, 255).astype(np.uint8)  # noqa: E731
-        np.savez_compressed(spec.run_dir / "visuals.npz", input=to8(image), target=to8(target), output=to8(output),
-                            names=np.array([samples[i]["name"] for i, _, _ in windows]))
+        np.savez_compressed(
+            spec.run_dir / "visuals.npz",
+            input=to8(image),
+            target=to8(target),
+            output=to8(output),
+            names=np.array([samples[i]["name"] for i, _, _ in windows]),
+        )
 
     def reference_rows(self, spec: RunSpec) -> list[dict[str, Any]]:
         """Closed-form matting, and the trivial matte (0 in the unknown band) that a network
@@ -157,20 +217,34 @@ class MattingTask(Task):
         names = [m.name for m in self.metrics]
 
         def row(name: str, predict) -> dict[str, Any]:
-            scored = [{"thin": bool(s["thin"]), **matting_metrics(predict(s), s["alpha"][0].numpy(), s["trimap"].numpy())}
-                      for s in samples]
-            return {"name": name,
-                    "metrics": {"overall": _mean_metrics([{k: r[k] for k in names} for r in scored]),
-                                "thin": _mean_metrics([{k: r[k] for k in names} for r in scored if r["thin"]])}}
+            scored = [
+                {"thin": bool(s["thin"]), **matting_metrics(predict(s), s["alpha"][0].numpy(), s["trimap"].numpy())}
+                for s in samples
+            ]
+            return {
+                "name": name,
+                "metrics": {
+                    "overall": _mean_metrics([{k: r[k] for k in names} for r in scored]),
+                    "thin": _mean_metrics([{k: r[k] for k in names} for r in scored if r["thin"]]),
+                },
+            }
 
-        rows = [row("trivial: 0 in the unknown band (trimap only)", lambda s: (s["trimap"].numpy() == 255).astype(np.float64))]
+        rows = [
+            row(
+                "trivial: 0 in the unknown band (trimap only)",
+                lambda s: (s["trimap"].numpy() == 255).astype(np.float64),
+            )
+        ]
         try:
             from ...metrics.closed_form import closed_form_alpha
         except ImportError:
             pass
         else:
-            rows.append(row("closed-form matting (Levin et al. 2008, pymatting)",
-                            lambda s: closed_form_alpha(s["image"], s["trimap"])))
+            rows.append(
+                row(
+                    "closed-form matting (Levin et al. 2008, pymatting)",
+                    lambda s: closed_form_alpha(s["image"], s["trimap"]),
+                )
+            )
         write_json_atomic(cache, rows)
         return rows
-

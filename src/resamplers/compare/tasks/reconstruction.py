@@ -11,6 +11,7 @@ the report says so.
 Trained on random crops of real photographs (the fetched backgrounds) or of the synthetic
 source's procedural backgrounds; PSNR and SSIM on a fixed set of test crops.
 """
+
 from __future__ import annotations
 
 import time
@@ -106,17 +107,60 @@ class ReconstructionTask(Task):
     title = "Reconstruction without skip connections (does the operator deliver spatial information?)"
     metrics = (Metric("psnr", "PSNR (dB)", True, 2), Metric("ssim", "SSIM", True, 4))
     primary = "psnr"
-    default_ops = ("nearest", "bilinear", "deconv", "pixel_shuffle", "carafe", "maxunpool", "indexnet_m2o",
-                   "indexnet_o2o", "indexnet_hin", "a2u", "dysample", "fade", "sapa")
+    default_ops = (
+        "nearest",
+        "bilinear",
+        "deconv",
+        "pixel_shuffle",
+        "carafe",
+        "maxunpool",
+        "indexnet_m2o",
+        "indexnet_o2o",
+        "indexnet_hin",
+        "a2u",
+        "dysample",
+        "fade",
+        "sapa",
+    )
 
     def presets(self) -> dict[str, Preset]:
         return {
-            "smoke": Preset("smoke", steps=3, crop=32, width=16, batch_size=4, seeds=1, eval_images=4, lr=2e-3,
-                            minutes=0.3, description="a few steps on tiny crops: checks the pipeline end to end"),
-            "quick": Preset("quick", steps=300, crop=64, width=32, batch_size=16, seeds=1, eval_images=64, lr=2e-3,
-                            minutes=13.0, description="300 steps on 64x64 crops, 32 channels, 3 levels"),
-            "full": Preset("full", steps=3000, crop=96, width=32, batch_size=16, seeds=3, eval_images=256, lr=2e-3,
-                           minutes=300.0, description="3000 steps on 96x96 crops, 3 seeds"),
+            "smoke": Preset(
+                "smoke",
+                steps=3,
+                crop=32,
+                width=16,
+                batch_size=4,
+                seeds=1,
+                eval_images=4,
+                lr=2e-3,
+                minutes=0.3,
+                description="a few steps on tiny crops: checks the pipeline end to end",
+            ),
+            "quick": Preset(
+                "quick",
+                steps=300,
+                crop=64,
+                width=32,
+                batch_size=16,
+                seeds=1,
+                eval_images=64,
+                lr=2e-3,
+                minutes=13.0,
+                description="300 steps on 64x64 crops, 32 channels, 3 levels",
+            ),
+            "full": Preset(
+                "full",
+                steps=3000,
+                crop=96,
+                width=32,
+                batch_size=16,
+                seeds=3,
+                eval_images=256,
+                lr=2e-3,
+                minutes=300.0,
+                description="3000 steps on 96x96 crops, 3 seeds",
+            ),
         }
 
     def _source(self, spec: RunSpec):
@@ -144,17 +188,37 @@ class ReconstructionTask(Task):
 
     def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
         p = spec.preset
-        loop = LoopConfig(out=str(spec.run_dir), steps=p.steps, batch_size=p.batch_size, lr=p.lr, weight_decay=0.0,
-                          optimizer="adamw", schedule="cosine", checkpoint_every=max(1, p.steps // 5),
-                          log_every=max(1, p.steps // 50), workers=0, seed=spec.seed)
+        loop = LoopConfig(
+            out=str(spec.run_dir),
+            steps=p.steps,
+            batch_size=p.batch_size,
+            lr=p.lr,
+            weight_decay=0.0,
+            optimizer="adamw",
+            schedule="cosine",
+            checkpoint_every=max(1, p.steps // 5),
+            log_every=max(1, p.steps // 50),
+            workers=0,
+            seed=spec.seed,
+        )
         run_config = {"task": self.name, "op": spec.op, "seed": spec.seed, "preset": p.to_dict(), "data": spec.data}
         start = time.perf_counter()
         resume = (spec.run_dir / "checkpoints" / "latest").is_file()
-        task = TrainingTask(build_model=lambda: self._build(spec), loss=_batch_loss,
-                            dataset=PhotoCrops(self._source(spec), "train", p.crop, spec.seed),
-                            model_config={"op": spec.op, "width": p.width}, min_batch_per_process=2)
-        result = fit(task, loop, run_config=run_config, identity=("task", "op", "seed", "preset", "data"),
-                     resume=resume, progress=progress)
+        task = TrainingTask(
+            build_model=lambda: self._build(spec),
+            loss=_batch_loss,
+            dataset=PhotoCrops(self._source(spec), "train", p.crop, spec.seed),
+            model_config={"op": spec.op, "width": p.width},
+            min_batch_per_process=2,
+        )
+        result = fit(
+            task,
+            loop,
+            run_config=run_config,
+            identity=("task", "op", "seed", "preset", "data"),
+            resume=resume,
+            progress=progress,
+        )
         model = self._build(spec)
         model.load_state_dict(load_checkpoint(latest_checkpoint(spec.run_dir / "checkpoints"))["model"])
         model.eval()
@@ -173,14 +237,20 @@ class ReconstructionTask(Task):
             target=(crops[:k].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8),
             output=(recon[:k].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8),
         )
-        return {"metrics": {"overall": metrics}, "costs": costs,
-                "train": {"steps": result.step, "wall_s": time.perf_counter() - start}}
+        return {
+            "metrics": {"overall": metrics},
+            "costs": costs,
+            "train": {"steps": result.step, "wall_s": time.perf_counter() - start},
+        }
 
     def reference_rows(self, spec: RunSpec) -> list[dict[str, Any]]:
         """Bilinear down/up of the test crops by 8 without learning: the floor a learned pair must beat."""
         crops = self._test_crops(spec)
         small = F.interpolate(crops, scale_factor=1 / 8, mode="area")
         up = F.interpolate(small, size=crops.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
-        return [{"name": "area down x8, bilinear up (no learning)",
-                 "metrics": {"overall": {"psnr": float(psnr(up, crops).mean()), "ssim": float(ssim(up, crops).mean())}}}]
-
+        return [
+            {
+                "name": "area down x8, bilinear up (no learning)",
+                "metrics": {"overall": {"psnr": float(psnr(up, crops).mean()), "ssim": float(ssim(up, crops).mean())}},
+            }
+        ]
