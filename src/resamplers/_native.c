@@ -63,6 +63,18 @@ static inline int64_t phase_column(const geom_t *g, int64_t r, int64_t j) {
     return (j / g->up) * g->stride + r - g->pad_left;
 }
 
+/* Output columns [*lo, *hi) whose tap column b reads a column inside the row,
+ * 0 <= (x / up) * stride + b - pad_left < Win: taps outside the image are skipped, so a
+ * non-finite weight there contributes nothing (no 0 * inf). */
+static inline void tap_columns(const geom_t *g, int64_t b, int64_t *lo, int64_t *hi) {
+    const int64_t need = g->pad_left - b, lim = g->Win - 1 + g->pad_left - b;
+    const int64_t q_lo = need <= 0 ? 0 : (need + g->stride - 1) / g->stride;
+    const int64_t q_hi = lim < 0 ? 0 : lim / g->stride + 1;
+    *lo = q_lo * g->up < g->Wout ? q_lo * g->up : g->Wout;
+    *hi = q_hi * g->up < g->Wout ? q_hi * g->up : g->Wout;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /*
  * The "phase" buffers turn every tap's strided / repeated column access into a
  * contiguous one.  phase[r][j] = row[(j / up) * stride + r - pad_left] (zero outside), for
@@ -107,7 +119,8 @@ void reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *
                     for (int64_t b = 0; b < g.K; ++b) {                                    \
                         const T *restrict w = m + kernel_row(&g, n, grp, a, b, y);         \
                         const T *restrict s = tap_source_##SUFFIX(phase, b, &g);           \
-                        for (int64_t xx = 0; xx < g.Wout; ++xx) o[xx] += w[xx] * s[xx];    \
+                        int64_t lo, hi; tap_columns(&g, b, &lo, &hi);                     \
+                        for (int64_t xx = lo; xx < hi; ++xx) o[xx] += w[xx] * s[xx];      \
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
@@ -138,7 +151,8 @@ void reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m, 
                     for (int64_t b = 0; b < g.K; ++b) {                                    \
                         T *restrict gw = grad_m + kernel_row(&g, n, grp, a, b, y);         \
                         const T *restrict s = tap_source_##SUFFIX(phase, b, &g);           \
-                        for (int64_t xx = 0; xx < g.Wout; ++xx) gw[xx] += go[xx] * s[xx];  \
+                        int64_t lo, hi; tap_columns(&g, b, &lo, &hi);                     \
+                        for (int64_t xx = lo; xx < hi; ++xx) gw[xx] += go[xx] * s[xx];    \
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
@@ -174,7 +188,8 @@ void reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,
                     for (int64_t b = 0; b < g.K; ++b) {                                    \
                         const T *restrict w = m + kernel_row(&g, n, grp, a, b, y);         \
                         T *restrict s = (T *)tap_source_##SUFFIX(acc, b, &g);              \
-                        for (int64_t xx = 0; xx < g.Wout; ++xx) s[xx] += w[xx] * go[xx];   \
+                        int64_t lo, hi; tap_columns(&g, b, &lo, &hi);                     \
+                        for (int64_t xx = lo; xx < hi; ++xx) s[xx] += w[xx] * go[xx];     \
                     }                                                                      \
                     touched = 1;                                                           \
                 }                                                                          \

@@ -187,6 +187,34 @@ def _reassemble_backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Ten
 _reassemble_op.register_autograd(_reassemble_backward, setup_context=_setup_context)
 
 
+# The two gradient ops are bilinear too, so their own gradients are the other ops again:
+# second (and higher) derivatives of the native path are exact.
+def _setup_grad_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor, list[int]], output: Tensor) -> None:
+    grad_out, features, kernels, geometry = inputs
+    ctx.save_for_backward(grad_out, features, kernels)
+    ctx.geometry = geometry
+
+
+def _grad_features_backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:
+    """``grad_x = G_x(grad_out, kernels)`` is linear in each (``features`` gives only the shape)."""
+    grad_out, features, kernels = ctx.saved_tensors
+    d_grad_out = _reassemble_op(v, kernels, ctx.geometry) if ctx.needs_input_grad[0] else None
+    d_kernels = _grad_kernels_op(grad_out, v, kernels, ctx.geometry) if ctx.needs_input_grad[2] else None
+    return d_grad_out, None, d_kernels, None
+
+
+def _grad_kernels_backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    """``grad_k = G_k(grad_out, features)`` is linear in each (``kernels`` gives only the shape)."""
+    grad_out, features, kernels = ctx.saved_tensors
+    d_grad_out = _reassemble_op(features, v, ctx.geometry) if ctx.needs_input_grad[0] else None
+    d_features = _grad_features_op(grad_out, features, v, ctx.geometry) if ctx.needs_input_grad[1] else None
+    return d_grad_out, d_features, None, None
+
+
+_grad_features_op.register_autograd(_grad_features_backward, setup_context=_setup_grad_context)
+_grad_kernels_op.register_autograd(_grad_kernels_backward, setup_context=_setup_grad_context)
+
+
 @torch.library.custom_op("resamplers::window_similarity", mutates_args=())
 def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
     query, keys = query.contiguous(), keys.contiguous()

@@ -11,7 +11,7 @@ from torch import Tensor
 from .geometry import Geometry
 from .taps import padded_features, splits_groups, tap_kernels, tap_sources, tap_weight, tap_windows
 
-__all__ = ["reassemble_torch", "similarity_torch", "TorchReassembly"]
+__all__ = ["reassemble_torch", "similarity_torch", "inside_taps", "TorchReassembly"]
 
 
 def reassemble_torch(features: Tensor, kernels: Tensor, geometry: Geometry) -> Tensor:
@@ -26,12 +26,31 @@ def reassemble_torch(features: Tensor, kernels: Tensor, geometry: Geometry) -> T
     hq, wq = h_out // up, w_out // up
     split = splits_groups(geometry.groups, c)
     taps = tap_kernels(kernels, geometry)
+    inside = inside_taps((features.shape[-2], features.shape[-1]), geometry, hq, wq, kernels.device)
     out: Tensor | None = None
     for tap, source in tap_sources(features, geometry, hq, wq):
-        weight = tap_weight(taps, tap, split)  # N G [1] Hq [up] Wq [up]
+        # Taps outside the image are skipped, not multiplied by the zero padding: a
+        # non-finite weight there must contribute nothing (0 * inf would be NaN).
+        weight = torch.where(inside[tap], tap_weight(taps, tap, split), 0.0)  # N G [1] Hq [up] Wq [up]
         out = source * weight if out is None else out.addcmul_(source, weight)
     assert out is not None
     return out.reshape(n, c, h_out, w_out) if split or up > 1 else out
+
+
+def inside_taps(size_in: tuple[int, int], geometry: Geometry, hq: int, wq: int, device: torch.device) -> Tensor:
+    """``K^2 x Hq [x 1] x Wq [x 1]`` booleans: whether tap ``a*K + b`` of output block
+    ``(i, j)`` reads a pixel inside the image (the size-1 axes when upsampling, to
+    broadcast against ``up x up`` blocks)."""
+    k, s = geometry.kernel_size, geometry.stride
+    offsets = torch.arange(k, device=device)
+    rows = torch.arange(hq, device=device) * s - geometry.pad_top + offsets[:, None]  # K x Hq
+    cols = torch.arange(wq, device=device) * s - geometry.pad_left + offsets[:, None]  # K x Wq
+    row_ok = (rows >= 0) & (rows < size_in[0])
+    col_ok = (cols >= 0) & (cols < size_in[1])
+    inside = row_ok[:, None, :, None] & col_ok[None, :, None, :]  # K x K x Hq x Wq
+    if geometry.up > 1:
+        return inside.reshape(k * k, hq, 1, wq, 1)
+    return inside.reshape(k * k, hq, wq)
 
 
 def similarity_torch(query: Tensor, keys: Tensor, geometry: Geometry) -> Tensor:
@@ -85,10 +104,13 @@ class TorchReassembly(torch.autograd.Function):
         return reassemble_torch(features, kernels, geometry)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
         features, kernels = ctx.saved_tensors
         geometry: Geometry = ctx.geometry
+        if torch.is_grad_enabled():
+            # create_graph=True: a second derivative is wanted, so build the gradients from
+            # differentiable ops (the in-place loop below is not).
+            return (*_differentiable_gradients(grad, features, kernels, geometry, ctx.needs_input_grad), None)
         groups, up = geometry.groups, geometry.up
         pad_top, pad_left = geometry.pad_top, geometry.pad_left
         n, c, h_in, w_in = features.shape
@@ -136,3 +158,28 @@ class TorchReassembly(torch.autograd.Function):
             grad_features = grad_padded[..., pad_top : pad_top + h_in, pad_left : pad_left + w_in]
         grad_kernels = grad_taps.reshape(kernels.shape) if grad_taps is not None else None
         return grad_features, grad_kernels, None
+
+
+def _differentiable_gradients(
+    grad: Tensor, features: Tensor, kernels: Tensor, geometry: Geometry, needs: tuple[bool, ...]
+) -> tuple[Tensor | None, Tensor | None]:
+    """Both gradients of a reassembly as differentiable functions of ``grad``, ``features``
+    and ``kernels``: the kernel gradient is the window similarity of ``grad`` with the
+    features (masked like the forward's outside taps), the feature gradient the
+    vector-Jacobian product of the (linear) composite."""
+    grad_features = grad_kernels = None
+    if needs[0]:
+        with torch.enable_grad():
+            probe = features.detach().requires_grad_()
+            (grad_features,) = torch.autograd.grad(
+                reassemble_torch(probe, kernels, geometry), probe, grad, create_graph=True
+            )
+    if needs[1]:
+        n, c = features.shape[:2]
+        h_out, w_out = grad.shape[-2:]
+        hq, wq = h_out // geometry.up, w_out // geometry.up
+        inside = inside_taps((features.shape[-2], features.shape[-1]), geometry, hq, wq, grad.device)
+        sim = similarity_torch(grad, features, geometry)
+        taps = tap_kernels(sim, geometry)  # N G K^2 Hq [up] Wq [up]
+        grad_kernels = torch.where(inside, taps, 0.0).reshape(kernels.shape)
+    return grad_features, grad_kernels
