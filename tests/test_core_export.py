@@ -1,5 +1,6 @@
 """Tracing and the legacy (TorchScript) ONNX exporter take the core's portable torch path:
 the traced graph and the ONNX model equal eager, at the traced size and at another one."""
+
 from __future__ import annotations
 
 import io
@@ -70,7 +71,12 @@ def _onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> ort.InferenceS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, inputs, buffer, dynamo=False, input_names=names, output_names=["out"],
+            module,
+            inputs,
+            buffer,
+            dynamo=False,
+            input_names=names,
+            output_names=["out"],
             dynamic_axes={name: {0: "n", 2: f"h{i}", 3: f"w{i}"} for i, name in enumerate(names)},
         )
     return ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])

@@ -1,5 +1,6 @@
 """Second derivatives of the core on both backends, and non-finite weights at taps
 outside the image (skipped on every path, as mmcv does)."""
+
 from __future__ import annotations
 
 import warnings

@@ -1,4 +1,5 @@
 """The reassembly core: both backends against a slow loop, gradients, determinism, errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,9 +12,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import assert_close
 from reference import reassemble_loop
-from resamplers.functional import native_available, reassemble, reassemble_down
 from resamplers.core import Geometry
 from resamplers.core.torch_path import reassemble_torch
+from resamplers.functional import native_available, reassemble, reassemble_down
 
 BACKENDS = ["torch", pytest.param("native", marks=pytest.mark.skipif(not native_available(), reason="no native build"))]
 
@@ -92,7 +93,9 @@ class TestReassemble:
         geometry = Geometry(kw["kernel_size"], kw["groups"], kw["scale_factor"], kw["stride"], *kw["padding"])
         reference = reassemble_torch(x, kernels, geometry)
         grad_out = torch.randn_like(out)
-        for got, want in zip(torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(reference, inputs, grad_out)):
+        for got, want in zip(
+            torch.autograd.grad(out, inputs, grad_out), torch.autograd.grad(reference, inputs, grad_out)
+        ):
             assert_close(got, want)
 
     @pytest.mark.skipif(not native_available(), reason="no native build")

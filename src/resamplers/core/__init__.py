@@ -15,6 +15,7 @@ is the public face and re-exports the public functions):
 
 Layering: the core imports only ``resamplers._checks`` (and torch).
 """
+
 from .api import (
     carafe,
     reassemble,

@@ -35,6 +35,7 @@ Neither materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the na
 kernels work row by row, and the torch path holds the output plus, in backward, products
 over a quarter of the channels at a time: peak extra memory stays within 2x the output.
 """
+
 from __future__ import annotations
 
 import torch  # noqa: F401  (the doctests use it)
@@ -235,4 +236,3 @@ def window_similarity(
 def reassembly_macs(channels: int, kernel_size: int, out_height: int, out_width: int, batch: int = 1) -> int:
     """Multiply-accumulates of one reassembly: ``N * C * K^2 * H_out * W_out``."""
     return batch * channels * kernel_size * kernel_size * out_height * out_width
-

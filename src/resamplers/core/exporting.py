@@ -1,5 +1,6 @@
 """The one check for "this call is being traced or exported": the graph must then consist
 of portable torch ops (no custom ops, no hand-written autograd functions)."""
+
 from __future__ import annotations
 
 import torch

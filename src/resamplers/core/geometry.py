@@ -1,4 +1,5 @@
 """Geometry of a reassembly window and the validation of the core's arguments (once per call)."""
+
 from __future__ import annotations
 
 import warnings
@@ -113,7 +114,9 @@ def check_output_size(size_in: tuple[int, int], size_out: tuple[int, int], geome
 
 def _check_groups(channels: int, groups: int, groups_name: str) -> None:
     if channels % groups != 0:
-        raise ValueError(f"argument `{groups_name}`: expected a divisor of the {channels} feature channels, got {groups}")
+        raise ValueError(
+            f"argument `{groups_name}`: expected a divisor of the {channels} feature channels, got {groups}"
+        )
 
 
 def check_reassembly(
@@ -140,7 +143,9 @@ def check_reassembly(
     n, c, h_in, w_in = features.shape
     _check_groups(c, groups, groups_name)
     if kernels.shape[0] != n:
-        raise ValueError(f"argument `{kernels_name}`: expected batch size {n} (that of `features`), got {kernels.shape[0]}")
+        raise ValueError(
+            f"argument `{kernels_name}`: expected batch size {n} (that of `features`), got {kernels.shape[0]}"
+        )
     if kernels.shape[1] != groups * k * k:
         raise ValueError(
             f"argument `{kernels_name}`: expected {groups_name} * kernel_size**2 = {groups} * {k}**2 = {groups * k * k} "
@@ -183,4 +188,3 @@ def _check_pair(a: Tensor, a_name: str, b: Tensor, b_name: str, same_dtype: bool
         check_same_dtype_device(a, a_name, b, b_name)
     elif a.device != b.device:
         raise ValueError(f"argument `{b_name}`: expected device {a.device} (the device of `{a_name}`), got {b.device}")
-

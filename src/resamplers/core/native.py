@@ -17,6 +17,7 @@ as ``torch.library`` custom ops, with fake implementations, so
 ``geometry`` is ``[K, G, up, stride, pad_top, pad_left]``.
 Set ``RESAMPLERS_NATIVE=0`` to disable the native path (the pure-PyTorch path is used).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -35,7 +36,7 @@ from .geometry import Geometry
 
 __all__ = ["native_available", "native_reassemble", "native_window_similarity", "NATIVE_DTYPES"]
 
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
 
@@ -54,7 +55,7 @@ def _load_library() -> ctypes.CDLL | None:
         for suffix in _DTYPE_SUFFIX.values():
             for kind in ("forward", "grad_kernels", "grad_features"):
                 fn = getattr(lib, f"reassemble_{kind}_{suffix}")
-                fn.restype = None
+                fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64]
     except (OSError, AttributeError):
         return None
@@ -91,18 +92,98 @@ class _Pool:
 _POOL = _Pool()
 
 
+_ERRORS = {
+    1: (MemoryError, "the native kernel could not allocate its row buffer"),
+    2: (ValueError, "the native kernel refused the geometry"),
+}
+
+
+def _raise_for(code: int, kind: str) -> None:
+    if code:
+        error, message = _ERRORS.get(code, (RuntimeError, f"the native kernel failed with code {code}"))
+        raise error(f"resamplers native `{kind}`: {message}")
+
+
 def _run(kind: str, dtype: torch.dtype, tensors: tuple[Tensor, Tensor, Tensor], geometry: Tensor, tasks: int) -> None:
-    fn: Callable[..., None] = getattr(_LIB, f"reassemble_{kind}_{_DTYPE_SUFFIX[dtype]}")
+    fn: Callable[..., int] = getattr(_LIB, f"reassemble_{kind}_{_DTYPE_SUFFIX[dtype]}")
     ptrs = [t.data_ptr() for t in tensors] + [geometry.data_ptr()]
     threads = max(1, min(torch.get_num_threads(), tasks))
     if threads == 1:
-        fn(*ptrs, 0, tasks)
+        _raise_for(fn(*ptrs, 0, tasks), kind)
         return
     bounds = [tasks * i // threads for i in range(threads + 1)]
     pool = _POOL.get(threads)
     futures = [pool.submit(fn, *ptrs, bounds[i], bounds[i + 1]) for i in range(threads)]
-    for f in futures:
-        f.result()
+    codes = [f.result() for f in futures]
+    for code in codes:
+        _raise_for(code, kind)
+
+
+def _check_tensor(op: str, t: object, name: str, dtype: torch.dtype | None = None) -> Tensor:
+    prefix = f"torch.ops.resamplers.{op}: argument `{name}`"
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{prefix}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(f"{prefix}: expected a 4-D tensor, got shape {tuple(t.shape)}")
+    if t.dtype not in _DTYPE_SUFFIX:
+        raise TypeError(f"{prefix}: expected dtype torch.float32 or torch.float64, got {t.dtype}")
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{prefix}: expected dtype {dtype} (that of the first tensor), got {t.dtype}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{prefix}: expected a CPU tensor, got device {t.device}")
+    return t
+
+
+def _check_geometry_list(op: str, geometry: object) -> Geometry:
+    prefix = f"torch.ops.resamplers.{op}: argument `geometry`"
+    if not isinstance(geometry, (list, tuple)) or len(geometry) != 6:
+        raise ValueError(f"{prefix}: expected [kernel_size, groups, up, stride, pad_top, pad_left], got {geometry!r}")
+    for name, value in zip(Geometry._fields, geometry):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{prefix}: expected int {name}, got {value!r}")
+    k, groups, up, stride, pad_top, pad_left = geometry
+    for name, value in (("kernel_size", k), ("groups", groups), ("up", up), ("stride", stride)):
+        if value < 1:
+            raise ValueError(f"{prefix}: expected {name} >= 1, got {value}")
+    if up > 1 and stride > 1:
+        raise ValueError(f"{prefix}: expected stride 1 when up > 1, got up {up} and stride {stride}")
+    for name, value in (("pad_top", pad_top), ("pad_left", pad_left)):
+        if not 0 <= value < k:
+            raise ValueError(f"{prefix}: expected 0 <= {name} < kernel_size={k}, got {value}")
+    return Geometry(*geometry)
+
+
+def _check_op(op: str, features: Tensor, kernels_shape: tuple[int, ...], geometry: Geometry, kernels_name: str) -> None:
+    """The checks of :func:`~resamplers.core.geometry.check_reassembly` on an op's arguments:
+    everything the C kernels need to stay inside their buffers."""
+    prefix = f"torch.ops.resamplers.{op}: argument"
+    n, c, h_in, w_in = features.shape
+    k, groups, up, stride, pad_top, pad_left = geometry
+    if c < 1 or c % groups:
+        raise ValueError(f"{prefix} `geometry`: expected groups dividing the {c} channels, got {groups}")
+    if kernels_shape[0] != n or kernels_shape[1] != groups * k * k:
+        raise ValueError(
+            f"{prefix} `{kernels_name}`: expected batch {n} and groups * kernel_size**2 = {groups * k * k} "
+            f"channels, got shape {tuple(kernels_shape)}"
+        )
+    h_out, w_out = kernels_shape[-2:]
+    if up > 1:
+        ok = (h_out, w_out) == (h_in * up, w_in * up)
+    else:
+        ok = h_out <= (h_in - 1 + pad_top) // stride + 1 and w_out <= (w_in - 1 + pad_left) // stride + 1
+    if not ok:
+        raise ValueError(
+            f"{prefix} `{kernels_name}`: spatial size {h_out} x {w_out} does not fit features {h_in} x {w_in} "
+            f"with up {up}, stride {stride} and padding ({pad_top}, {pad_left})"
+        )
+
+
+def _check_grad(op: str, grad_out: Tensor, features: Tensor, kernels: Tensor) -> None:
+    expected = (features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1])
+    if tuple(grad_out.shape) != expected:
+        raise ValueError(
+            f"torch.ops.resamplers.{op}: argument `grad_out`: expected shape {expected}, got {tuple(grad_out.shape)}"
+        )
 
 
 def _geometry_tensor(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
@@ -120,6 +201,9 @@ def _row_groups(h_out: int, up: int) -> int:
 
 @torch.library.custom_op("resamplers::reassemble", mutates_args=())
 def _reassemble_op(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    _check_tensor("reassemble", features, "features")
+    _check_tensor("reassemble", kernels, "kernels", features.dtype)
+    _check_op("reassemble", features, tuple(kernels.shape), _check_geometry_list("reassemble", geometry), "kernels")
     features, kernels = features.contiguous(), kernels.contiguous()
     n, c = features.shape[:2]
     h_out, w_out = kernels.shape[-2:]
@@ -137,6 +221,11 @@ def _(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
 
 @torch.library.custom_op("resamplers::reassemble_grad_features", mutates_args=())
 def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    _check_tensor("reassemble_grad_features", features, "features")
+    _check_tensor("reassemble_grad_features", kernels, "kernels", features.dtype)
+    _check_tensor("reassemble_grad_features", grad_out, "grad_out", features.dtype)
+    _check_op("reassemble_grad_features", features, tuple(kernels.shape), _check_geometry_list("reassemble_grad_features", geometry), "kernels")
+    _check_grad("reassemble_grad_features", grad_out, features, kernels)
     grad_out, kernels = grad_out.contiguous(), kernels.contiguous()
     grad_x = torch.zeros(features.shape, dtype=features.dtype)
     if grad_x.numel() and grad_out.numel():
@@ -152,12 +241,23 @@ def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) 
 
 @torch.library.custom_op("resamplers::reassemble_grad_kernels", mutates_args=())
 def _grad_kernels_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
+    _check_tensor("reassemble_grad_kernels", features, "features")
+    _check_tensor("reassemble_grad_kernels", kernels, "kernels", features.dtype)
+    _check_tensor("reassemble_grad_kernels", grad_out, "grad_out", features.dtype)
+    _check_op("reassemble_grad_kernels", features, tuple(kernels.shape), _check_geometry_list("reassemble_grad_kernels", geometry), "kernels")
+    _check_grad("reassemble_grad_kernels", grad_out, features, kernels)
     grad_out, features = grad_out.contiguous(), features.contiguous()
     grad_k = torch.zeros(kernels.shape, dtype=kernels.dtype)
     if grad_k.numel() and features.numel():
         geo = _geometry_tensor(features, kernels, geometry)
         h_out = kernels.shape[-2]
-        _run("grad_kernels", features.dtype, (features, grad_out, grad_k), geo, features.shape[0] * _row_groups(h_out, geometry[2]))
+        _run(
+            "grad_kernels",
+            features.dtype,
+            (features, grad_out, grad_k),
+            geo,
+            features.shape[0] * _row_groups(h_out, geometry[2]),
+        )
     return grad_k
 
 
@@ -217,6 +317,16 @@ _grad_kernels_op.register_autograd(_grad_kernels_backward, setup_context=_setup_
 
 @torch.library.custom_op("resamplers::window_similarity", mutates_args=())
 def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
+    _check_tensor("window_similarity", query, "query")
+    _check_tensor("window_similarity", keys, "keys", query.dtype)
+    geo = _check_geometry_list("window_similarity", geometry)
+    if tuple(query.shape[:2]) != tuple(keys.shape[:2]):
+        raise ValueError(
+            "torch.ops.resamplers.window_similarity: argument `query`: expected batch and channels "
+            f"{tuple(keys.shape[:2])} (those of `keys`), got {tuple(query.shape[:2])}"
+        )
+    taps = geo.groups * geo.kernel_size**2
+    _check_op("window_similarity", keys, (keys.shape[0], taps, query.shape[-2], query.shape[-1]), geo, "query")
     query, keys = query.contiguous(), keys.contiguous()
     kernel_size, groups, up = geometry[0], geometry[1], geometry[2]
     n = keys.shape[0]

@@ -5,6 +5,7 @@ pools (median, SoftPool, stochastic pooling, via :func:`window_taps`) all read t
 windows through :func:`strided_views`; no path materialises an unfolded tensor except
 :func:`window_taps`, whose callers need every value at once.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

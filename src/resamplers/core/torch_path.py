@@ -1,6 +1,7 @@
 """The portable torch path of the core: a loop over the ``K*K`` taps of broadcasted
 multiply-adds on strided views (:mod:`.taps`), accumulated in place, and its hand-written
 eager backward pass."""
+
 from __future__ import annotations
 
 from typing import Any

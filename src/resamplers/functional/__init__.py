@@ -1,4 +1,5 @@
 """Stateless operators: ``torch.Tensor`` in, ``torch.Tensor`` out."""
+
 from ..core import native_available
 from .a2u import a2u_downsample, a2u_upsample, affinity_kernels, dynamic_depthwise_conv2d
 from .adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d

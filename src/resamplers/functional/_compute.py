@@ -1,4 +1,5 @@
 """Small helpers shared by the pooling functionals: compute dtype and safe division."""
+
 from __future__ import annotations
 
 import torch

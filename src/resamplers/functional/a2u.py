@@ -18,6 +18,7 @@ kernel-major layout (``t * G + g``) but reassembles them group-major;
 ``official_group_order=True`` reproduces that mismatch (it is immaterial for ``G = 1``,
 the released configuration).
 """
+
 from __future__ import annotations
 
 import math

@@ -14,6 +14,7 @@ average up to float summation order, ~1 ulp); in eager mode and under ``torch.co
 torch's own kernels run.  A global pool (output ``1 x 1``) is always a ``mean``/``amax``
 over ``H, W`` (ONNX ``ReduceMean``/``ReduceMax``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

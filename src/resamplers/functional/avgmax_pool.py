@@ -1,4 +1,5 @@
 """Combinations of average and max pooling: fixed (``avgmax``, ``catavgmax``) and learned (``mixed``)."""
+
 from __future__ import annotations
 
 import torch
@@ -81,7 +82,9 @@ def mixed_pool2d(
     a = torch.as_tensor(mix, dtype=x.dtype, device=x.device)
     if a.dim() == 1:
         if a.shape[0] != x.shape[1]:
-            raise ValueError(f"argument `mix`: expected a scalar or {x.shape[1]} values (one per channel), got {a.shape[0]}")
+            raise ValueError(
+                f"argument `mix`: expected a scalar or {x.shape[1]} values (one per channel), got {a.shape[0]}"
+            )
         a = a.reshape(1, -1, 1, 1)
     elif a.dim() != 0:
         raise ValueError(f"argument `mix`: expected a scalar or a 1-D tensor of channels, got shape {tuple(a.shape)}")

@@ -1,4 +1,5 @@
 """Bilinear (second-order) pooling (Lin, RoyChowdhury and Maji, ICCV 2015)."""
+
 from __future__ import annotations
 
 import torch

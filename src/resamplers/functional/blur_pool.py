@@ -1,4 +1,5 @@
 """Anti-aliased downsampling: a binomial low-pass filter, then subsampling (Zhang, ICML 2019)."""
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,7 @@ __all__ = ["binomial_filter", "blur_pad", "blur_pool2d"]
 PAD_MODES = ("reflect", "replicate", "constant")
 
 
-def binomial_filter(
-    filt_size: int, *, dtype: torch.dtype | None = None, device: torch.device | None = None
-) -> Tensor:
+def binomial_filter(filt_size: int, *, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:
     """The normalised ``f x f`` binomial filter (outer product of Pascal's row ``f - 1``).
 
     Example:

@@ -7,6 +7,7 @@ belongs to, laid out as DySample lays them out, and the sampling grid is built f
 input's shape with traceable ops, so an exported model (ONNX, ``torch.export``) with
 dynamic height and width samples correctly at every size.
 """
+
 from __future__ import annotations
 
 import torch
@@ -112,7 +113,9 @@ def dynamic_sample(features: Tensor, offsets: Tensor, scale_factor: int, groups:
     grid_x = 2 * (cols + offsets[:, 0]) / w - 1
     grid_y = 2 * (rows + offsets[:, 1]) / h - 1
     grid = torch.stack([grid_x, grid_y], dim=1).reshape(n, 2 * g * s * s, h, w)
-    grid = F.pixel_shuffle(grid, s).reshape(n, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1).reshape(n * g, s * h, s * w, 2)
+    grid = (
+        F.pixel_shuffle(grid, s).reshape(n, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1).reshape(n * g, s * h, s * w, 2)
+    )
     sampled = F.grid_sample(
         features.reshape(n * g, c // g, h, w), grid, mode="bilinear", padding_mode="border", align_corners=False
     )

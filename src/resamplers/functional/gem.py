@@ -1,4 +1,5 @@
 """Generalized-mean (GeM) pooling (Radenovic, Tolias and Chum, TPAMI 2018)."""
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,12 @@ def _powered(x: Tensor, p: Tensor | float, eps: float) -> tuple[Tensor, Tensor]:
 
 
 def gem_pool2d(
-    x: Tensor, p: Tensor | float = 3.0, kernel_size: int = 2, stride: int | None = None, padding: int = 0, eps: float = 1e-6
+    x: Tensor,
+    p: Tensor | float = 3.0,
+    kernel_size: int = 2,
+    stride: int | None = None,
+    padding: int = 0,
+    eps: float = 1e-6,
 ) -> Tensor:
     """Local GeM pooling: ``(mean over the window of clamp(x, eps)^p)^(1/p)``.
 

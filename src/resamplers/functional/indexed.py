@@ -15,6 +15,7 @@ Both are thin callers of the reassembly core: pooling is a stride-``s`` reassemb
 special case of a one-hot index (:func:`max_pool_index`); average pooling and nearest
 upsampling that of a constant index (``1 / s^2`` and ``1``).
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Normalisation of predicted reassembly kernels."""
+
 from __future__ import annotations
 
 from torch import Tensor

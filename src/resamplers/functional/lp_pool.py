@@ -1,4 +1,5 @@
 """LP pooling on absolute values: ``(sum over the window of |x|^p)^(1/p)``."""
+
 from __future__ import annotations
 
 import math
@@ -20,9 +21,7 @@ def _check_norm_type(norm_type: float) -> float:
     return float(norm_type)
 
 
-def lp_pool2d(
-    x: Tensor, norm_type: float, kernel_size: int, stride: int | None = None, padding: int = 0
-) -> Tensor:
+def lp_pool2d(x: Tensor, norm_type: float, kernel_size: int, stride: int | None = None, padding: int = 0) -> Tensor:
     """LP pooling: the p-norm of every window, ``(sum_i |x_i|^p)^(1/p)``.
 
     Unlike ``torch.nn.functional.lp_pool2d`` the norm is taken of ``|x|``, so negative

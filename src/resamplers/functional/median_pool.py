@@ -1,4 +1,5 @@
 """Median pooling: the lower median of every window."""
+
 from __future__ import annotations
 
 from torch import Tensor

@@ -1,4 +1,5 @@
 """NetVLAD aggregation (Arandjelovic et al., CVPR 2016)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,9 +12,7 @@ from ._compute import upcast
 __all__ = ["netvlad"]
 
 
-def netvlad(
-    x: Tensor, weight: Tensor, bias: Tensor | None, centroids: Tensor, normalize_input: bool = True
-) -> Tensor:
+def netvlad(x: Tensor, weight: Tensor, bias: Tensor | None, centroids: Tensor, normalize_input: bool = True) -> Tensor:
     """NetVLAD: soft-assign every descriptor to ``K`` clusters, sum residuals, normalise.
 
     With descriptors ``x_n`` (the ``D``-vectors at the ``H*W`` positions, L2-normalised

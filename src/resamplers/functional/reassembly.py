@@ -8,6 +8,7 @@ with ``g = c // (C / G)``; source pixels outside the image contribute nothing.
 The implementation (validation, the native and torch backends, the custom ops) lives in
 :mod:`resamplers.core`; see :mod:`resamplers.core.api` for the full description.
 """
+
 from __future__ import annotations
 
 from ..core import Backend, carafe, reassemble, reassemble_down, reassembly_macs

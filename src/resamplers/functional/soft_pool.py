@@ -1,4 +1,5 @@
 """SoftPool (Stergiou, Poppe and Kalliatakis, ICCV 2021): exponentially weighted pooling."""
+
 from __future__ import annotations
 
 from torch import Tensor

@@ -1,4 +1,5 @@
 """Spatial pyramid pooling: YOLO's same-size SPP/SPPF and SPP-net's fixed-length bins."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,7 +41,9 @@ def spp_yolo(x: Tensor, kernel_sizes: Sequence[int] = (5, 9, 13), order: SppOrde
     check_feature(x, "x")
     for k in kernel_sizes:
         if check_int(k, "kernel_sizes", minimum=1) % 2 == 0:
-            raise ValueError(f"argument `kernel_sizes`: expected odd sizes (same-size output), got {list(kernel_sizes)}")
+            raise ValueError(
+                f"argument `kernel_sizes`: expected odd sizes (same-size output), got {list(kernel_sizes)}"
+            )
     return _ordered(x, [F.max_pool2d(x, k, 1, k // 2) for k in kernel_sizes], order)
 
 

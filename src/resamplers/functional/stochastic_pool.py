@@ -1,4 +1,5 @@
 """Stochastic pooling (Zeiler and Fergus, ICLR 2013)."""
+
 from __future__ import annotations
 
 import torch

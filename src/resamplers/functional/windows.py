@@ -6,6 +6,7 @@ stochastic pooling) need every value of every window.  :func:`window_taps` (from
 built from ``K*K`` strided views by the reassembly core's own tap traversal, so it runs
 on every device and exports to ONNX with dynamic sizes.
 """
+
 from __future__ import annotations
 
 from .._checks import check_int

@@ -122,6 +122,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
             import yaml
         except ImportError as error:
             raise ImportError("YAML configs need PyYAML: pip install 'resamplers[train]'") from error
+
         def parse(t: str) -> Any:
             return yaml.safe_load(t) or {}
 
