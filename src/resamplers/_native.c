@@ -27,13 +27,28 @@ static geom_t read_geom(const int64_t *p) {
     g.N = p[0]; g.C = p[1]; g.G = p[2]; g.Hin = p[3]; g.Win = p[4];
     g.Hout = p[5]; g.Wout = p[6]; g.K = p[7]; g.up = p[8]; g.stride = p[9];
     g.pad_top = p[10]; g.pad_left = p[11];
-    g.Cg = g.C / g.G;
+    g.Cg = g.G > 0 ? g.C / g.G : 0;
+    if (g.up < 1 || g.stride < 1 || g.K < 1) { g.Hq = g.Wq = g.Q = g.phase_len = 0; return g; }
     g.Hq = (g.Hout + g.up - 1) / g.up;
     g.Wq = (g.Wout + g.up - 1) / g.up;
     /* Source column groups reachable from one output row: Wq + (K - 1) / stride. */
     g.Q = g.Wq + (g.K - 1) / g.stride;
     g.phase_len = g.up * g.Q;
     return g;
+}
+
+/* Error codes returned by every kernel (the Python loader turns them into exceptions). */
+#define RS_OK 0
+#define RS_NO_MEMORY 1
+#define RS_BAD_GEOMETRY 2
+
+/* Whether the geometry can be run safely: positive sizes and factors, G | C, padding < K. */
+static int geom_valid(const geom_t *g) {
+    if (g->N < 0 || g->C < 1 || g->G < 1 || g->Hin < 0 || g->Win < 0 || g->Hout < 0 || g->Wout < 0) return 0;
+    if (g->K < 1 || g->up < 1 || g->stride < 1) return 0;
+    if (g->C % g->G != 0) return 0;
+    if (g->pad_top < 0 || g->pad_top >= g->K || g->pad_left < 0 || g->pad_left >= g->K) return 0;
+    return 1;
 }
 
 /* Index arithmetic shared by the kernels (offsets in elements, NCHW contiguous). */
@@ -97,11 +112,12 @@ static inline const T *tap_source_##SUFFIX(const T *phase, int64_t b, const geom
 }                                                                                          \
                                                                                            \
 /* Tasks are (n, q): one group of `up` output rows sharing source rows. */                 \
-void reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,        \
+int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,        \
                                  int64_t task_begin, int64_t task_end) {                   \
     geom_t g = read_geom(gp);                                                              \
-    T *phase = (T *)malloc(sizeof(T) * g.stride * g.phase_len);                            \
-    if (!phase) return;                                                                    \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                      \
+    T *phase = (T *)malloc(sizeof(T) * (size_t)(g.stride * g.phase_len + 1));                            \
+    if (!phase) return RS_NO_MEMORY;                                                                    \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
         const int64_t y_end = row_group_end(&g, q);                                        \
@@ -126,16 +142,18 @@ void reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
-    free(phase);                                                                           \
+    free(phase);                                                                             \
+    return RS_OK;                                                                           \
 }                                                                                          \
                                                                                            \
 /* d out / d kernels: same traversal, a dot product over the group's channels. */         \
-void reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,            \
+int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,            \
                                       const int64_t *gp, int64_t task_begin,               \
                                       int64_t task_end) {                                  \
     geom_t g = read_geom(gp);                                                              \
-    T *phase = (T *)malloc(sizeof(T) * g.stride * g.phase_len);                            \
-    if (!phase) return;                                                                    \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                      \
+    T *phase = (T *)malloc(sizeof(T) * (size_t)(g.stride * g.phase_len + 1));                            \
+    if (!phase) return RS_NO_MEMORY;                                                                    \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
         const int64_t y_end = row_group_end(&g, q);                                        \
@@ -158,18 +176,20 @@ void reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m, 
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
-    free(phase);                                                                           \
+    free(phase);                                                                             \
+    return RS_OK;                                                                           \
 }                                                                                          \
                                                                                            \
 /* d out / d features in gather form.  Tasks are (n, source row): every output row that  \
  * reads the source row adds into phase-shaped accumulators, which are then folded back   \
  * onto the row's columns. */                                                              \
-void reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,           \
+int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,           \
                                        const int64_t *gp, int64_t task_begin,              \
                                        int64_t task_end) {                                 \
     geom_t g = read_geom(gp);                                                              \
-    T *acc = (T *)malloc(sizeof(T) * g.stride * g.phase_len);                              \
-    if (!acc) return;                                                                      \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                      \
+    T *acc = (T *)malloc(sizeof(T) * (size_t)(g.stride * g.phase_len + 1));                              \
+    if (!acc) return RS_NO_MEMORY;                                                                      \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hin, sr = task % g.Hin;                                 \
         for (int64_t c = 0; c < g.C; ++c) {                                                \
@@ -206,13 +226,14 @@ void reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,
         }                                                                                  \
     }                                                                                      \
     free(acc);                                                                             \
+    return RS_OK;                                                                             \
 }
 
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
-int64_t reassemble_abi_version(void) { return 1; }
+int64_t reassemble_abi_version(void) { return 2; }
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",

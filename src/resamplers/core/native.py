@@ -319,14 +319,14 @@ _grad_kernels_op.register_autograd(_grad_kernels_backward, setup_context=_setup_
 def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
     _check_tensor("window_similarity", query, "query")
     _check_tensor("window_similarity", keys, "keys", query.dtype)
-    geo = _check_geometry_list("window_similarity", geometry)
+    checked = _check_geometry_list("window_similarity", geometry)
     if tuple(query.shape[:2]) != tuple(keys.shape[:2]):
         raise ValueError(
             "torch.ops.resamplers.window_similarity: argument `query`: expected batch and channels "
             f"{tuple(keys.shape[:2])} (those of `keys`), got {tuple(query.shape[:2])}"
         )
-    taps = geo.groups * geo.kernel_size**2
-    _check_op("window_similarity", keys, (keys.shape[0], taps, query.shape[-2], query.shape[-1]), geo, "query")
+    taps = checked.groups * checked.kernel_size**2
+    _check_op("window_similarity", keys, (keys.shape[0], taps, query.shape[-2], query.shape[-1]), checked, "query")
     query, keys = query.contiguous(), keys.contiguous()
     kernel_size, groups, up = geometry[0], geometry[1], geometry[2]
     n = keys.shape[0]
