@@ -2,7 +2,8 @@
 
 Shapes (odd, non-square, 1x1, batch 1), float64 gradcheck (input and parameters),
 float32/float64/bfloat16, channels_last and non-contiguous input, torch.compile,
-torch.export and ONNX export run in onnxruntime at two sizes (dynamic shapes),
+torch.export and ONNX export run in onnxruntime at two sizes (dynamic shapes), torch.jit.trace
+and the TorchScript-based ONNX exporter run in onnxruntime,
 eval determinism, and bad-input errors that name the argument.
 
 Inputs and outputs may be single tensors or lists of them (multi-resolution blocks):
@@ -155,6 +156,29 @@ class TestOperatorMatrix:
             got = session.run(None, {name: t.numpy() for name, t in zip(names, leaves(feed), strict=True)})
             with torch.no_grad():
                 assert_all_close([torch.from_numpy(g) for g in got], module(*feed))
+
+    def test_jit_trace(self, case):
+        module = case.module()
+        inputs = case.inputs(2, *case.export_sizes())
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about Python values recorded as constants
+            traced = torch.jit.trace(module, inputs, check_trace=False)
+            assert_all_close(traced(*inputs), module(*inputs))
+
+    def test_legacy_onnx_export_runs_in_onnxruntime(self, case, tmp_path):
+        ort = pytest.importorskip("onnxruntime")
+        module = case.module()
+        inputs = case.inputs(2, *case.export_sizes())
+        path = tmp_path / "op.onnx"
+        count = len(leaves(inputs))
+        names = [f"input_{i}" for i in range(count)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, inputs, str(path), dynamo=False, input_names=names, opset_version=17)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), leaves(inputs), strict=True)})
+        with torch.no_grad():
+            assert_all_close([torch.from_numpy(g) for g in got], module(*inputs))
 
     def test_bad_input_errors_name_the_argument(self, case):
         module = case.module()

@@ -29,7 +29,13 @@ __all__ = [
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None) -> int:
-    """Return ``value`` as an int, or raise naming ``name`` (bools are rejected)."""
+    """Return ``value`` as an int, or raise naming ``name`` (bools are rejected).
+
+    Under ``torch.jit.trace`` sizes are 0-d integer tensors; they count as their value at
+    trace time (a shape the traced graph is specialised to anyway).
+    """
+    if isinstance(value, torch.Tensor) and torch.jit.is_tracing() and value.ndim == 0 and not value.is_floating_point():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"argument `{name}`: expected an int, got {type(value).__name__} {value!r}")
     if minimum is not None and value < minimum:

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from ._checks import check_feature, check_int
+from .core.geometry import known_true
 
 __all__ = ["Operator", "Resampler", "Upsampler", "Downsampler", "Guide", "Shape", "spatial_size"]
 
@@ -205,8 +205,8 @@ class Upsampler(Resampler):
     def check_reachable(self, x: Tensor, size: tuple[int, int]) -> None:
         """``ValueError`` unless ``s`` times the size of ``x`` covers ``size``."""
         s, (h, w) = self.scale_factor, size
-        # statically_known_true: under torch.export a bound it cannot prove is not a guard.
-        if statically_known_true(x.shape[-2] * s < h) or statically_known_true(x.shape[-1] * s < w):
+        # known_true: under torch.export a bound it cannot prove is not a guard.
+        if known_true(x.shape[-2] * s < h) or known_true(x.shape[-1] * s < w):
             raise ValueError(
                 f"argument `size`: {s}x upsampling of {x.shape[-2]} x {x.shape[-1]} cannot reach {h} x {w}"
             )

@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from torch import Tensor, nn
-from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from .._checks import check_choice, check_feature, check_int
 from ..base import Shape
+from ..core.geometry import known_true
 from ..registry import UPSAMPLERS, register_block
 from .base import MultiResolutionBlock, half_size
 
@@ -169,7 +169,7 @@ class HRNetFuse(MultiResolutionBlock):
                 raise ValueError(f"argument `features[{j}]`: expected batch size {prev.shape[0]}, got {x.shape[0]}")
             h, w = half_size(prev.shape[-2]), half_size(prev.shape[-1])
             # Under torch.export the sizes are symbolic: a relation it cannot prove is not checked here.
-            if statically_known_true(x.shape[-2] != h) or statically_known_true(x.shape[-1] != w):
+            if known_true(x.shape[-2] != h) or known_true(x.shape[-1] != w):
                 raise ValueError(
                     f"argument `features[{j}]`: expected spatial size {h} x {w} (ceil of half of branch {j - 1}), "
                     f"got {x.shape[-2]} x {x.shape[-1]}"

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from .._checks import check_choice, check_int, check_odd
 from ..components.channel_norm import channel_norm
+from ..core.geometry import known_true
 from ..functional import softmax_kernels, window_similarity
 from ..registry import register_upsampler
 from .base import FeatureGuidedUpsampler
@@ -167,7 +167,7 @@ class SAPA(FeatureGuidedUpsampler):
     def check_normalisable(self, shape: Sequence[Any], name: str = "d") -> None:
         """GroupNorm needs more than one value per group: ``ValueError`` naming ``name`` otherwise."""
         values = shape[1] // self.norm_groups * shape[2] * shape[3]
-        if self.norm == "group" and statically_known_true(values < 2):
+        if self.norm == "group" and known_true(values < 2):
             raise ValueError(
                 f"argument `{name}`: GroupNorm with {self.norm_groups} groups needs more than one value per group, "
                 f"got {shape[1]} channels at {shape[2]} x {shape[3]}"
