@@ -2,6 +2,7 @@
 ops (forward, both gradients, the similarity) and the public functions.  Every call must
 give the right answer (against the torch path) or raise a clean exception with a message;
 the body runs in a subprocess so that a crash of the process (a signal) fails the test."""
+
 from __future__ import annotations
 
 import subprocess

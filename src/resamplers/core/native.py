@@ -224,7 +224,13 @@ def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geome
     _check_tensor("reassemble_grad_features", features, "features")
     _check_tensor("reassemble_grad_features", kernels, "kernels", features.dtype)
     _check_tensor("reassemble_grad_features", grad_out, "grad_out", features.dtype)
-    _check_op("reassemble_grad_features", features, tuple(kernels.shape), _check_geometry_list("reassemble_grad_features", geometry), "kernels")
+    _check_op(
+        "reassemble_grad_features",
+        features,
+        tuple(kernels.shape),
+        _check_geometry_list("reassemble_grad_features", geometry),
+        "kernels",
+    )
     _check_grad("reassemble_grad_features", grad_out, features, kernels)
     grad_out, kernels = grad_out.contiguous(), kernels.contiguous()
     grad_x = torch.zeros(features.shape, dtype=features.dtype)
@@ -244,7 +250,13 @@ def _grad_kernels_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geomet
     _check_tensor("reassemble_grad_kernels", features, "features")
     _check_tensor("reassemble_grad_kernels", kernels, "kernels", features.dtype)
     _check_tensor("reassemble_grad_kernels", grad_out, "grad_out", features.dtype)
-    _check_op("reassemble_grad_kernels", features, tuple(kernels.shape), _check_geometry_list("reassemble_grad_kernels", geometry), "kernels")
+    _check_op(
+        "reassemble_grad_kernels",
+        features,
+        tuple(kernels.shape),
+        _check_geometry_list("reassemble_grad_kernels", geometry),
+        "kernels",
+    )
     _check_grad("reassemble_grad_kernels", grad_out, features, kernels)
     grad_out, features = grad_out.contiguous(), features.contiguous()
     grad_k = torch.zeros(kernels.shape, dtype=kernels.dtype)
