@@ -31,6 +31,12 @@ Two interchangeable backends compute the same formula:
   (ONNX, ``torch.export``) and compiling; in eager training it has a hand-written
   backward pass (:class:`_TorchReassembly`) that accumulates both gradients in place.
 
+Precision: outside autocast, features and kernels must share one dtype.  Inside
+``torch.autocast`` (CPU bfloat16, CUDA float16/bfloat16), kernels predicted in low
+precision next to float32 features are accepted: both are computed in float32 (float64
+if either is float64) and the output comes back in the dtype of the features (for the
+window similarity, of the query); gradients flow back in each input's own dtype.
+
 Neither materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the native
 kernels work row by row, and the torch path holds the output plus, in backward, products
 over a quarter of the channels at a time: peak extra memory stays within 2x the output.
@@ -38,7 +44,7 @@ over a quarter of the channels at a time: peak extra memory stays within 2x the 
 
 from __future__ import annotations
 
-import torch  # noqa: F401  (the doctests use it)
+import torch
 from torch import Tensor
 
 from .._checks import check_int, check_odd
@@ -57,6 +63,23 @@ __all__ = [
     "run_reassembly",
     "run_similarity",
 ]
+
+
+def autocast_dtype(first: object, second: object) -> torch.dtype | None:
+    """The compute dtype under autocast, or ``None`` outside it (or for non-tensors, which
+    the validation then rejects).
+
+    Precision policy: outside autocast both tensors must share one dtype (strict check).
+    Inside autocast (``torch.is_autocast_enabled(device_type)``), where kernel-predicting
+    convolutions return bfloat16/float16 kernels next to float32 features, both are brought
+    to float32 (float64 if either is float64), the sum is accumulated in that dtype, and
+    the result is returned in the dtype of the features (the input).
+    """
+    if not (isinstance(first, Tensor) and isinstance(second, Tensor)):
+        return None
+    if not torch.is_autocast_enabled(first.device.type):
+        return None
+    return torch.float64 if torch.float64 in (first.dtype, second.dtype) else torch.float32
 
 
 def use_native(features: Tensor, backend: Backend) -> bool:
@@ -87,6 +110,15 @@ def run_similarity(query: Tensor, keys: Tensor, geometry: Geometry, backend: Bac
     if use_native(keys, backend):
         return native_window_similarity(query, keys, geometry)
     return similarity_torch(query, keys, geometry)
+
+
+def _run_cast(
+    features: Tensor, kernels: Tensor, geometry: Geometry, backend: Backend, compute: torch.dtype | None
+) -> Tensor:
+    """:func:`run_reassembly`, under autocast in ``compute`` and returned in the features' dtype."""
+    if compute is None:
+        return run_reassembly(features, kernels, geometry, backend)
+    return run_reassembly(features.to(compute), kernels.to(compute), geometry, backend).to(features.dtype)
 
 
 def reassemble(
@@ -128,8 +160,11 @@ def reassemble(
                 [2., 2., 3., 3.],
                 [2., 2., 3., 3.]])
     """
-    geometry = check_reassembly(features, kernels, kernel_size, groups, scale_factor, stride, padding)
-    return run_reassembly(features, kernels, geometry, backend)
+    compute = autocast_dtype(features, kernels)
+    geometry = check_reassembly(
+        features, kernels, kernel_size, groups, scale_factor, stride, padding, same_dtype=compute is None
+    )
+    return _run_cast(features, kernels, geometry, backend, compute)
 
 
 def carafe(
@@ -159,10 +194,20 @@ def carafe(
     """
     check_odd(kernel_size, "kernel_size")
     check_int(scale_factor, "scale_factor", minimum=1)
+    compute = autocast_dtype(features, masks)
     geometry = check_reassembly(
-        features, masks, kernel_size, group_size, scale_factor, 1, None, kernels_name="masks", groups_name="group_size"
+        features,
+        masks,
+        kernel_size,
+        group_size,
+        scale_factor,
+        1,
+        None,
+        kernels_name="masks",
+        groups_name="group_size",
+        same_dtype=compute is None,
     )
-    return run_reassembly(features, masks, geometry, backend)
+    return _run_cast(features, masks, geometry, backend, compute)
 
 
 def reassemble_down(
@@ -185,8 +230,9 @@ def reassemble_down(
         features ``N x C x H x W``, kernels ``N x (G*K*K) x H_out x W_out`` with
         ``H_out <= (H - 1 + p_t) // s + 1``; returns ``N x C x H_out x W_out``.
     """
-    geometry = check_reassembly(features, kernels, kernel_size, groups, 1, stride, padding)
-    return run_reassembly(features, kernels, geometry, backend)
+    compute = autocast_dtype(features, kernels)
+    geometry = check_reassembly(features, kernels, kernel_size, groups, 1, stride, padding, same_dtype=compute is None)
+    return _run_cast(features, kernels, geometry, backend, compute)
 
 
 def window_similarity(
@@ -229,8 +275,13 @@ def window_similarity(
         >>> window_similarity(query, keys, 3, scale_factor=2)[0, :, 0, 0]  # window of key (0, 0)
         tensor([0., 0., 0., 0., 0., 1., 0., 2., 3.])
     """
-    geometry = check_similarity(query, keys, kernel_size, groups, scale_factor, stride, padding)
-    return run_similarity(query, keys, geometry, backend)
+    compute = autocast_dtype(query, keys)
+    geometry = check_similarity(
+        query, keys, kernel_size, groups, scale_factor, stride, padding, same_dtype=compute is None
+    )
+    if compute is None:
+        return run_similarity(query, keys, geometry, backend)
+    return run_similarity(query.to(compute), keys.to(compute), geometry, backend).to(query.dtype)
 
 
 def reassembly_macs(channels: int, kernel_size: int, out_height: int, out_width: int, batch: int = 1) -> int:
