@@ -180,3 +180,32 @@ def test_a_diverging_run_is_a_failure_in_the_comparison_not_a_crash(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Failed runs" in report and "`poisoned` seed 0: training diverged at step 1" in report
     assert "| `bilinear` |" in report and "| `poisoned` |" not in report
+
+
+def test_empty_mattes_are_refused_by_name():
+    import numpy as np
+
+    from resamplers.metrics import matting_metrics
+
+    with pytest.raises(ValueError, match="`alpha`: expected a non-empty"):
+        matting_metrics(np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0), np.uint8))
+
+
+def test_input_of_another_dtype_than_the_module_is_refused_by_name():
+    import resamplers
+
+    up = resamplers.create_upsampler("carafe", channels=8)
+    with pytest.raises(ValueError, match=r"`x`: expected dtype torch.float32 \(the dtype of the module's parameters\)"):
+        up(torch.randn(1, 8, 4, 4, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast mixes dtypes by design
+        up.check_dtype(torch.randn(1, 8, 4, 4, dtype=torch.bfloat16))
+
+
+def test_a_guide_from_another_pair_is_named():
+    import resamplers
+
+    a2u = resamplers.create_pair("a2u", channels=8)
+    indexnet = resamplers.create_pair("indexnet_m2o", channels=8)
+    y, guide = indexnet.down(torch.randn(1, 8, 8, 8))
+    with pytest.raises(ValueError, match="`guide`.*IndexedPooling"):
+        a2u.up(y, guide)

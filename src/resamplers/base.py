@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -100,7 +101,19 @@ class Operator(nn.Module):
     def check_input(self, x: Tensor, name: str = "x") -> Tensor:
         """Validate the first input (rank, dtype, channels, divisibility); returns it."""
         check_feature(x, name, channels=self.channels, size_multiple=self.size_multiple)
+        self.check_dtype(x, name)
         return x
+
+    def check_dtype(self, x: Tensor, name: str = "x") -> None:
+        """``ValueError`` unless ``x`` has the dtype of the module's floating-point parameters
+        (autocast excepted, which mixes dtypes by design); parameter-free operators take any."""
+        param = next((p for p in self.parameters() if p.is_floating_point()), None)
+        if param is None or x.dtype == param.dtype or torch.is_autocast_enabled(x.device.type):
+            return
+        raise ValueError(
+            f"argument `{name}`: expected dtype {param.dtype} (the dtype of the module's parameters), got "
+            f"{x.dtype}; convert the input, or the module with module.to({x.dtype})"
+        )
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"

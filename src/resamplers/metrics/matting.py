@@ -106,6 +106,8 @@ def _prepare(pred: Any, alpha: Any, trimap: Any) -> tuple[np.ndarray, np.ndarray
     a = _as_alpha(alpha, "alpha")
     if p.shape != a.shape:
         raise ValueError(f"argument `pred`: expected shape {a.shape} (the shape of `alpha`), got {p.shape}")
+    if a.size == 0:
+        raise ValueError(f"argument `alpha`: expected a non-empty H x W matte, got shape {a.shape}")
     return p, a, check_trimap(trimap, a.shape) == UNKNOWN
 
 
