@@ -2,8 +2,9 @@
 
 Shapes (odd, non-square, 1x1, batch 1), float64 gradcheck (input and parameters),
 float32/float64/bfloat16, channels_last and non-contiguous input, torch.compile,
-torch.export and ONNX export run in onnxruntime at two sizes (dynamic shapes), torch.jit.trace
-and the TorchScript-based ONNX exporter run in onnxruntime,
+torch.export and ONNX export run in onnxruntime at two sizes (dynamic shapes), CPU
+autocast (bfloat16) forward and backward, torch.jit.trace and the TorchScript-based
+ONNX exporter run in onnxruntime,
 eval determinism, and bad-input errors that name the argument.
 
 Inputs and outputs may be single tensors or lists of them (multi-resolution blocks):
@@ -156,6 +157,25 @@ class TestOperatorMatrix:
             got = session.run(None, {name: t.numpy() for name, t in zip(names, leaves(feed), strict=True)})
             with torch.no_grad():
                 assert_all_close([torch.from_numpy(g) for g in got], module(*feed))
+
+    def test_cpu_autocast_bfloat16_forward_and_backward(self, case):
+        module = case.module()
+        h, w = case.sizes((6, 8))
+        flat, spec = tree_flatten(case.inputs(2, h, w))
+        flat = [t.requires_grad_() for t in flat]
+        with torch.no_grad():
+            expected = leaves(module(*tree_unflatten(flat, spec)))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outs = leaves(module(*tree_unflatten(flat, spec)))
+        for out, ref in zip(outs, expected, strict=True):
+            assert out.dtype in (torch.float32, torch.bfloat16)
+            assert torch.isfinite(out).all()
+            assert (out.float() - ref).abs().max().item() <= 5e-2 * (ref.abs().max().item() + 1.0)
+        torch.autograd.backward([o.float().sum() for o in outs if o.requires_grad])
+        grads = [t.grad for t in flat if t.grad is not None] + [
+            p.grad for p in module.parameters() if p.grad is not None
+        ]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
 
     def test_jit_trace(self, case):
         module = case.module()
