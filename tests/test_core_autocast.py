@@ -1,5 +1,6 @@
 """Mixed precision in the core: under autocast, low-precision kernels next to float32
 features are computed in float32 and returned in the features' dtype; gradients flow."""
+
 from __future__ import annotations
 
 import pytest
