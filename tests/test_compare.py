@@ -58,6 +58,7 @@ def test_matting_smoke_writes_report(tmp_path, capsys):
     assert {"params", "macs", "latency_ms", "train_ms_per_step"} <= set(result["costs"])
     assert "data:image/png;base64," in (out / "report.html").read_text()
     assert "SAD" in capsys.readouterr().out
+    assert "## Paired comparison" in report and "vs best (95% CI)" in report and "| best |" in report
 
 
 @pytest.mark.slow
@@ -110,6 +111,8 @@ def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
     assert printed.count("done before, kept") == 3
     assert all((runs / op / "seed-1" / "result.json").is_file() for op in ("bilinear", "maxunpool", "nearest"))
     assert json.loads((out / "compare.json").read_text())["seeds"] == 2
+    paired = (out / "report.md").read_text().split("## Paired comparison")[1]
+    assert "| 2 x 4 |" in paired and "vs bilinear (95% CI)" in paired  # 2 seeds x 4 test crops per operator
 
 
 def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..console import markdown_table, print_table
 from ..storage import read_json
+from .stats import PairedDifference, verdicts
 from .tasks import get_task
 from .tasks.base import Task
 
@@ -115,6 +116,64 @@ def _table(
             value = ref["metrics"].get(subset, {}).get(m.name)
             cells.append("n/a" if value is None else f"{value:.{m.digits}f}")
         cells += ["-"] * 5
+        body.append(cells)
+    return headers, body
+
+
+PAIRED_TEXT = (
+    "Differences of the primary metric on the same test images, operator minus the best one (and minus "
+    "bilinear), with 95% intervals from a bootstrap that resamples the test images (shared by all "
+    "operators) and each operator's seeds; 'wins' is the share of images on which the operator beats the "
+    "best. 'Worse than the best' means the interval excludes zero; the rank interval is the central 95% "
+    "of the ranks over the bootstrap replicates."
+)
+BASELINE = "bilinear"  # the fixed baseline every operator is also compared with
+
+
+def _score_tables(out: Path, task: Task, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Per operator, its primary metric as ``seeds x images`` from the runs' ``per_image.json``
+    (operators whose runs lack the file, or scored other images, are left out)."""
+    by_op: dict[str, list[list[dict[str, Any]]]] = {}
+    for record in sorted(records, key=lambda r: (r["op"], r["seed"])):
+        path = out / "runs" / task.name / record["op"] / f"seed-{record['seed']}" / "per_image.json"
+        if "failed" not in record and path.is_file():
+            by_op.setdefault(record["op"], []).append(read_json(path))
+    if not by_op:
+        return {}
+    names = [row["name"] for row in next(iter(by_op.values()))[0]]
+    tables = {}
+    for op, runs in by_op.items():
+        if all([row["name"] for row in run] == names for run in runs):
+            tables[op] = np.array([[row[task.primary] for row in run] for run in runs], dtype=np.float64)
+    return tables
+
+
+def _interval_text(d: PairedDifference | None, digits: int) -> str:
+    if d is None:
+        return "-"
+    return f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
+
+
+def _paired_table(task: Task, tables: dict[str, np.ndarray]) -> tuple[list[str], list[list[str]]]:
+    metric = next(m for m in task.metrics if m.name == task.primary)
+    baseline = BASELINE if BASELINE in tables else None
+    rows = verdicts(tables, higher_is_better=metric.higher_is_better, baseline=baseline)
+    headers = ["operator", "seeds x images", metric.label, "vs best (95% CI)", "wins vs best", "verdict", "rank"]
+    if baseline:
+        headers.insert(5, f"vs {baseline} (95% CI)")
+    body = []
+    for v in rows:
+        cells = [
+            f"`{v.name}`",
+            f"{v.seeds} x {v.images}",
+            f"{v.mean:.{metric.digits}f}",
+            _interval_text(v.vs_best, metric.digits),
+            "-" if v.vs_best is None else f"{100 * v.vs_best.win_fraction:.0f}%",
+            v.verdict,
+            f"{v.rank} [{v.rank_low}-{v.rank_high}]",
+        ]
+        if baseline:
+            cells.insert(5, _interval_text(v.vs_baseline, metric.digits))
         body.append(cells)
     return headers, body
 
@@ -301,6 +360,10 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
         "",
     ]
     md = "\n".join(intro) + markdown_table(headers, body) + "\n"
+    tables = _score_tables(out, task, records)
+    paired = _paired_table(task, tables) if tables else None
+    if paired is not None:
+        md += "\n## Paired comparison\n\n" + PAIRED_TEXT + "\n\n" + markdown_table(*paired) + "\n"
     if failures:
         md += "\n## Failed runs\n\nThese runs stopped without a result; they count in no mean above.\n\n"
         md += "".join(f"- {line}\n" for line in failures)
@@ -314,6 +377,8 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
     )
     body_html = "".join(f"<p>{html.escape(line)}</p>" for line in intro[2:] if line)
     body_html += _html_table(headers, body)
+    if paired is not None:
+        body_html += f"<h2>Paired comparison</h2><p>{html.escape(PAIRED_TEXT)}</p>" + _html_table(*paired)
     if failures:
         body_html += "<h2>Failed runs</h2><p>These runs stopped without a result; they count in no mean above.</p><ul>"
         body_html += "".join(f"<li>{html.escape(line.replace('`', ''))}</li>" for line in failures) + "</ul>"
@@ -328,5 +393,11 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
         headers,
         [[c.replace("**", "").replace("`", "").replace("*", "") for c in r] for r in body],
     )
+    if paired is not None:
+        print_table(
+            "paired against the best (95% bootstrap intervals)",
+            paired[0],
+            [[c.replace("`", "") for c in r] for r in paired[1]],
+        )
     log(f"report: {out / 'report.html'} and {out / 'report.md'}")
     return out / "report.md"

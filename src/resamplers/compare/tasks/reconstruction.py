@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from ...metrics.image import psnr, ssim
 from ...registry import create_pair
-from ...storage import latest_checkpoint, load_checkpoint
+from ...storage import latest_checkpoint, load_checkpoint, write_json_atomic
 from ...training.loop import LoopConfig, TrainingTask, fit
 from ..measure import latency_ms, operator_costs
 from .base import Metric, Preset, RunSpec, Task, register_task
@@ -225,7 +225,13 @@ class ReconstructionTask(Task):
         crops = self._test_crops(spec)
         with torch.no_grad():
             recon = torch.cat([model(crops[i : i + 16]) for i in range(0, len(crops), 16)]).clamp(0, 1)
-        metrics = {"psnr": float(psnr(recon, crops).mean()), "ssim": float(ssim(recon, crops).mean())}
+        scores = {"psnr": psnr(recon, crops), "ssim": ssim(recon, crops)}
+        metrics = {name: float(values.mean()) for name, values in scores.items()}
+        per_image = [
+            {"name": f"crop-{i:04d}", **{name: float(values[i]) for name, values in scores.items()}}
+            for i in range(len(crops))
+        ]
+        write_json_atomic(spec.run_dir / "per_image.json", per_image)
         example = crops[:1]
         costs = operator_costs(model, example)
         costs["latency_ms"] = latency_ms(model, example)
