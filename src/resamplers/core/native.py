@@ -219,19 +219,18 @@ def _(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
     return features.new_empty((features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1]))
 
 
+def _check_grad_op_args(op: str, grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> None:
+    """The arguments of a gradient op: the forward's checks plus the shape of ``grad_out``."""
+    _check_tensor(op, features, "features")
+    _check_tensor(op, kernels, "kernels", features.dtype)
+    _check_tensor(op, grad_out, "grad_out", features.dtype)
+    _check_op(op, features, tuple(kernels.shape), _check_geometry_list(op, geometry), "kernels")
+    _check_grad(op, grad_out, features, kernels)
+
+
 @torch.library.custom_op("resamplers::reassemble_grad_features", mutates_args=())
 def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-    _check_tensor("reassemble_grad_features", features, "features")
-    _check_tensor("reassemble_grad_features", kernels, "kernels", features.dtype)
-    _check_tensor("reassemble_grad_features", grad_out, "grad_out", features.dtype)
-    _check_op(
-        "reassemble_grad_features",
-        features,
-        tuple(kernels.shape),
-        _check_geometry_list("reassemble_grad_features", geometry),
-        "kernels",
-    )
-    _check_grad("reassemble_grad_features", grad_out, features, kernels)
+    _check_grad_op_args("reassemble_grad_features", grad_out, features, kernels, geometry)
     grad_out, kernels = grad_out.contiguous(), kernels.contiguous()
     grad_x = torch.zeros(features.shape, dtype=features.dtype)
     if grad_x.numel() and grad_out.numel():
@@ -247,17 +246,7 @@ def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) 
 
 @torch.library.custom_op("resamplers::reassemble_grad_kernels", mutates_args=())
 def _grad_kernels_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-    _check_tensor("reassemble_grad_kernels", features, "features")
-    _check_tensor("reassemble_grad_kernels", kernels, "kernels", features.dtype)
-    _check_tensor("reassemble_grad_kernels", grad_out, "grad_out", features.dtype)
-    _check_op(
-        "reassemble_grad_kernels",
-        features,
-        tuple(kernels.shape),
-        _check_geometry_list("reassemble_grad_kernels", geometry),
-        "kernels",
-    )
-    _check_grad("reassemble_grad_kernels", grad_out, features, kernels)
+    _check_grad_op_args("reassemble_grad_kernels", grad_out, features, kernels, geometry)
     grad_out, features = grad_out.contiguous(), features.contiguous()
     grad_k = torch.zeros(kernels.shape, dtype=kernels.dtype)
     if grad_k.numel() and features.numel():
