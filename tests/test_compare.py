@@ -11,12 +11,13 @@ from resamplers.compare import TASKS
 from resamplers.compare.runner import parse_shard
 
 
-def test_tasks_are_registered_with_three_documented_presets():
+def test_tasks_are_registered_with_four_documented_presets():
     assert {"matting", "reconstruction"} <= set(TASKS.names())
     for entry in TASKS:
         presets = entry.cls().presets()
-        assert set(presets) == {"smoke", "quick", "full"}
+        assert set(presets) == {"smoke", "quick", "standard", "full"}
         assert presets["smoke"].minutes <= 1 and presets["quick"].minutes <= 15
+        assert presets["standard"].minutes <= 120
 
 
 def test_shard_parsing():
@@ -195,6 +196,6 @@ def test_compare_under_torchrun_trains_data_parallel_and_writes_once(tmp_path):
     run = out / "runs" / "reconstruction" / "bilinear" / "seed-0"
     record = json.loads((run / "result.json").read_text())
     assert record["train"]["steps"] > 0 and "psnr" in record["metrics"]["overall"]
-    assert (out / "report.md").is_file() and result.stdout.count("1 of 1 runs in this shard") == 1
+    assert (out / "report.md").is_file() and result.stdout.count("1 of 1 runs; data") == 1
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log and all(entry["processes"] == 2 for entry in log)

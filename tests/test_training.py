@@ -128,7 +128,7 @@ def test_resumed_run_matches_uninterrupted(tmp_path):
     full = train(_config(tmp_path / "a"), dataset=FakeComposites(64, seed=3), progress=False)
     assert full.step == 6 and not full.interrupted
     part = train(_config(tmp_path / "b"), dataset=FakeComposites(64, seed=3), progress=False, stop_after=3)
-    assert part.interrupted and part.step == 3
+    assert not part.interrupted and part.step == 3  # stopped as asked, not by a signal
     assert load_checkpoint(latest_checkpoint(tmp_path / "b" / "run" / "checkpoints"))["step"] == 3
     with pytest.raises(CheckpointError, match="--resume"):
         train(_config(tmp_path / "b"), dataset=FakeComposites(64, seed=3), progress=False)

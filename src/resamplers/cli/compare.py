@@ -11,12 +11,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--task", default="matting", help=f"one of: {', '.join(TASKS.names())}")
     parser.add_argument("--ops", default=None, help="comma-separated pair names (default: the task's default set)")
-    parser.add_argument("--preset", default="quick", help="smoke | quick | full (budget: steps, crop, width, seeds)")
+    parser.add_argument(
+        "--preset", default="quick", help="smoke | quick | standard | full (budget: steps, crop, width, seeds)"
+    )
     parser.add_argument("--seeds", type=int, default=None, help="seeds per operator (default: the preset's)")
     parser.add_argument("--data", default="auto", help="auto | real | synthetic (auto: real when fetched)")
     parser.add_argument("--data-root", default=None, help="data cache of `resamplers data fetch`")
     parser.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder")
     parser.add_argument("--shard", default=None, help="i/n: run every n-th job from i (share --out between shards)")
+    parser.add_argument("--jobs", type=int, default=1, help="run N shard processes here in parallel, then report")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
+    parser.add_argument(
+        "--no-finish", action="store_true", help="train only: leave reference rows, costs and report to another process"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -33,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         data_root=args.data_root,
         shard=parse_shard(args.shard),
+        jobs=args.jobs,
+        threads=args.threads,
+        finish=not args.no_finish,
         progress=not args.no_progress,
     )
-    print(f"report written: {report.with_suffix('.html')}")
+    if not args.no_finish:
+        print(f"report written: {report.with_suffix('.html')}")
     return 0

@@ -17,6 +17,7 @@ _FIELD_FLAGS: list[tuple[str, type, str]] = [
     ("output_stride", int, "32 (five pairs) or 16 (four)"),
     ("decoder_kernel", int, "decoder convolution kernel"),
     ("head_activation", str, "relu6 (official) | leaky_relu (trains reliably from scratch) | none"),
+    ("init_like", str, "start the parameters shared with this pair's network (same name, shape) from it"),
     ("data", str, "training data: synthetic | real | folder"),
     ("data_root", str, "data cache (real) or benchmark root (folder)"),
     ("crop", int, "training crop size (a multiple of the output stride)"),

@@ -16,7 +16,10 @@ machines can share one results folder; ``resamplers report OUT`` then merges the
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .._checks import did_you_mean
+import torch
+
+from .._checks import check_int, did_you_mean
 from ..bench.timing import machine_info
 from ..registry import PAIRS
 from ..storage import read_json, write_json_atomic
@@ -69,9 +74,11 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return (i, n)
 
 
-def resolve_ops(task: Task, ops: Sequence[str] | None) -> tuple[str, ...]:
+def resolve_ops(task: Task, ops: Sequence[str] | None, preset: Preset | None = None) -> tuple[str, ...]:
+    """The requested pairs, checked; by default the preset's set, else the task's."""
     if not ops:
-        return tuple(op for op in task.default_ops if op in PAIRS)
+        defaults = (preset.ops if preset is not None else ()) or task.default_ops
+        return tuple(op for op in defaults if op in PAIRS)
     for op in ops:
         if op not in PAIRS:
             names = PAIRS.names()
@@ -128,11 +135,23 @@ def run_compare(
     data: str = "auto",
     data_root: str | None = None,
     shard: tuple[int, int] = (0, 1),
+    jobs: int = 1,
+    threads: int | None = None,
+    finish: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Run this shard's jobs of a comparison, then write the report; returns the report path."""
+    """Run this shard's jobs of a comparison, then write the report; returns the report path.
+
+    ``jobs > 1`` runs the comparison as that many shard processes on this machine (each with
+    ``threads`` torch threads, by default the CPUs split evenly) and waits for them.
+    ``finish=False`` leaves the reference rows and the report to another process.
+    """
     task = get_task(task_name)
+    check_int(jobs, "jobs", minimum=1)
+    if threads is not None:
+        check_int(threads, "threads", minimum=1)
+        torch.set_num_threads(threads)
     presets = task.presets()
     if preset not in presets:
         raise ValueError(f"argument `--preset`: expected one of {sorted(presets)}, got {preset!r}")
@@ -141,10 +160,15 @@ def run_compare(
     if n_seeds < 1:
         raise ValueError(f"argument `--seeds`: expected at least 1, got {n_seeds}")
     out = Path(out)
-    requested = resolve_ops(task, ops)
+    requested = resolve_ops(task, ops, chosen)
     spec = _merge_spec(
         out, CompareSpec(task.name, preset, requested, n_seeds, resolve_data(data, data_root), data_root)
     )
+    if shard[1] > 1:
+        say = log
+        log = lambda message: say(f"[shard {shard[0]}/{shard[1]}] {message}")  # noqa: E731
+    if jobs > 1 and shard != (0, 1):
+        raise ValueError("argument `--jobs`: runs every shard itself; give it without `--shard`")
     ctx = init_distributed()
     try:
         if ctx.is_main:
@@ -154,9 +178,16 @@ def run_compare(
         mine = every[shard[0] :: shard[1]]
         first = _run_spec(task, spec, requested[0], 0, out, shared, chosen)
         if ctx.is_main:
-            log(f"{task.name}/{preset}: {len(mine)} of {len(every)} runs in this shard; data: {spec.data}")
             task.prepare(first)
         ctx.barrier()
+        if jobs > 1:
+            if ctx.world_size > 1:
+                raise ValueError("argument `--jobs`: not under torchrun (each torchrun process is one worker already)")
+            _run_shard_processes(spec, requested, out, jobs, threads, log)
+            mine = []
+        elif ctx.is_main:
+            where = f"shard {shard[0]}/{shard[1]}: " if shard[1] > 1 else ""
+            log(f"{task.name}/{preset}: {where}{len(mine)} of {len(every)} runs; data: {spec.data}")
         for number, (op, seed) in enumerate(mine, start=1):
             run = _run_spec(task, spec, op, seed, out, shared, chosen)
             done = run.run_dir / "result.json"
@@ -193,7 +224,7 @@ def run_compare(
                 }
                 write_json_atomic(done, record)
             ctx.barrier()
-        if not ctx.is_main:
+        if not ctx.is_main or not finish:
             return out / "report.md"
         rows = task.reference_rows(first)
         write_json_atomic(shared / "reference.json", rows)
@@ -202,6 +233,25 @@ def run_compare(
     from .report import write_report
 
     return write_report(out, log=log)
+
+
+def _run_shard_processes(
+    spec: CompareSpec, ops: Sequence[str], out: Path, jobs: int, threads: int | None, log: Callable[[str], None]
+) -> None:
+    """Run shards ``0/jobs .. jobs-1/jobs`` as child processes of this one and wait for all;
+    a failed shard raises, naming it (the others' finished runs are kept)."""
+    per_process = threads or max(1, (os.cpu_count() or 1) // jobs)
+    command = [sys.executable, "-m", "resamplers.cli", "compare", "--task", spec.task, "--preset", spec.preset]
+    command += ["--ops", ",".join(ops), "--seeds", str(spec.seeds), "--data", spec.data, "--out", str(out)]
+    command += ["--data-root", spec.data_root] if spec.data_root else []
+    command += ["--threads", str(per_process), "--no-progress", "--no-finish"]
+    log(f"{spec.task}/{spec.preset}: {jobs} shard processes of {per_process} thread(s) each")
+    environment = {**os.environ, "OMP_NUM_THREADS": str(per_process)}
+    children = [subprocess.Popen([*command, "--shard", f"{i}/{jobs}"], env=environment) for i in range(jobs)]
+    codes = [child.wait() for child in children]
+    failed = [f"{i}/{jobs} (exit status {code})" for i, code in enumerate(codes) if code]
+    if failed:
+        raise RuntimeError(f"compare: shard process(es) {', '.join(failed)} failed; rerun the same command to resume")
 
 
 def _same_budget(recorded: dict[str, Any], preset: Preset) -> bool:

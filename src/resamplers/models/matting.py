@@ -79,7 +79,13 @@ PAIRED_LAYERS = (0, 2, 3, 4, 6)
 
 @dataclass
 class MattingConfig:
-    """Everything needed to rebuild a matting network (stored in checkpoints)."""
+    """Everything needed to rebuild a matting network (stored in checkpoints).
+
+    ``init_like`` concerns initialisation only: when set to another pair, training starts
+    every parameter that the network with that pair also has (same name and shape) from
+    that network, built from the same random state, so the parts that two operators'
+    networks share start equal (see :func:`resamplers.training.matting.train`).
+    """
 
     pair: str = "indexnet_m2o"
     width: float = 1.0
@@ -88,6 +94,7 @@ class MattingConfig:
     decoder_kernel: int = 5
     pair_kwargs: dict[str, Any] = field(default_factory=dict)
     head_activation: str = "relu6"
+    init_like: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +105,8 @@ class MattingConfig:
         if not self.width > 0:
             raise ValueError(f"argument `width`: expected a positive width multiplier, got {self.width}")
         accepted = PAIRS.entry(self.pair).accepted_keywords()  # an unknown pair raises, naming the choices
+        if self.init_like is not None:
+            PAIRS.entry(self.init_like, argument="init_like")
         for key in self.pair_kwargs:
             if key not in accepted or key in NETWORK_SET_PAIR_ARGUMENTS:
                 choices = [k for k in accepted if k not in NETWORK_SET_PAIR_ARGUMENTS]

@@ -391,7 +391,8 @@ def fit(
             mapping also gives the value assumed when an older checkpoint lacks a field).
         resume: continue from the newest checkpoint in the run directory.
         progress: show a progress bar (rank 0 only).
-        stop_after: stop (with a checkpoint) after this many steps, as an interruption would.
+        stop_after: stop (with a checkpoint) after this many steps, as an interruption would (but
+            the result's ``interrupted`` stays false: only a signal sets it).
 
     Raises:
         TrainingDiverged: the loss or gradients became non-finite (the last good
@@ -503,11 +504,12 @@ def _train(
                     bar.update(step, f"loss {record['loss']:.4f}  {record['images_per_second']:.1f} img/s")
                 else:
                     bar.update(step, "")
-                halt = ctx.any_flag(stop.requested or (stop_after is not None and step - run.start_step >= stop_after))
+                signalled = ctx.any_flag(stop.requested)
+                halt = signalled or (stop_after is not None and step - run.start_step >= stop_after)
                 if step % config.checkpoint_every == 0 or step == config.steps or halt:
                     _save(ctx, out, step, run, task, run_config)
                 if halt and step < config.steps:
-                    interrupted = True
+                    interrupted = signalled  # stopping after `stop_after` steps is what was asked
                     break
     finally:
         bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -105,6 +106,15 @@ def resumed_config(out: str | Path, given: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict({**base, **given, "out": str(out)}).validate()
 
 
+def copy_shared_parameters(net: nn.Module, reference: dict[str, torch.Tensor]) -> nn.Module:
+    """Overwrite every tensor of ``net``'s state that ``reference`` has under the same name
+    and shape; returns ``net``."""
+    own = net.state_dict()
+    shared = {k: v for k, v in reference.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict({**own, **shared})
+    return net
+
+
 def train(
     config: TrainConfig,
     *,
@@ -121,16 +131,25 @@ def train(
     config.validate()
     model = config.model
 
-    def build() -> nn.Module:
+    def network(pair: str, pair_kwargs: dict[str, Any]) -> nn.Module:
         return create_matting_model(
-            model.pair,
+            pair,
             model.width,
             model.aspp,
             model.output_stride,
             model.decoder_kernel,
             head_activation=model.head_activation,
-            **model.pair_kwargs,
+            **pair_kwargs,
         )
+
+    def build() -> nn.Module:
+        if model.init_like is None or model.init_like == model.pair:
+            return network(model.pair, model.pair_kwargs)
+        state = torch.random.get_rng_state()
+        reference = network(model.init_like, {}).state_dict()
+        torch.random.set_rng_state(state)
+        net = network(model.pair, model.pair_kwargs)
+        return copy_shared_parameters(net, reference)
 
     task = TrainingTask(
         build_model=build,

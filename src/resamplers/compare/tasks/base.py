@@ -28,8 +28,9 @@ class Metric:
 class Preset:
     """A budget: every run of a comparison uses the same one.
 
-    ``minutes`` is the documented expected wall time of the task's default operator set on a
-    2-core CPU (all seeds), measured when the preset was set.
+    ``minutes`` is the documented expected wall time of the preset's default operator set on
+    a 2-core CPU (all seeds), measured when the preset was set.  ``ops`` is the preset's
+    default operator set when it differs from the task's (a short budget may run fewer).
     """
 
     name: str
@@ -43,14 +44,15 @@ class Preset:
     minutes: float
     description: str
     extra: dict[str, Any] = field(default_factory=dict)
+    ops: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def budget(self) -> dict[str, Any]:
-        """What a run's result depends on: everything but the name, the documented time
-        and the description."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("name", "minutes", "description")}
+        """What a run's result depends on: everything but the name, the documented time,
+        the description and the default operator set."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("name", "minutes", "description", "ops")}
 
 
 @dataclass(frozen=True)

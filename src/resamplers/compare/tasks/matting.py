@@ -10,6 +10,7 @@ The closed-form matting of Levin et al. on the same images is the reference row.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 from ...metrics import matting_metrics
 from ...models import load_matting_model, predict_alpha
-from ...storage import read_json, write_json_atomic
+from ...storage import latest_checkpoint, load_checkpoint, read_json, write_json_atomic
 from ...training.config import TrainConfig
 from ...training.matting import train
 from ..measure import latency_ms, operator_costs
@@ -29,6 +30,19 @@ VISUAL_CROPS = 4
 CROP = 64
 
 
+def curve_points(steps: int, points: int) -> list[int]:
+    """``points`` steps spread evenly up to ``steps`` (the last is ``steps``)."""
+    points = max(1, min(points, steps))
+    return sorted({round(steps * k / points) for k in range(1, points + 1)})
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of the newest checkpoint in a run directory (0 when there is none)."""
+    directory = run_dir / "checkpoints"
+    newest = latest_checkpoint(directory) if directory.is_dir() else None
+    return 0 if newest is None else int(load_checkpoint(newest).get("step", 0))
+
+
 def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
@@ -38,6 +52,9 @@ def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
 # which leaves the matte at the trimap-only answer whatever the operator (see
 # resamplers.models.matting).  The leaky head has the same parameters and cannot.
 HEAD_ACTIVATION = "leaky_relu"
+
+QUICK_STEPS = 600
+QUICK_OPS = ("bilinear", "carafe", "dysample", "fade", "indexnet_m2o", "a2u")
 
 
 @register_task
@@ -55,6 +72,10 @@ class MattingTask(Task):
     subsets = ("overall", "thin")
 
     def presets(self) -> dict[str, Preset]:
+        # Every preset starts the parts that the operators' networks share from the same
+        # initial values (those of the bilinear network), trains on the same samples in the
+        # same order and scores the same images: only the operator differs.
+        shared = {"eval_size": 256, "head_activation": HEAD_ACTIVATION, "init_like": "bilinear"}
         return {
             "smoke": Preset(
                 "smoke",
@@ -67,20 +88,35 @@ class MattingTask(Task):
                 lr=1e-3,
                 minutes=0.5,
                 description="two steps at width 0.25: checks the pipeline end to end",
-                extra={"eval_size": 64, "head_activation": HEAD_ACTIVATION},
+                extra={**shared, "eval_size": 64, "curve_points": 2, "validation_images": 2},
             ),
             "quick": Preset(
                 "quick",
-                steps=120,
+                steps=QUICK_STEPS,
                 crop=96,
                 width=0.5,
                 batch_size=8,
                 seeds=1,
-                eval_images=24,
+                eval_images=48,
                 lr=2e-3,
-                minutes=9.0,
-                description="120 steps of 8 crops of 96 at width 0.5 (leaky head), 24 test images of 256",
-                extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION},
+                minutes=15.0,
+                description=f"{QUICK_STEPS} steps of 8 crops of 96 at width 0.5 (leaky head, cosine), "
+                "48 test images of 256; six operators (nearest and max unpooling are in `standard`)",
+                extra={**shared, "curve_points": 4, "validation_images": 16},
+                ops=QUICK_OPS,
+            ),
+            "standard": Preset(
+                "standard",
+                steps=2400,
+                crop=96,
+                width=0.5,
+                batch_size=8,
+                seeds=1,
+                eval_images=0,
+                lr=2e-3,
+                minutes=100.0,
+                description="2400 steps of 8 crops of 96 at width 0.5 (leaky head, cosine), all 175 test images of 256",
+                extra={**shared, "curve_points": 6, "validation_images": 24},
             ),
             "full": Preset(
                 "full",
@@ -93,7 +129,7 @@ class MattingTask(Task):
                 lr=1e-3,
                 minutes=6000.0,
                 description="20k steps of 16 crops of 256 at full width (leaky head), 3 seeds, all test images",
-                extra={"eval_size": 256, "head_activation": HEAD_ACTIVATION},
+                extra={**shared, "curve_points": 10, "validation_images": 48},
             ),
         }
 
@@ -103,12 +139,13 @@ class MattingTask(Task):
     def prepare(self, spec: RunSpec) -> None:
         from ...data import open_source, write_test_set
 
-        write_test_set(
-            open_source(spec.data, spec.data_root),
-            self._test_set_dir(spec),
-            size=spec.preset.extra["eval_size"],
-            seed=0,
-        )
+        source = open_source(spec.data, spec.data_root)
+        size = spec.preset.extra["eval_size"]
+        write_test_set(source, self._test_set_dir(spec), size=size, seed=0)
+        if spec.preset.extra.get("validation_images", 0):
+            write_test_set(
+                source, self._validation_dir(spec), size=size, seed=1, backgrounds_per_foreground=1, part="train"
+            )
 
     def _test_images(self, spec: RunSpec):
         from ...data import MattingTestSet
@@ -119,12 +156,38 @@ class MattingTask(Task):
         indices = np.linspace(0, len(test) - 1, n).round().astype(int).tolist() if n < len(test) else list(range(n))
         return [test[i] for i in indices]
 
-    def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
+    def _validation_dir(self, spec: RunSpec):
+        return spec.shared_dir / f"validation-{spec.data}-{spec.preset.extra['eval_size']}"
+
+    def _validation_images(self, spec: RunSpec) -> list[dict]:
+        """Composites of training foregrounds on training backgrounds (never the test set),
+        one per foreground, an evenly spread subset of ``validation_images`` of them."""
+        from ...data import MattingTestSet
+
+        wanted = int(spec.preset.extra.get("validation_images", 0))
+        if wanted <= 0:
+            return []
+        validation = MattingTestSet(self._validation_dir(spec))
+        n = min(len(validation), wanted)
+        indices = np.linspace(0, len(validation) - 1, n).round().astype(int).tolist()
+        return [validation[i] for i in indices]
+
+    def _score(self, model, samples: list[dict]) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
+        rows, predictions = [], []
+        for sample in samples:
+            pred = predict_alpha(model, sample["image"], sample["trimap"])
+            row = matting_metrics(pred.numpy(), sample["alpha"][0].numpy(), sample["trimap"].numpy())
+            rows.append({"name": sample["name"], "thin": bool(sample["thin"]), **row})
+            predictions.append(pred)
+        return rows, predictions
+
+    def _train_config(self, spec: RunSpec) -> TrainConfig:
         p = spec.preset
-        config = TrainConfig.from_dict(
+        return TrainConfig.from_dict(
             dict(
                 out=str(spec.run_dir),
                 pair=spec.op,
+                init_like=p.extra.get("init_like"),
                 width=p.width,
                 data=spec.data,
                 data_root=spec.data_root,
@@ -139,33 +202,52 @@ class MattingTask(Task):
                 seed=spec.seed,
             )
         )
+
+    def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
+        """Train in segments that end at the learning-curve points, scoring the validation
+        images at each (``curve.json``), then score the test set."""
+        config = self._train_config(spec)
         start = time.perf_counter()
-        resume = (spec.run_dir / "checkpoints" / "latest").is_file()
-        result = train(config, resume=resume, progress=progress)
+        validation = self._validation_images(spec)
+        curve_path = spec.run_dir / "curve.json"
+        curve = read_json(curve_path) if curve_path.is_file() else []
+        result = None
+        for point in curve_points(spec.preset.steps, int(spec.preset.extra.get("curve_points", 1))):
+            if any(entry["step"] == point for entry in curve):
+                continue
+            reached = checkpoint_step(spec.run_dir)
+            if reached < point:
+                result = train(config, resume=reached > 0, progress=progress, stop_after=point - reached)
+                if result.interrupted:
+                    raise KeyboardInterrupt(f"training of {spec.op} seed {spec.seed} interrupted at step {result.step}")
+                reached = result.step
+            if validation and reached == point:
+                rows, _ = self._score(load_matting_model(spec.run_dir), validation)
+                curve.append(
+                    {"step": point, **_mean_metrics([{m.name: r[m.name] for m in self.metrics} for r in rows])}
+                )
+                write_json_atomic(curve_path, curve)
         model = load_matting_model(spec.run_dir)
         samples = self._test_images(spec)
-        per_image = []
-        predictions = []
-        for sample in samples:
-            pred = predict_alpha(model, sample["image"], sample["trimap"])
-            row = matting_metrics(pred.numpy(), sample["alpha"][0].numpy(), sample["trimap"].numpy())
-            per_image.append({"name": sample["name"], "thin": bool(sample["thin"]), **row})
-            predictions.append(pred)
+        per_image, predictions = self._score(model, samples)
         metrics = {
             "overall": _mean_metrics([{m.name: r[m.name] for m in self.metrics} for r in per_image]),
             "thin": _mean_metrics([{m.name: r[m.name] for m in self.metrics} for r in per_image if r["thin"]]),
         }
         write_json_atomic(spec.run_dir / "per_image.json", per_image)
-        size = p.extra["eval_size"]
+        size = spec.preset.extra["eval_size"]
         example = torch.zeros(1, 4, size, size)
         costs = operator_costs(model, example)
         costs["latency_ms"] = latency_ms(model, example, repeats=3)
-        costs["train_ms_per_step"] = 1000.0 * result.seconds_per_step if result.seconds_per_step else None
+        costs["train_ms_per_step"] = (
+            1000.0 * result.seconds_per_step if result is not None and result.seconds_per_step else None
+        )
         self._save_visuals(spec, samples, predictions)
         return {
             "metrics": metrics,
             "costs": costs,
-            "train": {"steps": result.step, "wall_s": time.perf_counter() - start},
+            "train": {"steps": checkpoint_step(spec.run_dir), "wall_s": time.perf_counter() - start},
+            "validation_images": len(validation),
         }
 
     def _visual_windows(self, samples: list[dict]) -> list[tuple[int, int, int]]:
@@ -212,25 +294,34 @@ class MattingTask(Task):
         which has not yet learned from the image outputs (its training loss plateaus there)."""
         cache = spec.shared_dir / f"references-{spec.data}-{spec.preset.name}.json"
         if cache.is_file():
-            return read_json(cache)
+            cached = read_json(cache)
+            if all("per_image" in r for r in cached):  # older caches lack the per-image scores
+                return cached
         samples = self._test_images(spec)
         names = [m.name for m in self.metrics]
 
-        def row(name: str, predict) -> dict[str, Any]:
+        def row(label: str, name: str, predict) -> dict[str, Any]:
             scored = [
-                {"thin": bool(s["thin"]), **matting_metrics(predict(s), s["alpha"][0].numpy(), s["trimap"].numpy())}
+                {
+                    "name": s["name"],
+                    "thin": bool(s["thin"]),
+                    **matting_metrics(predict(s), s["alpha"][0].numpy(), s["trimap"].numpy()),
+                }
                 for s in samples
             ]
             return {
+                "label": label,
                 "name": name,
                 "metrics": {
                     "overall": _mean_metrics([{k: r[k] for k in names} for r in scored]),
                     "thin": _mean_metrics([{k: r[k] for k in names} for r in scored if r["thin"]]),
                 },
+                "per_image": scored,
             }
 
         rows = [
             row(
+                "trivial",
                 "trivial: 0 in the unknown band (trimap only)",
                 lambda s: (s["trimap"].numpy() == 255).astype(np.float64),
             )
@@ -242,6 +333,7 @@ class MattingTask(Task):
         else:
             rows.append(
                 row(
+                    "closed-form",
                     "closed-form matting (Levin et al. 2008, pymatting)",
                     lambda s: closed_form_alpha(s["image"], s["trimap"]),
                 )

@@ -149,6 +149,18 @@ class ReconstructionTask(Task):
                 minutes=13.0,
                 description="300 steps on 64x64 crops, 32 channels, 3 levels",
             ),
+            "standard": Preset(
+                "standard",
+                steps=1200,
+                crop=64,
+                width=32,
+                batch_size=16,
+                seeds=1,
+                eval_images=256,
+                lr=2e-3,
+                minutes=52.0,  # estimated: four times the measured quick training, not measured itself
+                description="1200 steps on 64x64 crops, 32 channels, 3 levels, 256 test images",
+            ),
             "full": Preset(
                 "full",
                 steps=3000,
