@@ -8,7 +8,7 @@ import pytest
 
 from resamplers.cli import main
 from resamplers.compare import TASKS
-from resamplers.compare.runner import parse_shard
+from resamplers.compare.runner import parse_shard, run_compare
 
 
 def test_tasks_are_registered_with_four_documented_presets():
@@ -58,8 +58,39 @@ def test_matting_smoke_writes_report(tmp_path, capsys):
     assert set(result["metrics"]["overall"]) == {"sad", "mse", "grad", "conn"}
     assert {"params", "macs", "latency_ms", "train_ms_per_step"} <= set(result["costs"])
     assert "data:image/png;base64," in (out / "report.html").read_text()
-    assert "SAD" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "SAD" in printed and ("~best" in printed or "worse" in printed)
+    tables = [line for line in printed.splitlines() if line[:1] in "┏┃│└┡"]
+    assert tables and max(len(line) for line in tables) <= 100  # readable at 100 columns
     assert "## Paired comparison" in report and "vs best (95% CI)" in report and "| best |" in report
+    paired = report.split("## Paired comparison")[1]
+    assert "| *closed-form* |" in paired and "| *trivial* |" in paired  # reference rows, paired too
+    curve = json.loads((out / "runs" / "matting" / "bilinear" / "seed-0" / "curve.json").read_text())
+    assert [entry["step"] for entry in curve] == [1, 2] and all("sad" in entry for entry in curve)
+    assert (out / "learning_curves.png").is_file() and (out / "paired_differences.png").is_file()
+    costs = json.loads((out / "costs.json").read_text())
+    assert set(costs["ops"]) == {"bilinear", "nearest"}
+    assert set(costs["ops"]["nearest"]) == {"latency_ms", "train_ms_per_step"}
+    assert costs["ops"]["nearest"]["latency_ms"]["rounds"] == costs["rounds"] > 1
+    assert "separate phase" in report
+
+
+@pytest.mark.slow
+def test_parallel_shards_then_a_time_budget(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    common = ["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "bilinear,nearest"]
+    common += ["--data", "synthetic", "--out", str(out), "--no-progress"]
+    assert main([*common, "--jobs", "2", "--time-budget", "1"]) == 0
+    runs = out / "runs" / "reconstruction"
+    assert all((runs / op / "seed-0" / "result.json").is_file() for op in ("bilinear", "nearest"))
+    budget = json.loads((out / "compare.json").read_text())["time_budget"]
+    assert budget["minutes"] == 1 and budget["ended"]
+    seeds = {op: len(list((runs / op).glob("seed-*/result.json"))) for op in ("bilinear", "nearest")}
+    assert sum(seeds.values()) == 2 + sum(budget["added"].values())
+    report = (out / "report.md").read_text()
+    assert f"{sum(seeds.values())} of {sum(seeds.values())} runs finished" in report and "Time budget 1 min" in report
+    with pytest.raises(ValueError, match="--jobs"):
+        run_compare("reconstruction", out, preset="smoke", data="synthetic", jobs=2, shard=(0, 2))
 
 
 @pytest.mark.slow

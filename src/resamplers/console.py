@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None) -> None:
+    """Print a table; ``width`` caps its columns (default: the terminal's, 160 in a pipe)."""
     try:
         from rich.console import Console
         from rich.table import Table
@@ -17,7 +18,9 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
         return
     console = Console()
-    if not console.is_terminal:  # pipes and logs: do not squeeze the table into 80 columns
+    if width is not None:
+        console = Console(width=min(console.width, width) if console.is_terminal else width)
+    elif not console.is_terminal:  # pipes and logs: do not squeeze the table into 80 columns
         console = Console(width=max(console.width, 160))
     table = Table(title=title)
     for i, header in enumerate(headers):

@@ -19,6 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data cache of `resamplers data fetch`")
     parser.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder")
     parser.add_argument("--shard", default=None, help="i/n: run every n-th job from i (share --out between shards)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="then add seeds to the operators not separable from the best until the verdict settles or time is out",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="run N shard processes here in parallel, then report")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
     parser.add_argument(
@@ -41,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         shard=parse_shard(args.shard),
         jobs=args.jobs,
+        time_budget=args.time_budget,
         threads=args.threads,
         finish=not args.no_finish,
         progress=not args.no_progress,

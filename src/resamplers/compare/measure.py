@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from ..bench.timing import median_ms
 from ..complexity import count_macs, count_parameters
 
-__all__ = ["operator_costs", "latency_ms"]
+__all__ = ["operator_costs", "latency_ms", "inference_probe", "train_step_probe"]
 
 
 @torch.no_grad()
@@ -84,3 +88,32 @@ def latency_ms(model: nn.Module, example: Tensor, repeats: int = 5, warmup: int 
         return median_ms(lambda: model(example), repeats, warmup)
     finally:
         model.train(was_training)
+
+
+def inference_probe(model: nn.Module, example: Tensor) -> Callable[[], object]:
+    """One forward pass of ``model`` on ``example`` in eval mode without gradients."""
+    model.eval()
+
+    def call() -> object:
+        with torch.no_grad():
+            return model(example)
+
+    return call
+
+
+def train_step_probe(
+    model: nn.Module, loss: Callable[[nn.Module, dict[str, Any]], tuple[Tensor, Any]], batch: dict[str, Any]
+) -> Callable[[], object]:
+    """One optimisation step (forward, loss, backward, AdamW step) of a copy of ``model``
+    on ``batch``; the copy keeps training from call to call, as a run would."""
+    trained = copy.deepcopy(model).train()
+    optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=1e-4)
+
+    def call() -> object:
+        optimizer.zero_grad(set_to_none=True)
+        value, _ = loss(trained, batch)
+        value.backward()
+        optimizer.step()
+        return value
+
+    return call

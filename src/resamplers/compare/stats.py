@@ -14,11 +14,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairedDifference", "OperatorVerdict", "bootstrap_means", "paired_difference", "verdicts"]
+__all__ = [
+    "PairedDifference",
+    "OperatorVerdict",
+    "bootstrap_means",
+    "paired_difference",
+    "verdicts",
+    "verdict_of",
+    "BEST",
+    "NOT_SEPARABLE",
+    "WORSE",
+    "BETTER",
+    "SHORT_VERDICTS",
+]
 
 BEST = "best"
 NOT_SEPARABLE = "not separable from the best"
 WORSE = "worse than the best"
+BETTER = "better than the best"  # only a reference row (not an operator) can be
+SHORT_VERDICTS = {BEST: "best", NOT_SEPARABLE: "~best", WORSE: "worse", BETTER: "better"}
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,16 @@ def _difference(
     return PairedDifference(float(a.mean() - b.mean()), low, high, wins)
 
 
+def verdict_of(vs_best: PairedDifference, higher_is_better: bool) -> str:
+    """The verdict of a paired difference to the best: worse or better when its interval
+    excludes zero on that side, else not separable."""
+    if (vs_best.high < 0) if higher_is_better else (vs_best.low > 0):
+        return WORSE
+    if (vs_best.low > 0) if higher_is_better else (vs_best.high < 0):
+        return BETTER
+    return NOT_SEPARABLE
+
+
 def verdicts(
     scores: Mapping[str, np.ndarray],
     *,
@@ -149,11 +173,7 @@ def verdicts(
             if baseline in (None, name)
             else _difference(table, tables[baseline], samples[name] - samples[baseline], higher_is_better, confidence)
         )
-        if vs_best is None:
-            verdict = BEST
-        else:
-            worse = vs_best.high < 0 if higher_is_better else vs_best.low > 0
-            verdict = WORSE if worse else NOT_SEPARABLE
+        verdict = BEST if vs_best is None else verdict_of(vs_best, higher_is_better)
         low, high = _interval(ranks[i].astype(np.float64), confidence)
         result.append(
             OperatorVerdict(

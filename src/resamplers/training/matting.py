@@ -9,13 +9,22 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..models.matting import create_matting_model, matting_inputs
+from ..models.matting import MattingConfig, create_matting_model, matting_inputs
 from ..storage import CheckpointError, latest_checkpoint, load_checkpoint, read_json
 from .config import MUTABLE_ON_RESUME, TrainConfig
 from .loop import TrainingTask, TrainResult, fit
 from .losses import matting_loss
 
-__all__ = ["train", "resumed_config", "matting_batch_loss", "matting_param_groups", "EpochIndexed"]
+__all__ = [
+    "train",
+    "resumed_config",
+    "training_dataset",
+    "initial_network",
+    "copy_shared_parameters",
+    "matting_batch_loss",
+    "matting_param_groups",
+    "EpochIndexed",
+]
 
 # The official recipe trains the ImageNet encoder a hundred times slower than the rest.
 ENCODER_LR_SCALE = 0.01
@@ -63,7 +72,8 @@ class EpochIndexed(Dataset):
         return self.composites[position]
 
 
-def _dataset(config: TrainConfig) -> Dataset:
+def training_dataset(config: TrainConfig) -> Dataset:
+    """The training samples of ``config``: item ``i`` is a function of ``i`` and the seed."""
     from ..data import TrainingComposites, open_source
 
     data = config.dataset
@@ -106,6 +116,33 @@ def resumed_config(out: str | Path, given: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict({**base, **given, "out": str(out)}).validate()
 
 
+def initial_network(config: MattingConfig) -> nn.Module:
+    """The network of ``config`` as training starts it, from the current torch random state.
+
+    With ``config.init_like`` set to another pair, the parameters that pair's network also
+    has (same name and shape) take that network's initial values, drawn from the same
+    random state: two operators' runs of the same seed then start their shared parts equal.
+    """
+
+    def network(pair: str, pair_kwargs: dict[str, Any]) -> nn.Module:
+        return create_matting_model(
+            pair,
+            config.width,
+            config.aspp,
+            config.output_stride,
+            config.decoder_kernel,
+            head_activation=config.head_activation,
+            **pair_kwargs,
+        )
+
+    if config.init_like is None or config.init_like == config.pair:
+        return network(config.pair, config.pair_kwargs)
+    state = torch.random.get_rng_state()
+    reference = network(config.init_like, {}).state_dict()
+    torch.random.set_rng_state(state)
+    return copy_shared_parameters(network(config.pair, config.pair_kwargs), reference)
+
+
 def copy_shared_parameters(net: nn.Module, reference: dict[str, torch.Tensor]) -> nn.Module:
     """Overwrite every tensor of ``net``'s state that ``reference`` has under the same name
     and shape; returns ``net``."""
@@ -131,30 +168,10 @@ def train(
     config.validate()
     model = config.model
 
-    def network(pair: str, pair_kwargs: dict[str, Any]) -> nn.Module:
-        return create_matting_model(
-            pair,
-            model.width,
-            model.aspp,
-            model.output_stride,
-            model.decoder_kernel,
-            head_activation=model.head_activation,
-            **pair_kwargs,
-        )
-
-    def build() -> nn.Module:
-        if model.init_like is None or model.init_like == model.pair:
-            return network(model.pair, model.pair_kwargs)
-        state = torch.random.get_rng_state()
-        reference = network(model.init_like, {}).state_dict()
-        torch.random.set_rng_state(state)
-        net = network(model.pair, model.pair_kwargs)
-        return copy_shared_parameters(net, reference)
-
     task = TrainingTask(
-        build_model=build,
+        build_model=lambda: initial_network(model),
         loss=matting_batch_loss,
-        dataset=dataset if dataset is not None else _dataset(config),
+        dataset=dataset if dataset is not None else training_dataset(config),
         model_config=config.model_config(),
         param_groups=matting_param_groups(config.loop.optimizer),
         # ASPP's image-pooling branch batch-normalises a 1x1 map: it needs 2 samples per process.

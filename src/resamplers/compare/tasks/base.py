@@ -5,6 +5,7 @@ never name a task."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,6 +96,13 @@ class Task(ABC):
         ``macs``, ``model_params``, ``train_ms_per_step``, ``latency_ms``) and ``train``.
         Visual crops go to ``spec.run_dir / "visuals.npz"``.
         """
+
+    def cost_probes(self, spec: RunSpec) -> dict[str, Callable[[], object]]:
+        """Calls to time in the cost phase, built from the finished run's weights:
+        ``latency_ms`` (inference at the evaluation resolution, batch 1) and
+        ``train_ms_per_step`` (forward, backward and optimiser step on one training batch).
+        A task without probes keeps the figures its runs measured while training."""
+        return {}
 
     def reference_rows(self, spec: RunSpec) -> list[dict[str, Any]]:
         """Rows of non-learned references (e.g. closed-form matting), cached by the task."""

@@ -20,8 +20,8 @@ from ...metrics import matting_metrics
 from ...models import load_matting_model, predict_alpha
 from ...storage import latest_checkpoint, load_checkpoint, read_json, write_json_atomic
 from ...training.config import TrainConfig
-from ...training.matting import train
-from ..measure import latency_ms, operator_costs
+from ...training.matting import matting_batch_loss, train, training_dataset
+from ..measure import inference_probe, latency_ms, operator_costs, train_step_probe
 from .base import Metric, Preset, RunSpec, Task, register_task
 
 __all__ = ["MattingTask"]
@@ -248,6 +248,19 @@ class MattingTask(Task):
             "costs": costs,
             "train": {"steps": checkpoint_step(spec.run_dir), "wall_s": time.perf_counter() - start},
             "validation_images": len(validation),
+        }
+
+    def cost_probes(self, spec: RunSpec) -> dict[str, Any]:
+        from torch.utils.data import default_collate
+
+        size = spec.preset.extra["eval_size"]
+        model = load_matting_model(spec.run_dir)
+        dataset = training_dataset(self._train_config(spec))
+        batch = default_collate([dataset[i] for i in range(spec.preset.batch_size)])
+        example = torch.rand(1, 4, size, size, generator=torch.Generator().manual_seed(0))
+        return {
+            "latency_ms": inference_probe(model, example),
+            "train_ms_per_step": train_step_probe(model, matting_batch_loss, batch),
         }
 
     def _visual_windows(self, samples: list[dict]) -> list[tuple[int, int, int]]:

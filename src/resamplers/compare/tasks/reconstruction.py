@@ -27,7 +27,7 @@ from ...metrics.image import psnr, ssim
 from ...registry import create_pair
 from ...storage import latest_checkpoint, load_checkpoint, write_json_atomic
 from ...training.loop import LoopConfig, TrainingTask, fit
-from ..measure import latency_ms, operator_costs
+from ..measure import inference_probe, latency_ms, operator_costs, train_step_probe
 from .base import Metric, Preset, RunSpec, Task, register_task
 
 __all__ = ["ReconstructionNet", "PhotoCrops", "ReconstructionTask"]
@@ -198,6 +198,22 @@ class ReconstructionTask(Task):
     def _build(self, spec: RunSpec) -> ReconstructionNet:
         return ReconstructionNet(spec.op, channels=int(spec.preset.width), levels=3)
 
+    def _trained(self, spec: RunSpec) -> ReconstructionNet:
+        model = self._build(spec)
+        model.load_state_dict(load_checkpoint(latest_checkpoint(spec.run_dir / "checkpoints"))["model"])
+        return model.eval()
+
+    def cost_probes(self, spec: RunSpec) -> dict[str, Any]:
+        from torch.utils.data import default_collate
+
+        model = self._trained(spec)
+        crops = PhotoCrops(self._source(spec), "train", spec.preset.crop, spec.seed)
+        batch = default_collate([crops[i] for i in range(spec.preset.batch_size)])
+        return {
+            "latency_ms": inference_probe(model, self._test_crops(spec)[:1]),
+            "train_ms_per_step": train_step_probe(model, _batch_loss, batch),
+        }
+
     def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
         p = spec.preset
         loop = LoopConfig(
@@ -231,9 +247,7 @@ class ReconstructionTask(Task):
             resume=resume,
             progress=progress,
         )
-        model = self._build(spec)
-        model.load_state_dict(load_checkpoint(latest_checkpoint(spec.run_dir / "checkpoints"))["model"])
-        model.eval()
+        model = self._trained(spec)
         crops = self._test_crops(spec)
         with torch.no_grad():
             recon = torch.cat([model(crops[i : i + 16]) for i in range(0, len(crops), 16)]).clamp(0, 1)
