@@ -13,7 +13,7 @@ import torch
 from resamplers.compare.costs import summarise, time_rounds
 from resamplers.compare.runner import next_seed
 from resamplers.compare.stats import BETTER, NOT_SEPARABLE, WORSE, paired_difference, verdict_of
-from resamplers.compare.tasks.matting import curve_points
+from resamplers.compare.tasks.base import curve_points
 from resamplers.models.matting import MattingConfig
 from resamplers.training.matting import initial_network
 

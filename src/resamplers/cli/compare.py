@@ -15,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", default="quick", help="smoke | quick | standard | full (budget: steps, crop, width, seeds)"
     )
     parser.add_argument("--seeds", type=int, default=None, help="seeds per operator (default: the preset's)")
-    parser.add_argument("--data", default="auto", help="auto | real | synthetic (auto: real when fetched)")
+    parser.add_argument(
+        "--data", default="auto", help="auto | real | synthetic (auto: real when fetched) | folder:PATH (segmentation)"
+    )
+    parser.add_argument("--layout", default=None, help="layout of folder:PATH data: voc | ade | generic")
     parser.add_argument("--data-root", default=None, help="data cache of `resamplers data fetch`")
     parser.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder")
     parser.add_argument("--shard", default=None, help="i/n: run every n-th job from i (share --out between shards)")
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         data=args.data,
         data_root=args.data_root,
+        layout=args.layout,
         shard=parse_shard(args.shard),
         jobs=args.jobs,
         time_budget=args.time_budget,

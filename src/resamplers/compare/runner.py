@@ -51,6 +51,7 @@ class CompareSpec:
     seeds: int
     data: str
     data_root: str | None
+    layout: str | None = None  # of a folder:PATH data set (voc, ade, generic)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class CompareSpec:
             "seeds": self.seeds,
             "data": self.data,
             "data_root": self.data_root,
+            "layout": self.layout,
         }
 
 
@@ -91,11 +93,20 @@ def resolve_ops(task: Task, ops: Sequence[str] | None, preset: Preset | None = N
     return tuple(dict.fromkeys(ops))
 
 
-def resolve_data(data: str, data_root: str | None) -> str:
-    """``auto`` becomes ``real`` when the fetched data is complete, else ``synthetic``."""
+def resolve_data(data: str, data_root: str | None, task: Task | None = None) -> str:
+    """``auto`` becomes ``real`` when the fetched data is complete, else ``synthetic``;
+    ``folder:PATH`` (a user's data set) is for tasks with folder layouts."""
+    layouts = task.folder_layouts if task is not None else ()
+    if data.startswith("folder:"):
+        if not layouts:
+            raise ValueError(f"argument `--data`: task {task.name if task else '?'!r} reads no folder data sets")
+        if not Path(data.split(":", 1)[1]).expanduser().is_dir():
+            raise ValueError(f"argument `--data`: no such folder {data.split(':', 1)[1]!r}")
+        return data
     if data != "auto":
         if data not in ("real", "synthetic"):
-            raise ValueError(f"argument `--data`: expected auto, real or synthetic, got {data!r}")
+            hint = ", or folder:PATH" if layouts else ""
+            raise ValueError(f"argument `--data`: expected auto, real or synthetic{hint}, got {data!r}")
         return data
     try:
         from ..data import DataError, open_source
@@ -117,14 +128,15 @@ def _merge_spec(out: Path, spec: CompareSpec) -> CompareSpec:
     if not path.is_file():
         return spec
     old = read_json(path)
-    for key in ("task", "preset", "data"):
-        if old[key] != getattr(spec, key):
+    for key in ("task", "preset", "data", "layout"):
+        if old.get(key) != getattr(spec, key):
             raise ValueError(
-                f"argument `--out`: {out} holds a {old['task']}/{old['preset']} comparison with {key}={old[key]!r}, "
+                f"argument `--out`: {out} holds a {old['task']}/{old['preset']} comparison with {key}={old.get(key)!r}, "
                 f"not {getattr(spec, key)!r}; choose another --out"
             )
     ops = tuple(dict.fromkeys([*old["ops"], *spec.ops]))
-    return CompareSpec(spec.task, spec.preset, ops, max(int(old["seeds"]), spec.seeds), spec.data, spec.data_root)
+    seeds = max(int(old["seeds"]), spec.seeds)
+    return CompareSpec(spec.task, spec.preset, ops, seeds, spec.data, spec.data_root, spec.layout)
 
 
 def run_compare(
@@ -136,6 +148,7 @@ def run_compare(
     seeds: int | None = None,
     data: str = "auto",
     data_root: str | None = None,
+    layout: str | None = None,
     shard: tuple[int, int] = (0, 1),
     jobs: int = 1,
     threads: int | None = None,
@@ -176,9 +189,12 @@ def run_compare(
         raise ValueError(f"argument `--seeds`: expected at least 1, got {n_seeds}")
     out = Path(out)
     requested = resolve_ops(task, ops, chosen)
-    spec = _merge_spec(
-        out, CompareSpec(task.name, preset, requested, n_seeds, resolve_data(data, data_root), data_root)
-    )
+    resolved = resolve_data(data, data_root, task)
+    if resolved.startswith("folder:") and layout not in task.folder_layouts:
+        raise ValueError(
+            f"argument `--layout`: expected one of {', '.join(task.folder_layouts)} for folder data, got {layout!r}"
+        )
+    spec = _merge_spec(out, CompareSpec(task.name, preset, requested, n_seeds, resolved, data_root, layout))
     if shard[1] > 1:
         say = log
         log = lambda message: say(f"[shard {shard[0]}/{shard[1]}] {message}")  # noqa: E731
@@ -246,6 +262,7 @@ class _Runs:
             shared_dir=self.shared,
             data=self.compare.data,
             data_root=self.compare.data_root,
+            layout=self.compare.layout,
         )
 
     def finished(self, op: str, seed: int) -> dict[str, Any] | None:
@@ -403,6 +420,7 @@ def _run_shard_processes(
     command = [sys.executable, "-m", "resamplers.cli", "compare", "--task", spec.task, "--preset", spec.preset]
     command += ["--ops", ",".join(ops), "--seeds", str(spec.seeds), "--data", spec.data, "--out", str(out)]
     command += ["--data-root", spec.data_root] if spec.data_root else []
+    command += ["--layout", spec.layout] if spec.layout else []
     command += ["--threads", str(per_process), "--no-progress", "--no-finish"]
     log(f"{spec.task}/{spec.preset}: {jobs} shard processes of {per_process} thread(s) each")
     environment = {**os.environ, "OMP_NUM_THREADS": str(per_process)}

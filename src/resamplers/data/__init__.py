@@ -13,6 +13,13 @@ Needs the ``data`` extra (Pillow, SciPy).  The pieces:
   trimaps.
 * :func:`write_test_set` writes the fixed test set once; :class:`MattingTestSet` reads it;
   :class:`TrainingComposites` makes training composites on the fly.
+* :class:`SegmentationComposites` and :func:`write_segmentation_test_set` make the built-in
+  segmentation data (cut-and-paste composites of the same foregrounds, classes from the stamps'
+  folders; :mod:`resamplers.data.segmentation`).
+* :func:`open_segmentation_folder` reads semantic-segmentation datasets in their distributed layouts
+  (Pascal VOC, ADE20K / mmsegmentation, a generic ``images/`` + ``masks/`` + ``classes.txt``),
+  yielding ``image`` / ``mask`` (int64 class indices, 255 ignored) / ``name`` dicts; see
+  :mod:`resamplers.data.segmentation_folders`.
 
 The sample contract (every dataset here yields it; the default collate batches it):
 
@@ -44,6 +51,24 @@ from .errors import DataError
 from .fetch import PACKAGES, FetchReport, check_files, default_root, fetch, listed_files
 from .folders import FolderSource, MattingFolder, open_matting_folder
 from .samples import make_sample
+from .segmentation import (
+    IGNORE_INDEX,
+    SEGMENTATION_CLASSES,
+    SegmentationComposites,
+    SegmentationTestSet,
+    class_counts,
+    stamp_class,
+    write_segmentation_test_set,
+)
+from .segmentation_folders import (
+    ADE20K_CLASSES,
+    VOC_CLASSES,
+    ADESegmentation,
+    GenericSegmentation,
+    SegmentationFolder,
+    VOCSegmentation,
+    open_segmentation_folder,
+)
 from .soft_layers import StrandStyle
 from .sources import DebianSource, Foreground, Source, split_names
 from .specs import open_source
@@ -53,20 +78,33 @@ from .training import TrainingComposites
 from .trimap import default_radius, make_trimap, random_radius
 
 __all__ = [
+    "ADE20K_CLASSES",
+    "IGNORE_INDEX",
+    "SEGMENTATION_CLASSES",
+    "SegmentationComposites",
+    "SegmentationTestSet",
+    "class_counts",
+    "stamp_class",
+    "write_segmentation_test_set",
     "PACKAGES",
+    "VOC_CLASSES",
+    "ADESegmentation",
     "Composite",
     "DataError",
     "DebianSource",
     "FetchReport",
     "FolderSource",
     "Foreground",
+    "GenericSegmentation",
     "MattingFolder",
     "MattingTestSet",
     "Recipe",
+    "SegmentationFolder",
     "Source",
     "StrandStyle",
     "SyntheticSource",
     "TrainingComposites",
+    "VOCSegmentation",
     "check_files",
     "default_radius",
     "default_root",
@@ -77,6 +115,7 @@ __all__ = [
     "make_sample",
     "make_trimap",
     "open_matting_folder",
+    "open_segmentation_folder",
     "open_source",
     "random_radius",
     "split_names",

@@ -41,6 +41,7 @@ from .mobilenetv2 import MobileNetV2Stages, conv_bn_relu6, scaled
 __all__ = [
     "MattingConfig",
     "IndexNetMatting",
+    "PairedEncoderDecoder",
     "create_matting_model",
     "convert_official_state_dict",
     "matting_inputs",
@@ -153,43 +154,46 @@ class DecoderStage(nn.Module):
         return self.dconv(torch.cat([d, skip], dim=1))
 
 
-class IndexNetMatting(nn.Module):
-    """IndexNet matting network with a chosen resampler pair at every downsampling stage.
-
-    Args:
-        config: the :class:`MattingConfig`.
+class PairedEncoderDecoder(nn.Module):
+    """MobileNetV2 at stride 1 whose downsampling steps are a resampler pair's ``down``, a
+    context module, and a decoder whose every upsampling step is the same pair's ``up``
+    with the guide of the matching ``down`` (the network of the module docstring, less the
+    head). Shared by the matting and the segmentation networks.
 
     Shape:
-        ``N x 4 x H x W`` (normalised RGB, trimap / 255) -> ``N x 1 x H x W`` alpha logits
-        (unclipped); ``H`` and ``W`` must be multiples of the output stride.
+        ``N x in_channels x H x W`` -> ``N x decoder_channels x H x W`` (``H`` and ``W``
+        multiples of ``output_stride``).
     """
 
-    def __init__(self, config: MattingConfig) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        width: float,
+        pair: str,
+        pair_kwargs: Mapping[str, Any],
+        output_stride: int = 32,
+        aspp: bool = True,
+        decoder_kernel: int = 5,
+    ) -> None:
         super().__init__()
-        check_choice(config.output_stride, "output_stride", (16, 32))
-        self.config = config
-        w = config.width
-        self.encoder = MobileNetV2Stages(4, w)
+        check_choice(output_stride, "output_stride", (16, 32))
+        self.output_stride = output_stride
+        self.encoder = MobileNetV2Stages(in_channels, width)
         ch = self.encoder.channels
-        layers = PAIRED_LAYERS if config.output_stride == 32 else PAIRED_LAYERS[:-1]
+        layers = PAIRED_LAYERS if output_stride == 32 else PAIRED_LAYERS[:-1]
         self.paired_layers = layers
-        self.pairs = nn.ModuleList(create_pair(config.pair, channels=ch[i], **config.pair_kwargs) for i in layers)
-        bottleneck = scaled(160, w)
+        self.pairs = nn.ModuleList(create_pair(pair, channels=ch[i], **pair_kwargs) for i in layers)
+        bottleneck = scaled(160, width)
         self.context = (
-            ASPP(ch[7], bottleneck, scaled(256, w), config.output_stride)
-            if config.aspp
-            else conv_bn_relu6(ch[7], bottleneck, 1)
+            ASPP(ch[7], bottleneck, scaled(256, width), output_stride) if aspp else conv_bn_relu6(ch[7], bottleneck, 1)
         )
-        k = config.decoder_kernel
+        k = decoder_kernel
         # Decoder stage i fuses the context/decoder feature with layer i's skip and outputs
         # layer (i-1)'s width, so that every pair's up step sees its own channel count.
-        out = {6: ch[5], 5: ch[4], 4: ch[3], 3: ch[2], 2: ch[1], 1: ch[0], 0: scaled(32, w)}
+        out = {6: ch[5], 5: ch[4], 4: ch[3], 3: ch[2], 2: ch[1], 1: ch[0], 0: scaled(32, width)}
         inp = {6: bottleneck, 5: ch[5], 4: ch[4], 3: ch[3], 2: ch[2], 1: ch[1], 0: ch[0]}
         self.decoder = nn.ModuleDict({str(i): DecoderStage(inp[i] + ch[i], out[i], k) for i in range(6, -1, -1)})
-        head = conv_bn_relu6(out[0], 1, k)
-        head[2] = head_activation_layer(config.head_activation)
-        self.head = nn.Sequential(head, nn.Conv2d(1, 1, k, padding=k // 2, bias=False))
-        self._initialize()
+        self.decoder_channels = out[0]
 
     def _initialize(self) -> None:
         """The official initialisation, for every layer the network owns (pairs keep their own)."""
@@ -208,10 +212,10 @@ class IndexNetMatting(nn.Module):
 
     @property
     def stride(self) -> int:
-        return self.config.output_stride
+        return self.output_stride
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_feature(x, "x", channels=4, size_multiple=self.stride)
+    def decode(self, x: Tensor) -> Tensor:
+        """Encoder, context and decoder: the full-resolution decoder feature."""
         enc = self.encoder
         features: dict[int, Tensor] = {}
         guides = {}
@@ -230,7 +234,34 @@ class IndexNetMatting(nn.Module):
             if i in pairs:
                 d = pairs[i].up(d, guides[i])
             d = self.decoder[str(i)](d, skips.get(i, features[i]))
-        return self.head(d)
+        return d
+
+
+class IndexNetMatting(PairedEncoderDecoder):
+    """IndexNet matting network with a chosen resampler pair at every downsampling stage.
+
+    Args:
+        config: the :class:`MattingConfig`.
+
+    Shape:
+        ``N x 4 x H x W`` (normalised RGB, trimap / 255) -> ``N x 1 x H x W`` alpha logits
+        (unclipped); ``H`` and ``W`` must be multiples of the output stride.
+    """
+
+    def __init__(self, config: MattingConfig) -> None:
+        super().__init__(
+            4, config.width, config.pair, config.pair_kwargs, config.output_stride, config.aspp, config.decoder_kernel
+        )
+        self.config = config
+        k = config.decoder_kernel
+        head = conv_bn_relu6(self.decoder_channels, 1, k)
+        head[2] = head_activation_layer(config.head_activation)
+        self.head = nn.Sequential(head, nn.Conv2d(1, 1, k, padding=k // 2, bias=False))
+        self._initialize()
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_feature(x, "x", channels=4, size_multiple=self.stride)
+        return self.head(self.decode(x))
 
 
 def create_matting_model(

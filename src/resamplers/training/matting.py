@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from ..models.matting import MattingConfig, create_matting_model, matting_inputs
 from ..storage import CheckpointError, latest_checkpoint, load_checkpoint, read_json
 from .config import MUTABLE_ON_RESUME, TrainConfig
+from .initialisation import initialised_like
 from .loop import TrainingTask, TrainResult, fit
 from .losses import matting_loss
 
@@ -20,7 +20,6 @@ __all__ = [
     "resumed_config",
     "training_dataset",
     "initial_network",
-    "copy_shared_parameters",
     "matting_batch_loss",
     "matting_param_groups",
     "EpochIndexed",
@@ -117,14 +116,11 @@ def resumed_config(out: str | Path, given: dict[str, Any]) -> TrainConfig:
 
 
 def initial_network(config: MattingConfig) -> nn.Module:
-    """The network of ``config`` as training starts it, from the current torch random state.
+    """The network of ``config`` as training starts it, from the current torch random state
+    (with ``config.init_like``, its shared parts start as that pair's network: see
+    :func:`~resamplers.training.initialisation.initialised_like`)."""
 
-    With ``config.init_like`` set to another pair, the parameters that pair's network also
-    has (same name and shape) take that network's initial values, drawn from the same
-    random state: two operators' runs of the same seed then start their shared parts equal.
-    """
-
-    def network(pair: str, pair_kwargs: dict[str, Any]) -> nn.Module:
+    def network(pair: str) -> nn.Module:
         return create_matting_model(
             pair,
             config.width,
@@ -132,24 +128,10 @@ def initial_network(config: MattingConfig) -> nn.Module:
             config.output_stride,
             config.decoder_kernel,
             head_activation=config.head_activation,
-            **pair_kwargs,
+            **(config.pair_kwargs if pair == config.pair else {}),
         )
 
-    if config.init_like is None or config.init_like == config.pair:
-        return network(config.pair, config.pair_kwargs)
-    state = torch.random.get_rng_state()
-    reference = network(config.init_like, {}).state_dict()
-    torch.random.set_rng_state(state)
-    return copy_shared_parameters(network(config.pair, config.pair_kwargs), reference)
-
-
-def copy_shared_parameters(net: nn.Module, reference: dict[str, torch.Tensor]) -> nn.Module:
-    """Overwrite every tensor of ``net``'s state that ``reference`` has under the same name
-    and shape; returns ``net``."""
-    own = net.state_dict()
-    shared = {k: v for k, v in reference.items() if k in own and own[k].shape == v.shape}
-    net.load_state_dict({**own, **shared})
-    return net
+    return initialised_like(network, config.pair, config.init_like)
 
 
 def train(

@@ -12,7 +12,18 @@ from typing import Any, TypeVar
 
 from ...registry import Registry
 
-__all__ = ["Metric", "Preset", "RunSpec", "Task", "TASKS", "register_task", "get_task"]
+__all__ = [
+    "Metric",
+    "Preset",
+    "RunSpec",
+    "Task",
+    "TASKS",
+    "register_task",
+    "get_task",
+    "curve_points",
+    "checkpoint_step",
+    "train_in_segments",
+]
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,8 @@ class Preset:
     ops: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON holds it (lists, not tuples), so that a record read back compares equal."""
+        return {**asdict(self), "ops": list(self.ops)}
 
     def budget(self) -> dict[str, Any]:
         """What a run's result depends on: everything but the name, the documented time,
@@ -66,8 +78,9 @@ class RunSpec:
     preset: Preset
     run_dir: Path
     shared_dir: Path  # task-wide files (test set, reference rows) inside the results folder
-    data: str  # "real" or "synthetic"
+    data: str  # "real", "synthetic" or "folder:PATH"
     data_root: str | None
+    layout: str | None = None  # of folder data
 
 
 class Task(ABC):
@@ -79,6 +92,7 @@ class Task(ABC):
     primary: str  # the metric on the quality axis of the quality/cost plot
     default_ops: tuple[str, ...]
     subsets: tuple[str, ...] = ("overall",)
+    folder_layouts: tuple[str, ...] = ()  # layouts of user data sets (``--data folder:PATH --layout``)
 
     @abstractmethod
     def presets(self) -> dict[str, Preset]:
@@ -110,6 +124,56 @@ class Task(ABC):
 
     def describe_metrics(self) -> str:
         return ", ".join(f"{m.label} ({'higher' if m.higher_is_better else 'lower'} is better)" for m in self.metrics)
+
+
+def curve_points(steps: int, points: int) -> list[int]:
+    """``points`` steps spread evenly up to ``steps`` (the last is ``steps``)."""
+    points = max(1, min(points, steps))
+    return sorted({round(steps * k / points) for k in range(1, points + 1)})
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of the newest checkpoint in a run directory (0 when there is none)."""
+    from ...storage import latest_checkpoint, load_checkpoint
+
+    directory = run_dir / "checkpoints"
+    newest = latest_checkpoint(directory) if directory.is_dir() else None
+    return 0 if newest is None else int(load_checkpoint(newest).get("step", 0))
+
+
+def train_in_segments(
+    spec: RunSpec,
+    train_segment: Callable[[bool, int], Any],
+    score: Callable[[], dict[str, float]] | None,
+) -> Any:
+    """Train ``spec``'s run to its preset's steps in segments that end at the learning-curve
+    points (``curve_points`` of the preset's ``extra``), calling ``score()`` at each and
+    appending ``{"step", **scores}`` to ``run_dir/curve.json`` (atomically, so a resumed run
+    skips the points it has). ``train_segment(resume, steps)`` trains that many more steps
+    and returns the loop's ``TrainResult``; returns the last one (``None`` when nothing was
+    left to train).
+
+    Raises:
+        KeyboardInterrupt: a signal stopped training (the checkpoint is kept).
+    """
+    from ...storage import read_json, write_json_atomic
+
+    curve_path = spec.run_dir / "curve.json"
+    curve = read_json(curve_path) if curve_path.is_file() else []
+    result = None
+    for point in curve_points(spec.preset.steps, int(spec.preset.extra.get("curve_points", 1))):
+        if any(entry["step"] == point for entry in curve):
+            continue
+        reached = checkpoint_step(spec.run_dir)
+        if reached < point:
+            result = train_segment(reached > 0, point - reached)
+            if result.interrupted:
+                raise KeyboardInterrupt(f"training of {spec.op} seed {spec.seed} interrupted at step {result.step}")
+            reached = result.step
+        if score is not None and reached == point:
+            curve.append({"step": point, **score()})
+            write_json_atomic(curve_path, curve)
+    return result
 
 
 # Tasks are classes registered by name; plug-ins may add their own (see resamplers.registry).

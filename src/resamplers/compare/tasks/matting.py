@@ -10,7 +10,6 @@ The closed-form matting of Levin et al. on the same images is the reference row.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,29 +17,16 @@ import torch
 
 from ...metrics import matting_metrics
 from ...models import load_matting_model, predict_alpha
-from ...storage import latest_checkpoint, load_checkpoint, read_json, write_json_atomic
+from ...storage import read_json, write_json_atomic
 from ...training.config import TrainConfig
 from ...training.matting import matting_batch_loss, train, training_dataset
 from ..measure import inference_probe, latency_ms, operator_costs, train_step_probe
-from .base import Metric, Preset, RunSpec, Task, register_task
+from .base import Metric, Preset, RunSpec, Task, checkpoint_step, register_task, train_in_segments
 
 __all__ = ["MattingTask"]
 
 VISUAL_CROPS = 4
 CROP = 64
-
-
-def curve_points(steps: int, points: int) -> list[int]:
-    """``points`` steps spread evenly up to ``steps`` (the last is ``steps``)."""
-    points = max(1, min(points, steps))
-    return sorted({round(steps * k / points) for k in range(1, points + 1)})
-
-
-def checkpoint_step(run_dir: Path) -> int:
-    """The step of the newest checkpoint in a run directory (0 when there is none)."""
-    directory = run_dir / "checkpoints"
-    newest = latest_checkpoint(directory) if directory.is_dir() else None
-    return 0 if newest is None else int(load_checkpoint(newest).get("step", 0))
 
 
 def _mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -211,24 +197,16 @@ class MattingTask(Task):
         config = self._train_config(spec)
         start = time.perf_counter()
         validation = self._validation_images(spec)
-        curve_path = spec.run_dir / "curve.json"
-        curve = read_json(curve_path) if curve_path.is_file() else []
-        result = None
-        for point in curve_points(spec.preset.steps, int(spec.preset.extra.get("curve_points", 1))):
-            if any(entry["step"] == point for entry in curve):
-                continue
-            reached = checkpoint_step(spec.run_dir)
-            if reached < point:
-                result = train(config, resume=reached > 0, progress=progress, stop_after=point - reached)
-                if result.interrupted:
-                    raise KeyboardInterrupt(f"training of {spec.op} seed {spec.seed} interrupted at step {result.step}")
-                reached = result.step
-            if validation and reached == point:
-                rows, _ = self._score(load_matting_model(spec.run_dir), validation)
-                curve.append(
-                    {"step": point, **_mean_metrics([{m.name: r[m.name] for m in self.metrics} for r in rows])}
-                )
-                write_json_atomic(curve_path, curve)
+
+        def score() -> dict[str, float]:
+            rows, _ = self._score(load_matting_model(spec.run_dir), validation)
+            return _mean_metrics([{m.name: r[m.name] for m in self.metrics} for r in rows])
+
+        result = train_in_segments(
+            spec,
+            lambda resume, steps: train(config, resume=resume, progress=progress, stop_after=steps),
+            score if validation else None,
+        )
         model = load_matting_model(spec.run_dir)
         samples = self._test_images(spec)
         per_image, predictions = self._score(model, samples)
