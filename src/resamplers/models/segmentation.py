@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -80,14 +79,10 @@ class SegmentationConfig:
         if not self.width > 0:
             raise ValueError(f"argument `width`: expected a positive width multiplier, got {self.width}")
         PAIRS.entry(self.pair)  # an unknown pair raises, naming the choices
-        if self.backbone != "mobilenetv2" and not self.backbone.startswith("timm:"):
+        if self.backbone not in BACKBONES:
             raise ValueError(f"argument `backbone`: expected one of {BACKBONES}, got {self.backbone!r}")
-        if (
-            self.backbone.startswith("timm:")
-            and self.backbone_checkpoint
-            and not Path(self.backbone_checkpoint).is_file()
-        ):
-            raise ValueError(f"argument `backbone_checkpoint`: no such file {self.backbone_checkpoint}")
+        if self.init_like is not None:
+            PAIRS.entry(self.init_like, argument="init_like")
         return self
 
 
