@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("backbones",),
     ("complexity",),
     ("__init__",),  # the library's public face: imports every operator family
+    ("integrations",),  # bridges to other frameworks, on demand: the library only, never the application
     # The application, above the library.
     ("storage", "console"),
     ("bench",),

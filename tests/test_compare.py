@@ -150,7 +150,7 @@ def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
 def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):
     assert main(["compare", "--task", "reconstruction", "--ops", "bilinearr", "--out", str(tmp_path / "a")]) == 2
     assert "did you mean 'bilinear'" in capsys.readouterr().err
-    assert main(["compare", "--task", "segmentation", "--out", str(tmp_path / "a")]) == 2
+    assert main(["compare", "--task", "depthh", "--out", str(tmp_path / "a")]) == 2
     assert "unknown task" in capsys.readouterr().err
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "compare.json").write_text(

@@ -89,6 +89,11 @@ class CARAFEPack(Upsampler):
     def reset_parameters(self) -> None:
         reset_kernel_predictor(self)
 
+    def init_weights(self) -> None:
+        """mmcv's name for :meth:`reset_parameters`: OpenMMLab necks (FPN_CARAFE) call it
+        after their own re-initialisation of every convolution."""
+        self.reset_parameters()
+
     def kernels(self, x: Tensor) -> Tensor:
         """Normalised reassembly kernels, ``N x (G*k*k) x sH x sW``."""
         logits = F.pixel_shuffle(kernel_logits(self, x), self.scale_factor)
