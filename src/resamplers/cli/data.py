@@ -2,7 +2,7 @@
 
 resamplers data fetch [--root DIR]                  download and unpack, then check every file
 resamplers data testset [--source real|synthetic|folder:PATH] [--size 256] [--seed 0] [--out DIR]
-resamplers data info [--root DIR]                    data root, fetched or not, split sizes
+resamplers data info [--root DIR]                    data root, fetched or not, split sizes, segmentation classes
 """
 
 from __future__ import annotations
@@ -142,21 +142,29 @@ def _testset(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..data import DataError, DebianSource, SyntheticSource, check_files
+    from ..data import SEGMENTATION_CLASSES, DataError, DebianSource, SyntheticSource, check_files, class_counts
     from ..data.fetch import resolve_root
 
     root = resolve_root(args.root)
     rows = []
+    sources = {"synthetic": SyntheticSource()}
     try:
         real = DebianSource(root)
         checked, missing, unreadable = check_files(root)
         state = f"fetched; {checked - len(missing) - len(unreadable)}/{checked} listed files readable"
         rows.append(["real", state, *_split_counts(real)])
+        sources = {"real": real, **sources}
     except DataError:
         rows.append(["real", "not fetched (resamplers data fetch)", "-", "-"])
     rows.append(["synthetic", "procedural, always available", *_split_counts(SyntheticSource())])
     print_table(
         f"resamplers data: root {root}", ["source", "state", "foregrounds train/test", "backgrounds train/test"], rows
+    )
+    counts = {name: class_counts(source) for name, source in sources.items()}
+    print_table(
+        "segmentation classes: foregrounds train/test",
+        ["class", *counts],
+        [[c, *(f"{counts[s][c]['train']}/{counts[s][c]['test']}" for s in counts)] for c in SEGMENTATION_CLASSES[1:]],
     )
     return 0
 
