@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.setup-done
 TORCH  := torch==2.13.0
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup run test lint bench readme clean
+.PHONY: setup run test lint docs bench readme clean
 
 setup: $(STAMP)
 
@@ -38,9 +38,15 @@ test: setup
 
 # ruff (lint and format) on everything, mypy on the library; configuration in pyproject.toml.
 lint: setup
-	$(BIN)/ruff check src tests tools
-	$(BIN)/ruff format --check src tests tools
+	$(BIN)/ruff check src tests tools docs
+	$(BIN)/ruff format --check src tests tools docs
 	$(BIN)/mypy
+
+# The documentation site (mkdocs-material + mkdocstrings; configuration in mkdocs.yml) into
+# site/; strict: a warning fails.  The operator pages and figures are generated from the
+# registry at build time (docs/hooks.py).
+docs: setup
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: setup
 	$(BIN)/resamplers bench --json results/bench.json

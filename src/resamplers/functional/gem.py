@@ -43,7 +43,7 @@ def gem_pool2d(
 
     Args:
         x: ``N x C x H x W``.
-        p: the exponent, a number or a 0-d tensor (learnable in :class:`~resamplers.layers.GeMPool`).
+        p: the exponent, a number or a 0-d tensor (learnable in :class:`~resamplers.downsampling.GeMPool`).
         kernel_size: window ``k``.
         stride: stride (default ``k``).
         padding: zero padding on every side.

@@ -97,7 +97,7 @@ def _whole_set(preds: list[np.ndarray], targets: list[np.ndarray], num_classes: 
 @register_task
 class SegmentationTask(Task):
     name = "segmentation"
-    title = "Semantic segmentation (MobileNetV2 encoder, UPerNet-lite decoder, cut-and-paste composites)"
+    title = "Semantic segmentation (MobileNetV2 encoder, UPerNet-lite decoder)"
     metrics = (
         Metric("miou", "mIoU %", True, 1),
         Metric("boundary_iou", "Boundary IoU %", True, 1),
