@@ -255,8 +255,8 @@ def _interval_text(d: PairedDifference | None, digits: int, compact: bool = Fals
 def _paired_table(task: Task, rows: list[PairedRow], compact: bool = False) -> tuple[list[str], list[list[str]]]:
     metric = _primary(task)
     baseline = any(r.vs_baseline is not None for r in rows)
-    if compact:
-        headers = ["operator", "n", metric.label, "vs best [95%]", "wins", *(["vs bilinear"] if baseline else [])]
+    if compact:  # the terminal: no win share (the report has it), so that 100 columns suffice
+        headers = ["operator", "n", metric.label, "vs best [95%]", *(["vs bilinear [95%]"] if baseline else [])]
         headers += ["verdict", "rank"]
     else:
         headers = ["operator", "seeds x images", metric.label, "vs best (95% CI)", "wins vs best"]
@@ -266,10 +266,9 @@ def _paired_table(task: Task, rows: list[PairedRow], compact: bool = False) -> t
     for r in rows:
         name = (f"*{r.name}*" if r.reference else f"`{r.name}`") if not compact else r.name
         cells = [name, f"{r.seeds}x{r.images}" if compact else f"{r.seeds} x {r.images}", f"{r.mean:.{metric.digits}f}"]
-        cells += [
-            _interval_text(r.vs_best, metric.digits, compact),
-            "-" if r.vs_best is None else f"{100 * r.vs_best.win_fraction:.0f}%",
-        ]
+        cells.append(_interval_text(r.vs_best, metric.digits, compact))
+        if not compact:
+            cells.append("-" if r.vs_best is None else f"{100 * r.vs_best.win_fraction:.0f}%")
         if baseline:
             cells.append(_interval_text(r.vs_baseline, metric.digits, compact))
         cells += [SHORT_VERDICTS[r.verdict] if compact else r.verdict, r.rank]
