@@ -244,6 +244,19 @@ def _paired_rows(task: Task, tables: dict[str, np.ndarray], refs: dict[str, np.n
     return rows
 
 
+def _seed_caveat(rows: list[PairedRow]) -> str:
+    """A warning when some operator has one seed: its interval then holds the test images'
+    variation only, not training noise."""
+    single = [r.name for r in rows if not r.reference and r.seeds == 1]
+    if not single:
+        return ""
+    return (
+        f" With one seed ({len(single)} of {sum(not r.reference for r in rows)} operators), an interval covers the "
+        "choice of test images only, not the variation between training runs (only more seeds measure it): add "
+        "seeds (`--seeds`, `--time-budget`) before trusting a ranking of close operators."
+    )
+
+
 def _interval_text(d: PairedDifference | None, digits: int, compact: bool = False) -> str:
     if d is None:
         return "-"
@@ -583,8 +596,9 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
     intro = [line for line in intro if line]
     md = "\n\n".join(intro) + "\n\n" + markdown_table(headers, body) + "\n"
     paired = _paired_table(task, paired_rows) if paired_rows else None
+    caveat = _seed_caveat(paired_rows)
     if paired is not None:
-        md += "\n## Paired comparison\n\n" + PAIRED_TEXT + "\n\n" + markdown_table(*paired) + "\n"
+        md += "\n## Paired comparison\n\n" + PAIRED_TEXT + caveat + "\n\n" + markdown_table(*paired) + "\n"
     if failures:
         md += "\n## Failed runs\n\nThese runs stopped without a result; they count in no mean above.\n\n"
         md += "".join(f"- {line}\n" for line in failures)
@@ -599,7 +613,7 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
     body_html = "".join(f"<p>{html.escape(line.replace('`', ''))}</p>" for line in intro[1:])
     body_html += _html_table(headers, body)
     if paired is not None:
-        body_html += f"<h2>Paired comparison</h2><p>{html.escape(PAIRED_TEXT)}</p>" + _html_table(*paired)
+        body_html += f"<h2>Paired comparison</h2><p>{html.escape(PAIRED_TEXT + caveat)}</p>" + _html_table(*paired)
     if failures:
         body_html += "<h2>Failed runs</h2><p>These runs stopped without a result; they count in no mean above.</p><ul>"
         body_html += "".join(f"<li>{html.escape(line.replace('`', ''))}</li>" for line in failures) + "</ul>"
@@ -621,6 +635,8 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
             width=TERMINAL_WIDTH,
         )
         log("verdict: best; ~best = not separable from the best; worse/better = the interval excludes 0")
+        if caveat:
+            log(caveat.strip())
     for line in _footnotes(references):
         log(line)
     if costs is not None and any(f.unreliable for r in rows for f in r["timings"].values()):
