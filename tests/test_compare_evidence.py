@@ -89,3 +89,13 @@ def test_shared_parts_of_two_operators_networks_start_equal():
 def test_curve_points_end_at_the_budget():
     assert curve_points(2400, 6) == [400, 800, 1200, 1600, 2000, 2400]
     assert curve_points(2, 4) == [1, 2] and curve_points(10, 1) == [10]
+
+
+def test_one_seed_is_flagged_in_the_report():
+    from resamplers.compare.report import PairedRow, _seed_caveat
+
+    def row(name: str, seeds: int, reference: bool = False) -> PairedRow:
+        return PairedRow(name, reference, seeds, 40, 1.0, None, None, "best", "1 [1-1]")
+
+    assert "one seed (1 of 2 operators)" in _seed_caveat([row("a", 3), row("b", 1), row("closed-form", 1, True)])
+    assert _seed_caveat([row("a", 2), row("b", 3), row("closed-form", 1, True)]) == ""
