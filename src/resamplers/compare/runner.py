@@ -224,7 +224,7 @@ def run_compare(
             return out / "report.md"
         first = runs.spec(requested[0], 0)
         write_json_atomic(runs.shared / "reference.json", task.reference_rows(first))
-        _cost_phase(runs, log)
+        _cost_phase(runs)
     finally:
         ctx.close()
     from .report import write_report
@@ -382,11 +382,12 @@ def _add_seeds(runs: _Runs, ops: Sequence[str], deadline: float, minutes: float)
         _write_spec(runs.out, runs.compare, time_budget={"minutes": minutes, "ended": ended, "added": added})
 
 
-def _cost_phase(runs: _Runs, log: Callable[[str], None]) -> None:
+def _cost_phase(runs: _Runs) -> None:
     """Time every operator's trained network, interleaved, once all runs have finished
     (``costs.json``; redone when operators without a measurement have joined)."""
     from .costs import COSTS_FILE, measure_costs
 
+    log = runs.log
     spec = read_json(runs.out / "compare.json")
     ops = list(spec["ops"])
     unfinished = [(op, s) for op in ops for s in range(int(spec["seeds"])) if runs.finished(op, s) is None]

@@ -86,12 +86,12 @@ def _percent(scores: dict[str, Any]) -> dict[str, float]:
     return {key: 100.0 * float(scores[key]) for key in ("miou", "boundary_iou", "acc")}
 
 
-def _per_image(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
-    return _percent(segmentation_metrics(pred, target, num_classes, IGNORE_INDEX))
-
-
 def _whole_set(preds: list[np.ndarray], targets: list[np.ndarray], num_classes: int) -> dict[str, float]:
     return _percent(segmentation_metrics(preds, targets, num_classes, IGNORE_INDEX))
+
+
+def _per_image(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
+    return _whole_set([pred], [target], num_classes)
 
 
 @register_task
