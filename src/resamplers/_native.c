@@ -73,11 +73,6 @@ static inline int64_t row_group_end(const geom_t *g, int64_t q) {
     return (q + 1) * g->up < g->Hout ? (q + 1) * g->up : g->Hout;
 }
 
-/* Source column held by phase[r][j] (see below); it may lie outside the row. */
-static inline int64_t phase_column(const geom_t *g, int64_t r, int64_t j) {
-    return (j / g->up) * g->stride + r - g->pad_left;
-}
-
 /* Output columns [*lo, *hi) whose tap column b reads a column inside the row,
  * 0 <= (x / up) * stride + b - pad_left < Win: taps outside the image are skipped, so a
  * non-finite weight there contributes nothing (no 0 * inf). */
@@ -94,146 +89,392 @@ static inline void tap_columns(const geom_t *g, int64_t b, int64_t *lo, int64_t 
  * The "phase" buffers turn every tap's strided / repeated column access into a
  * contiguous one.  phase[r][j] = row[(j / up) * stride + r - pad_left] (zero outside), for
  * r in [0, stride).  Tap column b of output column x then reads
- * phase[b % stride][x + up * (b / stride)], so the inner loops are plain axpy's.
+ * phase[b % stride][x + up * (b / stride)], so the inner loops are contiguous.
  */
+static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
+    return (b % g->stride) * g->phase_len + g->up * (b / g->stride);
+}
+
+/*
+ * Register blocking.  The kernels work on blocks of one SIMD vector of output columns
+ * (64 bytes, written with the compiler's vector extension so that every instruction-set
+ * clone below maps it onto its own registers) for CB channels at once: the CB channels of
+ * a block share each kernel load, and the accumulators stay in registers across all K*K
+ * taps.  Taps whose columns leave the image at a block's edge take a masked path, so a
+ * non-finite weight there still contributes nothing.
+ */
+#define CB 4
+
+/* One clone per instruction-set level, chosen at load time by the dynamic linker (ifunc);
+ * native_isa_level() reports which one runs. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define RS_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define RS_HAVE_CLONES 1
+#endif
+#endif
+#ifndef RS_MULTIVERSION
+#define RS_MULTIVERSION
+#endif
+
+/* The helpers below pass 64-byte vectors by value; they are static and always inlined
+ * into the clones, so the baseline build's vector ABI never crosses a call. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define RS_INLINE static inline __attribute__((always_inline))
+
+/* Channel blocks of CB channels; the fast paths name their accumulators acc0 .. acc3
+ * (literal names keep them in registers). */
+#define RS_ACC_ZERO(V) V acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}
+
 #define DEFINE_KERNELS(T, SUFFIX)                                                          \
-static void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {               \
+typedef T vec_##SUFFIX __attribute__((vector_size(64)));                                   \
+enum { VL_##SUFFIX = (int)(64 / sizeof(T)) };                                              \
+                                                                                           \
+RS_INLINE vec_##SUFFIX load_##SUFFIX(const T *p) {                                         \
+    vec_##SUFFIX v; memcpy(&v, p, sizeof v); return v;                                      \
+}                                                                                          \
+                                                                                           \
+/* Lanes [i0, i1) of p, zero elsewhere (nothing outside them is read). */                  \
+RS_INLINE vec_##SUFFIX load_part_##SUFFIX(const T *p, int64_t i0, int64_t i1) {            \
+    T t[VL_##SUFFIX] = {0};                                                                 \
+    for (int64_t i = i0; i < i1; ++i) t[i] = p[i];                                          \
+    return load_##SUFFIX(t);                                                                \
+}                                                                                          \
+                                                                                           \
+RS_INLINE void store_part_##SUFFIX(T *p, vec_##SUFFIX v, int64_t i0, int64_t i1) {         \
+    T t[VL_##SUFFIX];                                                                      \
+    memcpy(t, &v, sizeof v);                                                               \
+    for (int64_t i = i0; i < i1; ++i) p[i] = t[i];                                          \
+}                                                                                          \
+                                                                                           \
+RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {            \
     for (int64_t r = 0; r < g->stride; ++r) {                                              \
         T *ph = phase + r * g->phase_len;                                                   \
-        for (int64_t j = 0; j < g->phase_len; ++j) {                                       \
-            int64_t col = phase_column(g, r, j);                                           \
-            ph[j] = (col >= 0 && col < g->Win) ? row[col] : (T)0;                          \
+        for (int64_t qc = 0; qc < g->Q; ++qc) {                                            \
+            const int64_t col = qc * g->stride + r - g->pad_left;                          \
+            const T v = (col >= 0 && col < g->Win) ? row[col] : (T)0;                      \
+            for (int64_t u = 0; u < g->up; ++u) ph[qc * g->up + u] = v;                    \
         }                                                                                  \
     }                                                                                      \
 }                                                                                          \
                                                                                            \
-static inline const T *tap_source_##SUFFIX(const T *phase, int64_t b, const geom_t *g) {   \
-    return phase + (b % g->stride) * g->phase_len + g->up * (b / g->stride);               \
+/* Per-call scratch.  phase: CB channels x K source rows of phases; fold: CB channels of   \
+ * feature-gradient phases; lo/hi/offset: per tap column, the output columns inside the    \
+ * image and the phase offset; full_lo/full_hi: the output columns where every tap column  \
+ * is inside (per phase r for the feature gradient, with its shifts); the tap lists of     \
+ * one output row (pointers, tap column, shift). */                                        \
+typedef struct {                                                                           \
+    T *phase, *fold;                                                                       \
+    int64_t *lo, *hi, *offset, *tap_b, *tap_w, *tap_o, *r_start, *r_lo, *r_hi;             \
+    const T **src; T **dst;                                                                \
+    int *ok;                                                                               \
+    int64_t full_lo, full_hi;                                                              \
+} scratch_##SUFFIX;                                                                        \
+                                                                                           \
+static void scratch_free_##SUFFIX(scratch_##SUFFIX *s) {                                  \
+    free(s->phase); free(s->fold); free(s->lo); free(s->src); free(s->dst); free(s->ok);   \
+}                                                                                          \
+                                                                                           \
+static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {                 \
+    const size_t plane = (size_t)(g->stride * g->phase_len), K = (size_t)g->K;             \
+    const size_t taps = K * K * (size_t)g->up;                                             \
+    /* VL elements of padding: full-vector loads of a block's unused lanes stay inside. */ \
+    s->phase = (T *)malloc(sizeof(T) * (CB * K * plane + VL_##SUFFIX));                    \
+    s->fold = (T *)malloc(sizeof(T) * (CB * plane + VL_##SUFFIX));                         \
+    s->lo = (int64_t *)malloc(sizeof(int64_t) * (3 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
+    s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
+    s->dst = (T **)malloc(sizeof(T *) * taps);                                             \
+    s->ok = (int *)malloc(sizeof(int) * K);                                                \
+    if (!s->phase || !s->fold || !s->lo || !s->src || !s->dst || !s->ok) {                 \
+        scratch_free_##SUFFIX(s); return 0;                                                \
+    }                                                                                      \
+    s->hi = s->lo + K; s->offset = s->hi + K;                                              \
+    s->tap_b = s->offset + K; s->tap_w = s->tap_b + taps; s->tap_o = s->tap_w + taps;      \
+    s->r_start = s->tap_o + taps; s->r_lo = s->r_start + g->stride + 1;                    \
+    s->r_hi = s->r_lo + g->stride;                                                         \
+    s->full_lo = 0; s->full_hi = g->Wout;                                                  \
+    for (int64_t r = 0; r < g->stride; ++r) { s->r_lo[r] = INT64_MIN; s->r_hi[r] = INT64_MAX; } \
+    for (int64_t b = 0; b < g->K; ++b) {                                                   \
+        tap_columns(g, b, &s->lo[b], &s->hi[b]);                                           \
+        s->offset[b] = tap_phase_offset(g, b);                                             \
+        if (s->lo[b] > s->full_lo) s->full_lo = s->lo[b];                                  \
+        if (s->hi[b] < s->full_hi) s->full_hi = s->hi[b];                                  \
+        const int64_t r = b % g->stride, shift = g->up * (b / g->stride);                  \
+        if (s->lo[b] + shift > s->r_lo[r]) s->r_lo[r] = s->lo[b] + shift;                  \
+        if (s->hi[b] + shift < s->r_hi[r]) s->r_hi[r] = s->hi[b] + shift;                  \
+    }                                                                                      \
+    return 1;                                                                              \
+}                                                                                          \
+                                                                                           \
+/* Phases of channels c0 .. c0 + cb - 1 for the source rows of row group q; ok[a] says    \
+ * whether tap row a lies inside the image.  Channel ci, tap row a at                      \
+ * phase + (ci * K + a) * plane. */                                                        \
+RS_INLINE void block_phases_##SUFFIX(const T *x, T *phase, int *ok, const geom_t *g,      \
+                                     int64_t n, int64_t q, int64_t c0, int64_t cb) {       \
+    const int64_t plane = g->stride * g->phase_len;                                        \
+    for (int64_t a = 0; a < g->K; ++a) {                                                   \
+        const int64_t sr = q * g->stride + a - g->pad_top;                                 \
+        ok[a] = sr >= 0 && sr < g->Hin;                                                    \
+        if (!ok[a]) continue;                                                              \
+        for (int64_t ci = 0; ci < cb; ++ci)                                                \
+            build_phases_##SUFFIX(x + source_row(g, n, c0 + ci, sr),                       \
+                                  phase + (ci * g->K + a) * plane, g);                     \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* The taps of output row y whose source rows are inside, in (a, b) order: phase column   \
+ * start of channel 0 in src, the kernel (or kernel-gradient) row in dst, b in tap_b. */   \
+RS_INLINE int64_t row_taps_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g, T *kernels,     \
+                                    int64_t n, int64_t grp, int64_t y) {                   \
+    const int64_t plane = g->stride * g->phase_len;                                        \
+    int64_t count = 0;                                                                     \
+    for (int64_t a = 0; a < g->K; ++a) {                                                   \
+        if (!s->ok[a]) continue;                                                           \
+        for (int64_t b = 0; b < g->K; ++b, ++count) {                                      \
+            s->src[count] = s->phase + a * plane + s->offset[b];                           \
+            s->dst[count] = kernels + kernel_row(g, n, grp, a, b, y);                      \
+            s->tap_b[count] = b;                                                           \
+        }                                                                                  \
+    }                                                                                      \
+    return count;                                                                          \
 }                                                                                          \
                                                                                            \
 /* Tasks are (n, q): one group of `up` output rows sharing source rows. */                 \
+RS_MULTIVERSION                                                                            \
 int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,        \
                                  int64_t task_begin, int64_t task_end) {                   \
     geom_t g = read_geom(gp);                                                              \
-    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                      \
-    T *phase = (T *)malloc(sizeof(T) * (size_t)(g.stride * g.phase_len + 1));                            \
-    if (!phase) return RS_NO_MEMORY;                                                                    \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                           \
+    scratch_##SUFFIX s;                                                                    \
+    if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
+    const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len;                  \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
         const int64_t y_end = row_group_end(&g, q);                                        \
-        for (int64_t c = 0; c < g.C; ++c) {                                                \
-            const int64_t grp = c / g.Cg;                                                  \
-            T *out_plane = out + output_plane(&g, n, c);                                   \
-            for (int64_t y = q * g.up; y < y_end; ++y)                                     \
-                memset(out_plane + y * g.Wout, 0, sizeof(T) * g.Wout);                     \
-            for (int64_t a = 0; a < g.K; ++a) {                                            \
-                const int64_t sr = q * g.stride + a - g.pad_top;                           \
-                if (sr < 0 || sr >= g.Hin) continue;                                       \
-                build_phases_##SUFFIX(x + source_row(&g, n, c, sr), phase, &g);            \
-                for (int64_t y = q * g.up; y < y_end; ++y) {                               \
-                    T *restrict o = out_plane + y * g.Wout;                                \
-                    for (int64_t b = 0; b < g.K; ++b) {                                    \
-                        const T *restrict w = m + kernel_row(&g, n, grp, a, b, y);         \
-                        const T *restrict s = tap_source_##SUFFIX(phase, b, &g);           \
-                        int64_t lo, hi; tap_columns(&g, b, &lo, &hi);                     \
-                        for (int64_t xx = lo; xx < hi; ++xx) o[xx] += w[xx] * s[xx];      \
+        for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                 \
+            const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                   \
+            cb = group_end - c0 < CB ? group_end - c0 : CB;                                \
+            block_phases_##SUFFIX(x, s.phase, s.ok, &g, n, q, c0, cb);                     \
+            for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
+                const int64_t taps = row_taps_##SUFFIX(&s, &g, (T *)m, n, grp, y);         \
+                T *o[CB];                                                                  \
+                for (int64_t ci = 0; ci < CB; ++ci)                                        \
+                    o[ci] = out + output_plane(&g, n, c0 + (ci < cb ? ci : 0)) + y * g.Wout; \
+                for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                              \
+                    RS_ACC_ZERO(vec_##SUFFIX);                                             \
+                    if (cb == CB && x0 >= s.full_lo && x0 + VL <= s.full_hi) {             \
+                        for (int64_t t = 0; t < taps; ++t) {                               \
+                            const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);          \
+                            const T *src = s.src[t] + x0;                                  \
+                            acc0 += wv * load_##SUFFIX(src);                               \
+                            acc1 += wv * load_##SUFFIX(src + cstep);                       \
+                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                   \
+                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                   \
+                        }                                                                  \
+                    } else {                                                               \
+                        for (int64_t t = 0; t < taps; ++t) {                               \
+                            const int64_t b = s.tap_b[t];                                  \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
+                            if (lo >= VL || hi <= 0) continue;                             \
+                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
+                            const vec_##SUFFIX wv = load_part_##SUFFIX(s.dst[t] + x0, i0, i1); \
+                            const T *src = s.src[t] + x0;                                  \
+                            acc0 += wv * load_part_##SUFFIX(src, i0, i1);                  \
+                            if (cb > 1) acc1 += wv * load_part_##SUFFIX(src + cstep, i0, i1); \
+                            if (cb > 2) acc2 += wv * load_part_##SUFFIX(src + 2 * cstep, i0, i1); \
+                            if (cb > 3) acc3 += wv * load_part_##SUFFIX(src + 3 * cstep, i0, i1); \
+                        }                                                                  \
                     }                                                                      \
+                    const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;             \
+                    store_part_##SUFFIX(o[0] + x0, acc0, 0, width);                        \
+                    if (cb > 1) store_part_##SUFFIX(o[1] + x0, acc1, 0, width);            \
+                    if (cb > 2) store_part_##SUFFIX(o[2] + x0, acc2, 0, width);            \
+                    if (cb > 3) store_part_##SUFFIX(o[3] + x0, acc3, 0, width);            \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
-    free(phase);                                                                             \
-    return RS_OK;                                                                           \
+    scratch_free_##SUFFIX(&s);                                                             \
+    return RS_OK;                                                                          \
 }                                                                                          \
                                                                                            \
-/* d out / d kernels: same traversal, a dot product over the group's channels. */         \
+/* d out / d kernels: same traversal, a dot product over the group's channels (CB at a    \
+ * time, added to grad_m, which the caller zeroes). */                                     \
+RS_MULTIVERSION                                                                            \
 int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,            \
                                       const int64_t *gp, int64_t task_begin,               \
                                       int64_t task_end) {                                  \
     geom_t g = read_geom(gp);                                                              \
-    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                      \
-    T *phase = (T *)malloc(sizeof(T) * (size_t)(g.stride * g.phase_len + 1));                            \
-    if (!phase) return RS_NO_MEMORY;                                                                    \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                           \
+    scratch_##SUFFIX s;                                                                    \
+    if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
+    const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len;                  \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
         const int64_t y_end = row_group_end(&g, q);                                        \
-        for (int64_t c = 0; c < g.C; ++c) {                                                \
-            const int64_t grp = c / g.Cg;                                                  \
-            const T *go_plane = grad_out + output_plane(&g, n, c);                         \
-            for (int64_t a = 0; a < g.K; ++a) {                                            \
-                const int64_t sr = q * g.stride + a - g.pad_top;                           \
-                if (sr < 0 || sr >= g.Hin) continue;                                       \
-                build_phases_##SUFFIX(x + source_row(&g, n, c, sr), phase, &g);            \
-                for (int64_t y = q * g.up; y < y_end; ++y) {                               \
-                    const T *restrict go = go_plane + y * g.Wout;                          \
-                    for (int64_t b = 0; b < g.K; ++b) {                                    \
-                        T *restrict gw = grad_m + kernel_row(&g, n, grp, a, b, y);         \
-                        const T *restrict s = tap_source_##SUFFIX(phase, b, &g);           \
-                        int64_t lo, hi; tap_columns(&g, b, &lo, &hi);                     \
-                        for (int64_t xx = lo; xx < hi; ++xx) gw[xx] += go[xx] * s[xx];    \
+        for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                 \
+            const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                   \
+            cb = group_end - c0 < CB ? group_end - c0 : CB;                                \
+            block_phases_##SUFFIX(x, s.phase, s.ok, &g, n, q, c0, cb);                     \
+            for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
+                const int64_t taps = row_taps_##SUFFIX(&s, &g, grad_m, n, grp, y);         \
+                const T *go[CB];                                                           \
+                for (int64_t ci = 0; ci < CB; ++ci)                                        \
+                    go[ci] = grad_out + output_plane(&g, n, c0 + (ci < cb ? ci : 0)) + y * g.Wout; \
+                for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                              \
+                    const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;             \
+                    const vec_##SUFFIX zero = {0};                                         \
+                    const vec_##SUFFIX g0 = (width == VL ? load_##SUFFIX(go[0] + x0) : load_part_##SUFFIX(go[0] + x0, 0, width));      \
+                    const vec_##SUFFIX g1 = cb > 1 ? (width == VL ? load_##SUFFIX(go[1] + x0) : load_part_##SUFFIX(go[1] + x0, 0, width)) : zero; \
+                    const vec_##SUFFIX g2 = cb > 2 ? (width == VL ? load_##SUFFIX(go[2] + x0) : load_part_##SUFFIX(go[2] + x0, 0, width)) : zero; \
+                    const vec_##SUFFIX g3 = cb > 3 ? (width == VL ? load_##SUFFIX(go[3] + x0) : load_part_##SUFFIX(go[3] + x0, 0, width)) : zero; \
+                    if (cb == CB && x0 >= s.full_lo && x0 + VL <= s.full_hi) {             \
+                        for (int64_t t = 0; t < taps; ++t) {                               \
+                            const T *src = s.src[t] + x0;                                  \
+                            vec_##SUFFIX sum = g0 * load_##SUFFIX(src);                    \
+                            sum += g1 * load_##SUFFIX(src + cstep);                        \
+                            sum += g2 * load_##SUFFIX(src + 2 * cstep);                    \
+                            sum += g3 * load_##SUFFIX(src + 3 * cstep);                    \
+                            const vec_##SUFFIX total = load_##SUFFIX(s.dst[t] + x0) + sum; \
+                            memcpy(s.dst[t] + x0, &total, sizeof total);                   \
+                        }                                                                  \
+                    } else {                                                               \
+                        for (int64_t t = 0; t < taps; ++t) {                               \
+                            const int64_t b = s.tap_b[t];                                  \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
+                            if (lo >= VL || hi <= 0) continue;                             \
+                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
+                            const T *src = s.src[t] + x0;                                  \
+                            vec_##SUFFIX sum = g0 * load_part_##SUFFIX(src, i0, i1);       \
+                            if (cb > 1) sum += g1 * load_part_##SUFFIX(src + cstep, i0, i1); \
+                            if (cb > 2) sum += g2 * load_part_##SUFFIX(src + 2 * cstep, i0, i1); \
+                            if (cb > 3) sum += g3 * load_part_##SUFFIX(src + 3 * cstep, i0, i1); \
+                            const vec_##SUFFIX total = load_part_##SUFFIX(s.dst[t] + x0, i0, i1) + sum; \
+                            store_part_##SUFFIX(s.dst[t] + x0, total, i0, i1);             \
+                        }                                                                  \
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
-    free(phase);                                                                             \
-    return RS_OK;                                                                           \
+    scratch_free_##SUFFIX(&s);                                                             \
+    return RS_OK;                                                                          \
 }                                                                                          \
                                                                                            \
-/* d out / d features in gather form.  Tasks are (n, source row): every output row that  \
- * reads the source row adds into phase-shaped accumulators, which are then folded back   \
- * onto the row's columns. */                                                              \
+/* d out / d features in gather form.  Tasks are (n, source row).  Phase r, entry j       \
+ * gathers w * grad_out at output column j - up * (b / stride) over the taps b = r mod    \
+ * stride of every output row that reads the source row (tap rows, then output rows, then \
+ * tap columns: the order of the forward's sums), CB channels at once; the phases are     \
+ * then folded back onto the row's columns. */                                             \
+RS_MULTIVERSION                                                                            \
 int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,           \
                                        const int64_t *gp, int64_t task_begin,              \
                                        int64_t task_end) {                                 \
     geom_t g = read_geom(gp);                                                              \
-    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                      \
-    T *acc = (T *)malloc(sizeof(T) * (size_t)(g.stride * g.phase_len + 1));                              \
-    if (!acc) return RS_NO_MEMORY;                                                                      \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                           \
+    scratch_##SUFFIX s;                                                                    \
+    if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
+    const int64_t VL = VL_##SUFFIX, plane = g.stride * g.phase_len;                        \
+    const int64_t group_kernels = g.K * g.K * g.Hout * g.Wout;                             \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hin, sr = task % g.Hin;                                 \
-        for (int64_t c = 0; c < g.C; ++c) {                                                \
-            const int64_t grp = c / g.Cg;                                                  \
-            const T *go_plane = grad_out + output_plane(&g, n, c);                         \
-            int touched = 0;                                                               \
-            memset(acc, 0, sizeof(T) * g.stride * g.phase_len);                            \
+        /* Entries (tap column b, kernel row offset minus shift, grad_out row offset       \
+         * minus shift) per phase r, in the forward's order. */                            \
+        int64_t count = 0;                                                                 \
+        for (int64_t r = 0; r < g.stride; ++r) {                                           \
+            s.r_start[r] = count;                                                          \
             for (int64_t a = 0; a < g.K; ++a) {                                            \
                 const int64_t num = sr + g.pad_top - a;                                    \
-                if (num < 0 || num % g.stride != 0) continue;                              \
-                const int64_t q = num / g.stride;                                          \
-                if (q >= g.Hq) continue;                                                   \
-                const int64_t y_end = row_group_end(&g, q);                                \
-                for (int64_t y = q * g.up; y < y_end; ++y) {                               \
-                    const T *restrict go = go_plane + y * g.Wout;                          \
-                    for (int64_t b = 0; b < g.K; ++b) {                                    \
-                        const T *restrict w = m + kernel_row(&g, n, grp, a, b, y);         \
-                        T *restrict s = (T *)tap_source_##SUFFIX(acc, b, &g);              \
-                        int64_t lo, hi; tap_columns(&g, b, &lo, &hi);                     \
-                        for (int64_t xx = lo; xx < hi; ++xx) s[xx] += w[xx] * go[xx];     \
+                if (num < 0 || num % g.stride != 0 || num / g.stride >= g.Hq) continue;   \
+                const int64_t q = num / g.stride, y_end = row_group_end(&g, q);            \
+                for (int64_t y = q * g.up; y < y_end; ++y)                                 \
+                    for (int64_t b = r; b < g.K; b += g.stride, ++count) {                 \
+                        const int64_t shift = g.up * (b / g.stride);                       \
+                        s.tap_b[count] = b;                                                \
+                        s.tap_w[count] = kernel_row(&g, n, 0, a, b, y) - shift;            \
+                        s.tap_o[count] = y * g.Wout - shift;                               \
                     }                                                                      \
-                    touched = 1;                                                           \
+            }                                                                              \
+        }                                                                                  \
+        s.r_start[g.stride] = count;                                                       \
+        if (count == 0) continue;                                                          \
+        for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                 \
+            const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                   \
+            cb = group_end - c0 < CB ? group_end - c0 : CB;                                \
+            const T *w = m + grp * group_kernels;                                          \
+            const T *go[CB];                                                               \
+            for (int64_t ci = 0; ci < CB; ++ci)                                            \
+                go[ci] = grad_out + output_plane(&g, n, c0 + (ci < cb ? ci : 0));          \
+            for (int64_t r = 0; r < g.stride; ++r) {                                       \
+                const int64_t first = s.r_start[r], last = s.r_start[r + 1];               \
+                for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                         \
+                    RS_ACC_ZERO(vec_##SUFFIX);                                             \
+                    if (cb == CB && j0 >= s.r_lo[r] && j0 + VL <= s.r_hi[r]) {             \
+                        for (int64_t t = first; t < last; ++t) {                           \
+                            const vec_##SUFFIX wv = load_##SUFFIX(w + s.tap_w[t] + j0);    \
+                            const int64_t o = s.tap_o[t] + j0;                             \
+                            acc0 += wv * load_##SUFFIX(go[0] + o);                         \
+                            acc1 += wv * load_##SUFFIX(go[1] + o);                         \
+                            acc2 += wv * load_##SUFFIX(go[2] + o);                         \
+                            acc3 += wv * load_##SUFFIX(go[3] + o);                         \
+                        }                                                                  \
+                    } else {                                                               \
+                        for (int64_t t = first; t < last; ++t) {                           \
+                            const int64_t b = s.tap_b[t];                                  \
+                            const int64_t x0 = j0 - g.up * (b / g.stride);                 \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
+                            if (lo >= VL || hi <= 0) continue;                             \
+                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
+                            const vec_##SUFFIX wv = load_part_##SUFFIX(w + s.tap_w[t] + j0, i0, i1); \
+                            const int64_t o = s.tap_o[t] + j0;                             \
+                            acc0 += wv * load_part_##SUFFIX(go[0] + o, i0, i1);            \
+                            if (cb > 1) acc1 += wv * load_part_##SUFFIX(go[1] + o, i0, i1); \
+                            if (cb > 2) acc2 += wv * load_part_##SUFFIX(go[2] + o, i0, i1); \
+                            if (cb > 3) acc3 += wv * load_part_##SUFFIX(go[3] + o, i0, i1); \
+                        }                                                                  \
+                    }                                                                      \
+                    const int64_t width = g.phase_len - j0 < VL ? g.phase_len - j0 : VL;   \
+                    T *fold = s.fold + r * g.phase_len + j0;                               \
+                    store_part_##SUFFIX(fold, acc0, 0, width);                             \
+                    if (cb > 1) store_part_##SUFFIX(fold + plane, acc1, 0, width);         \
+                    if (cb > 2) store_part_##SUFFIX(fold + 2 * plane, acc2, 0, width);     \
+                    if (cb > 3) store_part_##SUFFIX(fold + 3 * plane, acc3, 0, width);     \
                 }                                                                          \
             }                                                                              \
-            if (!touched) continue;                                                        \
-            T *gx = grad_x + source_row(&g, n, c, sr);                                     \
-            for (int64_t r = 0; r < g.stride; ++r) {                                       \
-                const T *ph = acc + r * g.phase_len;                                       \
-                for (int64_t j = 0; j < g.phase_len; ++j) {                                \
-                    int64_t col = phase_column(&g, r, j);                                  \
-                    if (col >= 0 && col < g.Win) gx[col] += ph[j];                         \
+            for (int64_t ci = 0; ci < cb; ++ci) {                                          \
+                T *gx = grad_x + source_row(&g, n, c0 + ci, sr);                           \
+                for (int64_t r = 0; r < g.stride; ++r) {                                   \
+                    const T *ph = s.fold + ci * plane + r * g.phase_len;                   \
+                    for (int64_t qc = 0; qc < g.Q; ++qc) {                                 \
+                        const int64_t col = qc * g.stride + r - g.pad_left;                \
+                        if (col < 0 || col >= g.Win) continue;                             \
+                        for (int64_t u = 0; u < g.up; ++u) gx[col] += ph[qc * g.up + u];   \
+                    }                                                                      \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
-    free(acc);                                                                             \
-    return RS_OK;                                                                             \
+    scratch_free_##SUFFIX(&s);                                                             \
+    return RS_OK;                                                                          \
 }
 
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
-int64_t reassemble_abi_version(void) { return 2; }
+int64_t reassemble_abi_version(void) { return 3; }
+
+/* The instruction-set level whose clone the kernels run: 4 (x86-64-v4: AVX-512),
+ * 3 (x86-64-v3: AVX2 and FMA), 1 (the baseline build: SSE2 on x86-64, or whatever the
+ * compiler targets elsewhere).  The same checks as the clones' resolver. */
+int64_t native_isa_level(void) {
+#ifdef RS_HAVE_CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return 4;
+    if (__builtin_cpu_supports("x86-64-v3")) return 3;
+#endif
+    return 1;
+}
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",

@@ -177,7 +177,17 @@ def per_cluster_netvlad(module: nn.Module, x: Tensor) -> Tensor:
     return F.normalize(F.normalize(vlad, dim=2).flatten(1), dim=1)
 
 
+def _core_reassembly_baseline(module: nn.Module, features: Tensor, kernels: Tensor) -> Tensor:
+    return unfold_matmul_carafe(features, kernels, module.kernel_size, 1, module.scale_factor)
+
+
+def _core_similarity_baseline(module: nn.Module, query: Tensor, keys: Tensor) -> Tensor:
+    return unfold_window_similarity(query, keys, module.kernel_size, module.scale_factor)
+
+
 BASELINES: dict[str, Baseline] = {
+    "core:reassemble": Baseline("unfold+matmul reassembly", _core_reassembly_baseline),
+    "core:window_similarity": Baseline("unfold+repeat window similarity", _core_similarity_baseline),
     "upsampler:carafe": Baseline("unfold+matmul CARAFE (seed 001)", _carafe_baseline),
     "downsampler:carafe": Baseline("unfold(stride=s) CARAFE++ down (unofficial ports)", _carafe_down_baseline),
     "upsampler:fade": Baseline("unfold+repeat+einsum CARAFE (FADE's pure-PyTorch port)", _fade_baseline),

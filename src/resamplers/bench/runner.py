@@ -19,7 +19,9 @@ from ..base import Operator
 from ..complexity import count_macs, count_parameters
 from ..registry import BLOCKS, DOWNSAMPLERS, PAIRS, POOLS, UPSAMPLERS, Registry
 from .baselines import BASELINES
+from .core_cases import CORE_CASES, CORE_KIND
 from .memory import fix_malloc_mmap_threshold, peak_extra_bytes
+from .roofline import MachineLimits, Work, measure_limits, module_work
 from .timing import machine_info, time_interleaved
 
 __all__ = ["BenchConfig", "OpResult", "BaselineResult", "BenchReport", "resolve_ops", "run_bench"]
@@ -32,8 +34,11 @@ REGISTRIES: dict[str, Registry] = {
 def build_operator(kind: str, name: str, channels: int, scale_factor: int) -> nn.Module:
     """Build a registered operator at ``channels`` (and ``scale_factor`` where it takes one).
 
-    A pair's forward is its round trip ``up(*down(x))``.
+    A pair's forward is its round trip ``up(*down(x))``; kind ``core`` is the reassembly
+    core alone (:mod:`.core_cases`).
     """
+    if kind == CORE_KIND:
+        return CORE_CASES[name](channels, scale_factor)
     registry = REGISTRIES[kind]
     kwargs: dict[str, object] = {"channels": channels}
     if "scale_factor" in registry.entry(name).accepted_keywords():
@@ -52,6 +57,8 @@ class BenchConfig:
     warmup: int = 2
     dtype: str = "float32"
     seed: int = 0
+    # Measure the machine's bandwidth and FLOP rate and report each row's roofline bound.
+    roofline: bool = True
 
 
 @dataclass
@@ -64,6 +71,9 @@ class OpResult:
     forward_ms: float
     train_ms: float
     peak_mib: float | None
+    # Roofline lower bounds (None without measured limits); see bench.roofline.
+    forward_bound_ms: float | None = None
+    train_bound_ms: float | None = None
 
 
 @dataclass
@@ -85,6 +95,7 @@ class BaselineResult:
 class BenchReport:
     config: BenchConfig
     machine: dict[str, object]
+    limits: MachineLimits | None = None
     ops: list[OpResult] = field(default_factory=list)
     baselines: list[BaselineResult] = field(default_factory=list)
 
@@ -95,19 +106,30 @@ class BenchReport:
 def resolve_ops(names: Sequence[str] | None) -> list[str]:
     """Qualified names (``kind:name``) for ``names``; a bare name matches every kind.
 
-    Without names: every upsampler, downsampler, guided pair, pool and block.  Unguided
-    pairs are left out of the default set: they time the same upsampler again.
+    Without names: the reassembly core, then every upsampler, downsampler, guided pair,
+    pool and block.  Unguided pairs are left out of the default set: they time the same
+    upsampler again.
     """
-    every = [f"{kind}:{name}" for kind, reg in REGISTRIES.items() for name in reg.names()]
+    every = [f"{CORE_KIND}:{name}" for name in CORE_CASES]
+    every += [f"{kind}:{name}" for kind, reg in REGISTRIES.items() for name in reg.names()]
     if not names:
         return [q for q in every if not _is_unguided_pair(q)]
     resolved: list[str] = []
     for name in names:
         if ":" in name:
             kind, bare = name.split(":", 1)
-            if kind not in REGISTRIES:
-                raise ValueError(f"argument `--op`: unknown kind {kind!r}; expected one of {sorted(REGISTRIES)}")
-            REGISTRIES[kind].entry(bare)  # raises with close matches
+            if kind == CORE_KIND:
+                if bare not in CORE_CASES:
+                    raise ValueError(
+                        f"argument `--op`: unknown core case {bare!r}{did_you_mean(bare, list(CORE_CASES))} "
+                        f"Expected one of {sorted(CORE_CASES)}"
+                    )
+            elif kind not in REGISTRIES:
+                raise ValueError(
+                    f"argument `--op`: unknown kind {kind!r}; expected one of {sorted([CORE_KIND, *REGISTRIES])}"
+                )
+            else:
+                REGISTRIES[kind].entry(bare)  # raises with close matches
             matches = [name]
         else:
             matches = [q for q in every if q.split(":", 1)[1] == name]
@@ -125,10 +147,12 @@ def resolve_ops(names: Sequence[str] | None) -> list[str]:
 
 def _is_unguided_pair(qualified: str) -> bool:
     kind, name = qualified.split(":", 1)
-    return kind == PAIRS.kind and "upsampler" in PAIRS.entry(name).defaults
+    if kind != PAIRS.kind:
+        return False
+    return "upsampler" in PAIRS.entry(name).defaults
 
 
-def example_input(module: Operator, config: BenchConfig, generator: torch.Generator) -> tuple:
+def example_input(module: Operator | nn.Module, config: BenchConfig, generator: torch.Generator) -> tuple:
     """``forward``'s arguments at the bench size, as the operator's contract states them
     (one map for most operators, ``d`` and ``encoder`` for feature-guided upsamplers, a
     list of branch maps for multi-resolution blocks)."""
@@ -157,6 +181,17 @@ def _mib(n: int | None) -> float | None:
     return None if n is None else n / 2**20
 
 
+def _work(
+    module: nn.Module, inputs: list[Tensor], outputs: list[Tensor], macs: int, config: BenchConfig, *, backward: bool
+) -> Work:
+    """Bytes and FLOPs of one row: exact for the core cases, compulsory traffic otherwise."""
+    itemsize = inputs[0].element_size()
+    if isinstance(module, tuple(CORE_CASES.values())):
+        return module.work(itemsize, config.height, config.width, config.batch, backward=backward)
+    shapes = [tuple(t.shape) for t in inputs], [tuple(t.shape) for t in outputs]
+    return module_work(*shapes, count_parameters(module), macs, itemsize, backward=backward)
+
+
 def run_bench(
     ops: Iterable[str],
     config: BenchConfig,
@@ -166,6 +201,10 @@ def run_bench(
     fix_malloc_mmap_threshold()
     dtype = getattr(torch, config.dtype)
     report = BenchReport(config=config, machine=machine_info())
+    if config.roofline:
+        if progress:
+            progress("machine limits")
+        report.limits = measure_limits(dtype)
     for qualified in ops:
         if progress:
             progress(qualified)
@@ -182,16 +221,24 @@ def run_bench(
         grad = [torch.randn(o.shape, generator=g).to(dtype) for o in outs]
         infer, train = _workloads(module, x, module, grad)
         forward_ms, train_ms = time_interleaved([infer, train], config.repeats, config.warmup)
+        macs = count_macs(module, *x)
+        limits = report.limits
         report.ops.append(
             OpResult(
                 op=qualified,
                 params=count_parameters(module),
-                macs=count_macs(module, *x),
+                macs=macs,
                 input_shape=list(flat[0].shape),
                 output_shape=list(outs[0].shape),  # the first (highest-resolution) output of a list
                 forward_ms=forward_ms,
                 train_ms=train_ms,
                 peak_mib=_mib(peak_extra_bytes(train)),
+                forward_bound_ms=None
+                if limits is None
+                else _work(module, flat, outs, macs, config, backward=False).bound_ms(limits),
+                train_bound_ms=None
+                if limits is None
+                else _work(module, flat, outs, macs, config, backward=True).bound_ms(limits),
             )
         )
         baseline = BASELINES.get(qualified)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..functional import native_available
+from ..functional import native_available, native_isa
 
 __all__ = ["time_interleaved", "median_ms", "machine_info"]
 
@@ -49,4 +49,5 @@ def machine_info() -> dict[str, object]:
         "processor": platform.processor() or platform.machine(),
         "system": platform.system(),
         "native_kernels": native_available(),
+        "native_isa": native_isa(),
     }

@@ -28,11 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--no-roofline",
+        action="store_true",
+        help="skip measuring the machine's bandwidth and FLOP rate (no lower-bound columns)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _bound_ratios(forward_ms: float, forward_bound: float | None, train_ms: float, train_bound: float | None) -> str:
+    """``measured / bound`` for the forward and the forward+backward pass."""
+    if forward_bound is None or train_bound is None:
+        return "n/a"
+    return f"{forward_ms / forward_bound:.1f} / {train_ms / train_bound:.1f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,15 +63,17 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         dtype=args.dtype,
+        roofline=not args.no_roofline,
     )
     progress = _progress(len(ops))
     report = run_bench(ops, config, progress=progress.step)
     progress.close()
     shape = f"{config.batch}x{config.channels}x{config.height}x{config.width}"
+    native = report.machine["native_isa"] if report.machine["native_kernels"] else "not built"
     print_table(
         f"resamplers bench: input {shape}, scale {config.scale_factor}, {config.dtype}, "
-        f"{report.machine['threads']} threads, native kernels: {report.machine['native_kernels']}",
-        ["operator", "params", "MMACs", "output", "forward ms", "fwd+bwd ms", "peak MiB (fwd+bwd)"],
+        f"{report.machine['threads']} threads, native kernels: {native}",
+        ["operator", "params", "MMACs", "output", "forward ms", "fwd+bwd ms", "x bound fwd / fwd+bwd", "peak MiB"],
         [
             [
                 r.op,
@@ -68,11 +82,21 @@ def run(args: argparse.Namespace) -> int:
                 "x".join(map(str, r.output_shape)),
                 _fmt(r.forward_ms, 2),
                 _fmt(r.train_ms, 2),
+                _bound_ratios(r.forward_ms, r.forward_bound_ms, r.train_ms, r.train_bound_ms),
                 _fmt(r.peak_mib),
             ]
             for r in report.ops
         ],
     )
+    if report.limits is not None:
+        limits = report.limits
+        print(
+            f"roofline: measured in this run, {limits.bandwidth_gbs:.1f} GB/s streaming copy (read + write), "
+            f"{limits.gflops:.0f} GFLOP/s {limits.dtype} matrix product, {limits.threads} threads; "
+            "x bound = measured time / max(bytes / bandwidth, FLOPs / FLOP rate). "
+            "Core rows count their tensors exactly; operator rows count only inputs, outputs and "
+            "parameters (a loose bound)."
+        )
     if report.baselines:
         print_table(
             "Against the common formulation (interleaved runs, same process; speed-up = baseline / ours)",

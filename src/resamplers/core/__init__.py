@@ -28,7 +28,7 @@ from .api import (
 )
 from .exporting import eager_autograd, is_exporting
 from .geometry import Backend, Geometry, check_backend, check_reassembly, check_similarity, check_window_args
-from .native import native_available
+from .native import native_available, native_isa
 from .taps import PaddingMode, strided_views, window_taps
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "eager_autograd",
     "is_exporting",
     "native_available",
+    "native_isa",
     "reassemble",
     "reassemble_down",
     "reassembly_macs",

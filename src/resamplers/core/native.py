@@ -34,9 +34,9 @@ from torch.utils.flop_counter import register_flop_formula
 
 from .geometry import Geometry
 
-__all__ = ["native_available", "native_reassemble", "native_window_similarity", "NATIVE_DTYPES"]
+__all__ = ["native_available", "native_isa", "native_reassemble", "native_window_similarity", "NATIVE_DTYPES"]
 
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
 
@@ -52,6 +52,7 @@ def _load_library() -> ctypes.CDLL | None:
         lib.reassemble_abi_version.restype = ctypes.c_int64
         if lib.reassemble_abi_version() != _ABI_VERSION:
             return None
+        lib.native_isa_level.restype = ctypes.c_int64
         for suffix in _DTYPE_SUFFIX.values():
             for kind in ("forward", "grad_kernels", "grad_features"):
                 fn = getattr(lib, f"reassemble_{kind}_{suffix}")
@@ -70,6 +71,20 @@ _LIB = _load_library()
 def native_available() -> bool:
     """True when the native CPU kernels were built and loaded."""
     return _LIB is not None
+
+
+_ISA_LEVELS = {4: "x86-64-v4 (AVX-512)", 3: "x86-64-v3 (AVX2, FMA)", 1: "baseline"}
+
+
+def native_isa() -> str | None:
+    """The instruction set the native kernels run on this CPU, chosen when the library
+    loads (one build holds a clone per level): ``"x86-64-v4 (AVX-512)"``,
+    ``"x86-64-v3 (AVX2, FMA)"`` or ``"baseline"`` (the compiler's default target, SSE2 on
+    x86-64, or any non-x86 build); ``None`` without the native kernels."""
+    if _LIB is None:
+        return None
+    level = int(_LIB.native_isa_level())
+    return _ISA_LEVELS.get(level, f"level {level}")
 
 
 class _Pool:
