@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..data.errors import DataError
 from . import bench, compare, data, evaluate, ops, predict, report, train
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resamplers",
         description="Pooling and upsampling operators for dense prediction: benchmark, compare, train.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         doc = (module.__doc__ or "").strip().splitlines()[0]
