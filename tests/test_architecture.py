@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("integrations",),  # bridges to other frameworks, on demand: the library only, never the application
     # The application, above the library.
     ("storage", "console"),
+    ("export",),
     ("bench",),
     ("data",),
     ("metrics",),

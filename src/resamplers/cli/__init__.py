@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..data.errors import DataError
-from . import bench, compare, data, evaluate, ops, predict, report, train
+from . import bench, compare, data, evaluate, export, ops, predict, report, train
 
 # name -> module with add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "predict": predict,
     "compare": compare,
     "report": report,
+    "export": export,
 }
 
 

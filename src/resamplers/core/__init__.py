@@ -11,6 +11,8 @@ is the public face and re-exports the public functions):
   the torch path, the window similarity and the local pools (:func:`window_taps`);
 * :mod:`.torch_path`: the portable torch path and its eager backward;
 * :mod:`.native`: the C library, its thread pool and the ``torch.ops.resamplers`` custom ops;
+* :mod:`.triton_path`: the Triton GPU kernels (:mod:`._triton_kernels`, loaded on first
+  use; ``triton`` is optional) as ``torch.ops.resamplers.triton_*`` custom ops;
 * :mod:`.api`: the public functions (validate, choose a backend, run).
 
 Layering: the core imports only ``resamplers._checks`` (and torch).
@@ -24,12 +26,14 @@ from .api import (
     run_reassembly,
     run_similarity,
     use_native,
+    use_triton,
     window_similarity,
 )
 from .exporting import eager_autograd, is_exporting
 from .geometry import Backend, Geometry, check_backend, check_reassembly, check_similarity, check_window_args
 from .native import native_available, native_isa
 from .taps import PaddingMode, strided_views, window_taps
+from .triton_path import triton_available
 
 __all__ = [
     "Backend",
@@ -50,7 +54,9 @@ __all__ = [
     "run_reassembly",
     "run_similarity",
     "strided_views",
+    "triton_available",
     "use_native",
+    "use_triton",
     "window_similarity",
     "window_taps",
 ]

@@ -22,14 +22,24 @@ Thin callers give the operators:
 * index-weighted pooling and unpooling (IndexNet, max unpooling): ``K`` of 1 or 2 with
   one group per channel.
 
-Two interchangeable backends compute the same formula:
+Three interchangeable backends compute the same formula:
 
 * ``"native"``: C kernels (CPU, float32/float64; half and bfloat16 run in float32) with
   hand-written gather-form backward passes; deterministic and free of atomics;
+* ``"triton"``: Triton kernels (CUDA; float16/bfloat16 accumulate in float32, float64 in
+  float64) with the same gather-form backward passes, deterministic and free of atomics.
+  It needs the optional ``triton`` package (``pip install 'resamplers[gpu]'``); its
+  kernels are loaded only when a CUDA tensor (or ``backend="triton"``) first asks for
+  them.  On CPU tensors it runs only in Triton's interpreter (``TRITON_INTERPRET=1``),
+  which the tests use;
 * ``"torch"``: a loop over the ``K*K`` taps of broadcasted multiply-adds on strided views,
   accumulated in place.  It runs on every device and is the path used when exporting
   (ONNX, ``torch.export``) and compiling; in eager training it has a hand-written
   backward pass (:class:`_TorchReassembly`) that accumulates both gradients in place.
+
+``backend="auto"`` picks the native kernels for CPU tensors, Triton for CUDA tensors
+(when triton imports) and the torch path otherwise and whenever the call is being
+exported or traced; naming a backend that cannot run the call raises a ``ValueError``.
 
 Precision: outside autocast, features and kernels must share one dtype.  Inside
 ``torch.autocast`` (CPU bfloat16, CUDA float16/bfloat16), kernels predicted in low
@@ -37,9 +47,10 @@ precision next to float32 features are accepted: both are computed in float32 (f
 if either is float64) and the output comes back in the dtype of the features (for the
 window similarity, of the query); gradients flow back in each input's own dtype.
 
-Neither materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the native
-kernels work row by row, and the torch path holds the output plus, in backward, products
-over a quarter of the channels at a time: peak extra memory stays within 2x the output.
+None materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the native
+kernels work row by row, the Triton kernels tile by tile in registers, and the torch
+path holds the output plus, in backward, products over a quarter of the channels at a
+time: peak extra memory stays within 2x the output.
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ from .exporting import eager_autograd, is_exporting
 from .geometry import Backend, Geometry, check_backend, check_reassembly, check_similarity
 from .native import native_available, native_reassemble, native_window_similarity
 from .torch_path import TorchReassembly, reassemble_torch, similarity_torch
+from .triton_path import triton_available, triton_interpreted, triton_reassemble, triton_window_similarity
 
 __all__ = [
     "reassemble",
@@ -60,6 +72,7 @@ __all__ = [
     "window_similarity",
     "reassembly_macs",
     "use_native",
+    "use_triton",
     "run_reassembly",
     "run_similarity",
 ]
@@ -85,7 +98,7 @@ def autocast_dtype(first: object, second: object) -> torch.dtype | None:
 def use_native(features: Tensor, backend: Backend) -> bool:
     """Validate ``backend`` and decide whether the native kernels compute this call."""
     check_backend(backend)
-    if backend == "torch":
+    if backend in ("torch", "triton"):
         return False
     usable = native_available() and features.device.type == "cpu" and not is_exporting()
     if backend == "native" and not usable:
@@ -96,8 +109,36 @@ def use_native(features: Tensor, backend: Backend) -> bool:
     return usable
 
 
+def use_triton(features: Tensor, backend: Backend) -> bool:
+    """Validate ``backend`` and decide whether the Triton kernels compute this call: for
+    ``"auto"``, CUDA tensors outside export when triton imports; ``"triton"`` must be able
+    to run it (CUDA, or CPU in Triton's interpreter, and not exporting)."""
+    check_backend(backend)
+    if backend == "auto":
+        # CPU calls stop at the device test and never import triton.
+        return features.device.type == "cuda" and not is_exporting() and triton_available()
+    if backend != "triton":
+        return False
+    if is_exporting():
+        raise ValueError(
+            "argument `backend`: 'triton' cannot be exported or traced (the graph must hold portable torch ops); "
+            "use backend='auto' or 'torch'"
+        )
+    if not triton_available():
+        raise ValueError("argument `backend`: 'triton' needs the triton package (pip install 'resamplers[gpu]')")
+    device = features.device.type
+    if device == "cuda" or (device == "cpu" and triton_interpreted()):
+        return True
+    raise ValueError(
+        "argument `backend`: 'triton' runs on CUDA tensors, and on CPU tensors only in Triton's interpreter "
+        f"(TRITON_INTERPRET=1 set before the first use of the Triton path); got device {features.device}"
+    )
+
+
 def run_reassembly(features: Tensor, kernels: Tensor, geometry: Geometry, backend: Backend) -> Tensor:
     """Reassemble already validated arguments on the chosen backend."""
+    if use_triton(features, backend):
+        return triton_reassemble(features, kernels, geometry)
     if use_native(features, backend):
         return native_reassemble(features, kernels, geometry)
     if eager_autograd(features, kernels):
@@ -107,6 +148,8 @@ def run_reassembly(features: Tensor, kernels: Tensor, geometry: Geometry, backen
 
 def run_similarity(query: Tensor, keys: Tensor, geometry: Geometry, backend: Backend) -> Tensor:
     """Window similarity of already validated arguments on the chosen backend."""
+    if use_triton(keys, backend):
+        return triton_window_similarity(query, keys, geometry)
     if use_native(keys, backend):
         return native_window_similarity(query, keys, geometry)
     return similarity_torch(query, keys, geometry)
@@ -145,8 +188,9 @@ def reassemble(
         stride: downsampling stride ``s``: output pixel ``(y, x)`` reads the window whose
             top-left tap is ``(s * y - p_t, s * x - p_l)``.
         padding: ``(p_t, p_l)`` top/left padding (an int for both); default ``(K - 1) // 2``.
-        backend: ``"auto"`` (native kernels on CPU when available, else torch), ``"native"``
-            or ``"torch"``.
+        backend: ``"auto"`` (native kernels on CPU when available, Triton on CUDA when
+            triton is installed, else torch; always torch when exporting), ``"native"``,
+            ``"triton"`` (CUDA; CPU only under ``TRITON_INTERPRET=1``) or ``"torch"``.
 
     Returns:
         ``N x C x H_out x W_out`` tensor of the dtype of ``features``.
@@ -188,6 +232,7 @@ def carafe(
         kernel_size: odd ``k >= 1``.
         group_size: ``G``, a divisor of ``C``.
         scale_factor: integer ``s >= 1`` (1 gives content-aware filtering without resize).
+        backend: ``"auto"``, ``"native"``, ``"triton"`` or ``"torch"`` (as for :func:`reassemble`).
 
     Returns:
         ``N x C x (s*H) x (s*W)``, dtype of ``features``.
@@ -229,6 +274,8 @@ def reassemble_down(
     Shapes:
         features ``N x C x H x W``, kernels ``N x (G*K*K) x H_out x W_out`` with
         ``H_out <= (H - 1 + p_t) // s + 1``; returns ``N x C x H_out x W_out``.
+
+    ``backend``: ``"auto"``, ``"native"``, ``"triton"`` or ``"torch"`` (as for :func:`reassemble`).
     """
     compute = autocast_dtype(features, kernels)
     geometry = check_reassembly(features, kernels, kernel_size, groups, 1, stride, padding, same_dtype=compute is None)
@@ -263,7 +310,7 @@ def window_similarity(
         scale_factor: upsampling factor ``u``; then ``H_out = u * H`` and ``stride`` must be 1.
         stride: downsampling stride ``s``.
         padding: ``(p_t, p_l)`` (an int for both); default ``(K - 1) // 2``.
-        backend: ``"auto"``, ``"native"`` or ``"torch"`` (as for ``reassemble``).
+        backend: ``"auto"``, ``"native"``, ``"triton"`` or ``"torch"`` (as for ``reassemble``).
 
     Returns:
         ``N x (G*K*K) x H_out x W_out`` in the dtype of ``query``: kernels in the layout that

@@ -23,8 +23,8 @@ __all__ = [
     "check_similarity",
 ]
 
-Backend = Literal["auto", "native", "torch"]
-BACKENDS = ("auto", "native", "torch")
+Backend = Literal["auto", "native", "triton", "torch"]
+BACKENDS = ("auto", "native", "triton", "torch")
 
 
 class Geometry(NamedTuple):

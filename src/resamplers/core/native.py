@@ -26,12 +26,17 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
+from .custom_ops import (
+    check_geometry_list,
+    check_grad_shape,
+    check_op_shapes,
+    check_similarity_shapes,
+    register_core_ops,
+)
 from .geometry import Geometry
 
 __all__ = ["native_available", "native_isa", "native_reassemble", "native_window_similarity", "NATIVE_DTYPES"]
@@ -149,58 +154,6 @@ def _check_tensor(op: str, t: object, name: str, dtype: torch.dtype | None = Non
     return t
 
 
-def _check_geometry_list(op: str, geometry: object) -> Geometry:
-    prefix = f"torch.ops.resamplers.{op}: argument `geometry`"
-    if not isinstance(geometry, (list, tuple)) or len(geometry) != 6:
-        raise ValueError(f"{prefix}: expected [kernel_size, groups, up, stride, pad_top, pad_left], got {geometry!r}")
-    for name, value in zip(Geometry._fields, geometry):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{prefix}: expected int {name}, got {value!r}")
-    k, groups, up, stride, pad_top, pad_left = geometry
-    for name, value in (("kernel_size", k), ("groups", groups), ("up", up), ("stride", stride)):
-        if value < 1:
-            raise ValueError(f"{prefix}: expected {name} >= 1, got {value}")
-    if up > 1 and stride > 1:
-        raise ValueError(f"{prefix}: expected stride 1 when up > 1, got up {up} and stride {stride}")
-    for name, value in (("pad_top", pad_top), ("pad_left", pad_left)):
-        if not 0 <= value < k:
-            raise ValueError(f"{prefix}: expected 0 <= {name} < kernel_size={k}, got {value}")
-    return Geometry(*geometry)
-
-
-def _check_op(op: str, features: Tensor, kernels_shape: tuple[int, ...], geometry: Geometry, kernels_name: str) -> None:
-    """The checks of :func:`~resamplers.core.geometry.check_reassembly` on an op's arguments:
-    everything the C kernels need to stay inside their buffers."""
-    prefix = f"torch.ops.resamplers.{op}: argument"
-    n, c, h_in, w_in = features.shape
-    k, groups, up, stride, pad_top, pad_left = geometry
-    if c < 1 or c % groups:
-        raise ValueError(f"{prefix} `geometry`: expected groups dividing the {c} channels, got {groups}")
-    if kernels_shape[0] != n or kernels_shape[1] != groups * k * k:
-        raise ValueError(
-            f"{prefix} `{kernels_name}`: expected batch {n} and groups * kernel_size**2 = {groups * k * k} "
-            f"channels, got shape {tuple(kernels_shape)}"
-        )
-    h_out, w_out = kernels_shape[-2:]
-    if up > 1:
-        ok = (h_out, w_out) == (h_in * up, w_in * up)
-    else:
-        ok = h_out <= (h_in - 1 + pad_top) // stride + 1 and w_out <= (w_in - 1 + pad_left) // stride + 1
-    if not ok:
-        raise ValueError(
-            f"{prefix} `{kernels_name}`: spatial size {h_out} x {w_out} does not fit features {h_in} x {w_in} "
-            f"with up {up}, stride {stride} and padding ({pad_top}, {pad_left})"
-        )
-
-
-def _check_grad(op: str, grad_out: Tensor, features: Tensor, kernels: Tensor) -> None:
-    expected = (features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1])
-    if tuple(grad_out.shape) != expected:
-        raise ValueError(
-            f"torch.ops.resamplers.{op}: argument `grad_out`: expected shape {expected}, got {tuple(grad_out.shape)}"
-        )
-
-
 def _geometry_tensor(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
     kernel_size, groups, up, stride, pad_top, pad_left = geometry
     n, c, h_in, w_in = features.shape
@@ -218,7 +171,9 @@ def _row_groups(h_out: int, up: int) -> int:
 def _reassemble_op(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
     _check_tensor("reassemble", features, "features")
     _check_tensor("reassemble", kernels, "kernels", features.dtype)
-    _check_op("reassemble", features, tuple(kernels.shape), _check_geometry_list("reassemble", geometry), "kernels")
+    check_op_shapes(
+        "reassemble", features, tuple(kernels.shape), check_geometry_list("reassemble", geometry), "kernels"
+    )
     features, kernels = features.contiguous(), kernels.contiguous()
     n, c = features.shape[:2]
     h_out, w_out = kernels.shape[-2:]
@@ -229,18 +184,13 @@ def _reassemble_op(features: Tensor, kernels: Tensor, geometry: list[int]) -> Te
     return out
 
 
-@_reassemble_op.register_fake
-def _(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-    return features.new_empty((features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1]))
-
-
 def _check_grad_op_args(op: str, grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> None:
     """The arguments of a gradient op: the forward's checks plus the shape of ``grad_out``."""
     _check_tensor(op, features, "features")
     _check_tensor(op, kernels, "kernels", features.dtype)
     _check_tensor(op, grad_out, "grad_out", features.dtype)
-    _check_op(op, features, tuple(kernels.shape), _check_geometry_list(op, geometry), "kernels")
-    _check_grad(op, grad_out, features, kernels)
+    check_op_shapes(op, features, tuple(kernels.shape), check_geometry_list(op, geometry), "kernels")
+    check_grad_shape(op, grad_out, features, kernels)
 
 
 @torch.library.custom_op("resamplers::reassemble_grad_features", mutates_args=())
@@ -252,11 +202,6 @@ def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geome
         geo = _geometry_tensor(features, kernels, geometry)
         _run("grad_features", features.dtype, (kernels, grad_out, grad_x), geo, features.shape[0] * features.shape[2])
     return grad_x
-
-
-@_grad_features_op.register_fake
-def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-    return torch.empty_like(features, memory_format=torch.contiguous_format)
 
 
 @torch.library.custom_op("resamplers::reassemble_grad_kernels", mutates_args=())
@@ -277,72 +222,11 @@ def _grad_kernels_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geomet
     return grad_k
 
 
-@_grad_kernels_op.register_fake
-def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-    return torch.empty_like(kernels, memory_format=torch.contiguous_format)
-
-
-def _setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, list[int]], output: Tensor) -> None:
-    """Autograd context of the native ops (``(tensor, tensor, geometry)`` inputs): both tensors
-    are saved, the geometry list is kept."""
-    first, second, geometry = inputs
-    ctx.save_for_backward(first, second)
-    ctx.geometry = geometry
-
-
-def _reassemble_backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-    features, kernels = ctx.saved_tensors
-    grad_x = grad_k = None
-    if ctx.needs_input_grad[0]:
-        grad_x = _grad_features_op(grad_out, features, kernels, ctx.geometry)
-    if ctx.needs_input_grad[1]:
-        grad_k = _grad_kernels_op(grad_out, features, kernels, ctx.geometry)
-    return grad_x, grad_k, None
-
-
-_reassemble_op.register_autograd(_reassemble_backward, setup_context=_setup_context)
-
-
-# The two gradient ops are bilinear too, so their own gradients are the other ops again:
-# second (and higher) derivatives of the native path are exact.
-def _setup_grad_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor, list[int]], output: Tensor) -> None:
-    grad_out, features, kernels, geometry = inputs
-    ctx.save_for_backward(grad_out, features, kernels)
-    ctx.geometry = geometry
-
-
-def _grad_features_backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:
-    """``grad_x = G_x(grad_out, kernels)`` is linear in each (``features`` gives only the shape)."""
-    grad_out, features, kernels = ctx.saved_tensors
-    d_grad_out = _reassemble_op(v, kernels, ctx.geometry) if ctx.needs_input_grad[0] else None
-    d_kernels = _grad_kernels_op(grad_out, v, kernels, ctx.geometry) if ctx.needs_input_grad[2] else None
-    return d_grad_out, None, d_kernels, None
-
-
-def _grad_kernels_backward(ctx: Any, v: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-    """``grad_k = G_k(grad_out, features)`` is linear in each (``kernels`` gives only the shape)."""
-    grad_out, features, kernels = ctx.saved_tensors
-    d_grad_out = _reassemble_op(features, v, ctx.geometry) if ctx.needs_input_grad[0] else None
-    d_features = _grad_features_op(grad_out, features, v, ctx.geometry) if ctx.needs_input_grad[1] else None
-    return d_grad_out, d_features, None, None
-
-
-_grad_features_op.register_autograd(_grad_features_backward, setup_context=_setup_grad_context)
-_grad_kernels_op.register_autograd(_grad_kernels_backward, setup_context=_setup_grad_context)
-
-
 @torch.library.custom_op("resamplers::window_similarity", mutates_args=())
 def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
     _check_tensor("window_similarity", query, "query")
     _check_tensor("window_similarity", keys, "keys", query.dtype)
-    checked = _check_geometry_list("window_similarity", geometry)
-    if tuple(query.shape[:2]) != tuple(keys.shape[:2]):
-        raise ValueError(
-            "torch.ops.resamplers.window_similarity: argument `query`: expected batch and channels "
-            f"{tuple(keys.shape[:2])} (those of `keys`), got {tuple(query.shape[:2])}"
-        )
-    taps = checked.groups * checked.kernel_size**2
-    _check_op("window_similarity", keys, (keys.shape[0], taps, query.shape[-2], query.shape[-1]), checked, "query")
+    check_similarity_shapes("window_similarity", query, keys, geometry)
     query, keys = query.contiguous(), keys.contiguous()
     kernel_size, groups, up = geometry[0], geometry[1], geometry[2]
     n = keys.shape[0]
@@ -354,38 +238,7 @@ def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
     return out
 
 
-@_similarity_op.register_fake
-def _(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
-    taps = geometry[1] * geometry[0] * geometry[0]
-    return keys.new_empty((keys.shape[0], taps, query.shape[-2], query.shape[-1]))
-
-
-def _similarity_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-    query, keys = ctx.saved_tensors
-    grad_query = grad_keys = None
-    if ctx.needs_input_grad[0]:
-        grad_query = _reassemble_op(keys, grad.contiguous(), ctx.geometry)
-    if ctx.needs_input_grad[1]:
-        grad_keys = _grad_features_op(query, keys, grad, ctx.geometry)
-    return grad_query, grad_keys, None
-
-
-_similarity_op.register_autograd(_similarity_backward, setup_context=_setup_context)
-
-
-@register_flop_formula(torch.ops.resamplers.reassemble)
-def _reassemble_flops(features_shape: Any, kernels_shape: Any, geometry: list[int], *args: Any, **kwargs: Any) -> int:
-    """FLOPs (2 per multiply-accumulate) so that ``torch.utils.flop_counter`` counts the op."""
-    n, c = features_shape[0], features_shape[1]
-    kernel_size = geometry[0]
-    return 2 * n * c * kernel_size * kernel_size * kernels_shape[-2] * kernels_shape[-1]
-
-
-@register_flop_formula(torch.ops.resamplers.window_similarity)
-def _similarity_flops(query_shape: Any, keys_shape: Any, geometry: list[int], *args: Any, **kwargs: Any) -> int:
-    """FLOPs (2 per multiply-accumulate): ``N * C * K^2 * H_out * W_out`` MACs."""
-    n, c = query_shape[0], query_shape[1]
-    return 2 * n * c * geometry[0] * geometry[0] * query_shape[-2] * query_shape[-1]
+register_core_ops(_reassemble_op, _grad_features_op, _grad_kernels_op, _similarity_op)
 
 
 def _in_native_dtype(
