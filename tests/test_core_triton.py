@@ -670,3 +670,15 @@ def test_unknown_backend_lists_triton():
 if __name__ == "__main__":
     torch.manual_seed(0)
     print(RESULT_MARK + json.dumps(_run_group(sys.argv[1])))
+
+
+@needs_triton
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_dry_on_the_interpreter(tmp_path):
+    """``tools/gpu_check.py --dry-run``: the script a GPU machine runs, on CPU tensors."""
+    proc = _python([str(HERE.parents[1] / "tools" / "gpu_check.py"), str(tmp_path), "--dry-run"], _interpreter_env())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["dry_run"] and report["compile"]["passed"]
+    assert len(report["correctness"]) == 24 and all(row["passed"] for row in report["correctness"])
+    assert "DRY RUN" in (tmp_path / "gpu_check.md").read_text()
