@@ -2,7 +2,8 @@
 
 Each run trains the segmentation network of :mod:`resamplers.models.segmentation`
 (MobileNetV2 encoder whose down steps are the pair's, UPerNet-lite decoder whose every up
-step is the pair's) with pixel-wise cross-entropy, on the built-in cut-and-paste composites
+step is the pair's) with pixel-wise cross-entropy (class-weighted by the inverse square
+root of each class's pixel frequency in the presets), on the built-in cut-and-paste composites
 (:mod:`resamplers.data.segmentation`, real stamps on real photographs, or the synthetic
 source), or on the user's data set (``--data folder:PATH --layout voc|ade|generic``).
 
@@ -35,7 +36,14 @@ from ...metrics.segmentation import segmentation_metrics
 from ...models.segmentation import SegmentationConfig, SegmentationNet, segmentation_inputs
 from ...storage import latest_checkpoint, load_checkpoint, read_json, write_json_atomic
 from ...training.loop import LoopConfig, TrainingTask, fit
-from ...training.segmentation import RandomCrops, initial_segmentation_network, segmentation_batch_loss
+from ...training.segmentation import (
+    RandomCrops,
+    class_pixel_counts,
+    initial_segmentation_network,
+    inverse_sqrt_frequency_weights,
+    segmentation_batch_loss,
+    weighted_segmentation_loss,
+)
 from ..measure import inference_probe, latency_ms, operator_costs, train_step_probe
 from .base import Metric, Preset, RunSpec, Task, checkpoint_step, register_task, train_in_segments
 
@@ -108,7 +116,13 @@ class SegmentationTask(Task):
     folder_layouts = ("voc", "ade", "generic")
 
     def presets(self) -> dict[str, Preset]:
-        shared = {"init_like": "bilinear", "validation_images": 16}
+        # class weights from the pixel counts of this many training samples (see run())
+        shared = {
+            "init_like": "bilinear",
+            "validation_images": 16,
+            "class_weights": "inverse_sqrt",
+            "weight_samples": 200,
+        }
         return {
             "smoke": Preset(
                 "smoke",
@@ -121,36 +135,47 @@ class SegmentationTask(Task):
                 lr=1e-3,
                 minutes=0.5,
                 description="two steps at width 0.25: checks the pipeline end to end",
-                extra={**shared, "eval_size": 64, "curve_points": 2, "validation_images": 2, "test_images": 2},
+                extra={
+                    **shared,
+                    "eval_size": 64,
+                    "curve_points": 2,
+                    "validation_images": 2,
+                    "test_images": 2,
+                    "weight_samples": 4,
+                },
             ),
             "quick": Preset(
                 "quick",
-                steps=500,
-                crop=128,
+                steps=900,
+                crop=96,
                 width=0.5,
                 batch_size=8,
                 seeds=1,
                 eval_images=0,
-                lr=2e-3,
-                # estimated, not yet measured as a whole: 0.57-0.79 s per step (bilinear, CARAFE) at
-                # one thread on a loaded 2-core CPU, five runs over two shard processes
+                lr=5e-3,
                 minutes=15.0,
-                description="500 steps of 8 images of 128 at width 0.5 (cosine), 100 test images of 128",
-                extra={**shared, "eval_size": 128, "curve_points": 4, "test_images": 100},
+                description=(
+                    "900 steps of 8 crops of 96 at width 0.5 (25 warm-up steps, cosine, class-weighted), "
+                    "100 test images of 128"
+                ),
+                extra={**shared, "eval_size": 128, "curve_points": 4, "test_images": 100, "warmup_steps": 25},
                 ops=("bilinear", "carafe", "dysample", "fade", "indexnet_m2o"),
             ),
             "standard": Preset(
                 "standard",
-                steps=2400,
-                crop=128,
+                steps=3000,
+                crop=96,
                 width=0.5,
                 batch_size=8,
                 seeds=1,
                 eval_images=0,
-                lr=2e-3,
-                minutes=120.0,  # estimated from the same step times, not yet measured
-                description="2400 steps of 8 images of 128 at width 0.5 (cosine), 200 test images of 128",
-                extra={**shared, "eval_size": 128, "curve_points": 6, "test_images": 200},
+                lr=5e-3,
+                minutes=120.0,  # estimated from the quick preset's step times, not yet measured
+                description=(
+                    "3000 steps of 8 crops of 96 at width 0.5 (50 warm-up steps, cosine, class-weighted), "
+                    "200 test images of 128"
+                ),
+                extra={**shared, "eval_size": 128, "curve_points": 6, "test_images": 200, "warmup_steps": 50},
             ),
             "full": Preset(
                 "full",
@@ -267,16 +292,19 @@ class SegmentationTask(Task):
             lr=p.lr,
             optimizer="adamw",
             schedule="cosine",
+            warmup_steps=int(p.extra.get("warmup_steps", 0)),
             checkpoint_every=max(1, p.steps // 5),
             log_every=max(1, p.steps // 50),
             workers=0,
             seed=spec.seed,
         )
         run_config = {"task": self.name, "op": spec.op, "seed": spec.seed, "preset": p.to_dict(), "data": spec.data}
+        data = self._training_data(spec)
+        weights = self._class_weights(spec, data, model_config.num_classes)
         task = TrainingTask(
             build_model=lambda: initial_segmentation_network(model_config),
-            loss=segmentation_batch_loss,
-            dataset=self._training_data(spec),
+            loss=weighted_segmentation_loss(weights),
+            dataset=data,
             model_config=model_config.to_dict(),
             min_batch_per_process=2,  # ASPP's image pooling batch-normalises a 1x1 map
         )
@@ -310,9 +338,31 @@ class SegmentationTask(Task):
         return {
             "metrics": {"overall": _whole_set(preds, targets, classes)},
             "costs": costs,
-            "train": {"steps": checkpoint_step(spec.run_dir), "wall_s": time.perf_counter() - start},
+            "train": {
+                "steps": checkpoint_step(spec.run_dir),
+                "wall_s": time.perf_counter() - start,
+                "class_weights": None if weights is None else [round(float(w), 4) for w in weights],
+            },
             "validation_images": len(validation),
         }
+
+    def _class_weights(self, spec: RunSpec, data, num_classes: int) -> Tensor | None:
+        """The loss's class weights: ``None``, or (``class_weights="inverse_sqrt"``) from the
+        pixel counts of the first ``weight_samples`` training samples, the same for every
+        operator and seed of a comparison (the data seed 0, not the run's)."""
+        scheme = spec.preset.extra.get("class_weights")
+        if scheme is None:
+            return None
+        if scheme != "inverse_sqrt":
+            raise ValueError(f"preset `class_weights`: expected 'inverse_sqrt' or None, got {scheme!r}")
+        if spec.data.startswith("folder:"):
+            samples = RandomCrops(self._folder(spec, "train"), spec.preset.crop, seed=0)
+        else:
+            from ...data import SegmentationComposites
+
+            samples = SegmentationComposites(self._source(spec), spec.preset.crop, part="train", seed=0)
+        counts = class_pixel_counts(samples, num_classes, int(spec.preset.extra["weight_samples"]))
+        return inverse_sqrt_frequency_weights(counts)
 
     def cost_probes(self, spec: RunSpec) -> dict[str, Any]:
         from torch.utils.data import default_collate
