@@ -19,7 +19,13 @@ from resamplers.data import (
     write_segmentation_test_set,
 )
 from resamplers.models.segmentation import SegmentationConfig, create_segmentation_model
-from resamplers.training.segmentation import RandomCrops, initial_segmentation_network
+from resamplers.training.segmentation import (
+    RandomCrops,
+    class_pixel_counts,
+    initial_segmentation_network,
+    inverse_sqrt_frequency_weights,
+    segmentation_batch_loss,
+)
 from test_segmentation_folders import make_voc
 
 
@@ -95,6 +101,52 @@ def test_bad_config_names_the_argument():
         SegmentationConfig("bilinear", backbone="resnet50").validate()
 
 
+def test_class_weights_are_inverse_sqrt_frequency_with_unit_mean_weight():
+    # frequencies 0.64, 0.32, 0.04: 1/sqrt(f) = 1.25, 1.768, 5; expected weight sum f w = 0.8 + 0.566 + 0.2
+    weights = inverse_sqrt_frequency_weights([64, 32, 4]).double()
+    raw = torch.tensor([1.25, 2**0.5 * 1.25, 5.0], dtype=torch.float64)
+    torch.testing.assert_close(weights, raw / (0.64 * 1.25 + 0.32 * 2**0.5 * 1.25 + 0.04 * 5.0), rtol=1e-6, atol=1e-6)
+    assert float((torch.tensor([0.64, 0.32, 0.04], dtype=torch.float64) * weights).sum()) == pytest.approx(1.0)
+    torch.testing.assert_close(inverse_sqrt_frequency_weights([5, 5]), torch.ones(2))  # balanced: all ones
+    unseen = inverse_sqrt_frequency_weights([90, 10, 0])
+    assert unseen[2] == unseen[1] == unseen.max()
+    for bad in ([0, 0], [-1, 3], []):
+        with pytest.raises(ValueError, match="argument `counts`"):
+            inverse_sqrt_frequency_weights(bad)
+
+
+def test_class_pixel_counts_skip_the_ignore_index_and_name_bad_values():
+    masks = [torch.tensor([[0, 1], [255, 2]]), torch.tensor([[2, 2], [0, 255]])]
+    samples = [{"mask": m, "name": f"m{i}"} for i, m in enumerate(masks)]
+    assert class_pixel_counts(samples, 3, count=10).tolist() == [2, 1, 3]
+    assert class_pixel_counts(samples, 3, count=1).tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match=r"'m0'.*value 2 outside the 2 classes"):
+        class_pixel_counts(samples, 2, count=2)
+
+
+def test_the_weighted_loss_is_the_weighted_cross_entropy():
+    model = torch.nn.Identity()
+    logits = torch.randn(2, 3, 4, 4)
+    mask = torch.randint(0, 3, (2, 4, 4))
+    mask[0, 0, 0] = 255
+    weights = torch.tensor([0.5, 1.0, 3.0])
+    batch = {"image": logits, "mask": mask}
+    import resamplers.training.segmentation as module
+
+    original = module.segmentation_inputs
+    module.segmentation_inputs = lambda image: image  # the loss on the logits themselves
+    try:
+        loss, _ = segmentation_batch_loss(model, batch, class_weights=weights)
+        plain, _ = segmentation_batch_loss(model, batch)
+    finally:
+        module.segmentation_inputs = original
+    keep = mask != 255
+    nll = -torch.log_softmax(logits, 1).gather(1, mask.clamp(max=2)[:, None])[:, 0]
+    w = weights[mask.clamp(max=2)]
+    torch.testing.assert_close(loss, (w * nll)[keep].sum() / w[keep].sum())
+    torch.testing.assert_close(plain, nll[keep].mean())
+
+
 @pytest.mark.slow
 def test_segmentation_smoke_on_synthetic_data(tmp_path, capsys):
     out = tmp_path / "cmp"
@@ -102,6 +154,9 @@ def test_segmentation_smoke_on_synthetic_data(tmp_path, capsys):
     assert main([*args, "--data", "synthetic", "--out", str(out), "--no-progress"]) == 0
     record = json.loads((out / "runs" / "segmentation" / "a2u" / "seed-0" / "result.json").read_text())
     assert set(record["metrics"]["overall"]) == {"miou", "boundary_iou", "acc"}
+    assert len(record["train"]["class_weights"]) == record["preset"].get(
+        "num_classes", len(record["train"]["class_weights"])
+    )
     per_image = json.loads((out / "runs" / "segmentation" / "a2u" / "seed-0" / "per_image.json").read_text())
     assert len(per_image) == 2 and all(0.0 <= row["miou"] <= 100.0 for row in per_image)
     report = (out / "report.md").read_text()
