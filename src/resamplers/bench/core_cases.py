@@ -19,15 +19,19 @@ __all__ = ["CoreReassembly", "CoreWindowSimilarity", "CORE_CASES"]
 CORE_KIND = "core"
 
 
-class CoreReassembly(nn.Module):
-    """``carafe(features, kernels, K, 1, s)``: features ``N x C x H x W``, kernels
-    ``N x K^2 x sH x sW`` -> ``N x C x sH x sW``."""
+class _CoreCase(nn.Module):
+    """A core op as a bench row: ``channels``, upsampling ``scale_factor`` and ``kernel_size``."""
 
     list_input = False
 
     def __init__(self, channels: int, scale_factor: int = 2, kernel_size: int = 5) -> None:
         super().__init__()
         self.channels, self.scale_factor, self.kernel_size = channels, scale_factor, kernel_size
+
+
+class CoreReassembly(_CoreCase):
+    """``carafe(features, kernels, K, 1, s)``: features ``N x C x H x W``, kernels
+    ``N x K^2 x sH x sW`` -> ``N x C x sH x sW``."""
 
     def input_shapes(self, batch: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
         s = self.scale_factor
@@ -41,15 +45,9 @@ class CoreReassembly(nn.Module):
         return reassembly_work(features, kernels, self.kernel_size, itemsize, backward=backward)
 
 
-class CoreWindowSimilarity(nn.Module):
+class CoreWindowSimilarity(_CoreCase):
     """``window_similarity(query, keys, K, scale_factor=s)``: query ``N x C x sH x sW``,
     keys ``N x C x H x W`` -> ``N x K^2 x sH x sW``."""
-
-    list_input = False
-
-    def __init__(self, channels: int, scale_factor: int = 2, kernel_size: int = 5) -> None:
-        super().__init__()
-        self.channels, self.scale_factor, self.kernel_size = channels, scale_factor, kernel_size
 
     def input_shapes(self, batch: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
         s = self.scale_factor
