@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resamplers.compare.stats import NOT_SEPARABLE, WORSE, paired_difference, verdicts
+from resamplers.compare.stats import NOT_SEPARABLE, WORSE, RatioScores, paired_difference, verdicts
 
 
 def _noise(seeds: int, images: int, seed: int) -> np.ndarray:
@@ -69,3 +69,52 @@ def test_bad_input_names_the_argument():
         verdicts({"a": np.zeros((1, 3))}, higher_is_better=True, baseline="bilinear")
     with pytest.raises(ValueError, match="`scores`: expected a seeds x images array"):
         verdicts({"a": np.zeros((1, 0))}, higher_is_better=True)
+
+
+def _ratio_scores(num, den, seeds=1):
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    per_image = np.nanmean(np.where(den > 0, num / np.where(den > 0, den, 1), np.nan), axis=-1)
+    return RatioScores(
+        np.repeat(num[None], seeds, 0), np.repeat(den[None], seeds, 0), np.repeat(per_image[None], seeds, 0)
+    )
+
+
+def test_ratio_scores_are_the_whole_set_metric_not_the_mean_of_images():
+    # two classes, two images: class 0 is 9/10 then 0/1; class 1 only in image 1: 1/2
+    scores = _ratio_scores([[9, 0], [0, 1]], [[10, 0], [1, 2]])
+    assert scores.shape == (1, 2)
+    assert scores.mean() == pytest.approx((9 / 11 + 1 / 2) / 2)  # not the image mean (0.9 + 0.25) / 2
+    # a replicate that draws image 0 twice: class 1 has no union, so it does not count
+    assert scores.resampled(np.array([[2.0, 0.0], [0.0, 2.0]])).tolist() == [[pytest.approx(0.9), 0.25]]
+
+
+def test_the_ratio_bootstrap_equals_recomputing_the_metric_on_each_resample():
+    rng = np.random.default_rng(3)
+    den = rng.integers(0, 50, size=(12, 4)).astype(float)
+    num = np.floor(den * rng.random((12, 4)))
+    scores = _ratio_scores(num, den)
+    draws = rng.integers(0, 12, size=(5, 12))
+    counts = np.zeros((5, 12))
+    np.add.at(counts, (np.arange(5)[:, None], draws), 1.0)
+    for r in range(5):
+        n, d = num[draws[r]].sum(0), den[draws[r]].sum(0)
+        assert scores.resampled(counts)[0, r] == pytest.approx(np.mean((n / d)[d > 0]))
+
+
+def test_paired_ratio_differences_rank_by_the_whole_set_value():
+    # "b" wins most images on the per-image mean (small images) but loses the whole set
+    a = _ratio_scores([[50, 0]] + [[1, 0]] * 9, [[60, 0]] + [[4, 0]] * 9)
+    b = _ratio_scores([[10, 0]] + [[3, 0]] * 9, [[60, 0]] + [[4, 0]] * 9)
+    assert a.mean() > b.mean() and a.per_image.mean() < b.per_image.mean()
+    ranked = verdicts({"a": a, "b": b}, higher_is_better=True)
+    assert [v.name for v in ranked] == ["a", "b"] and ranked[0].mean == pytest.approx(59 / 96)
+    difference = paired_difference(b, a, higher_is_better=True)
+    assert difference.mean == pytest.approx(37 / 96 - 59 / 96) and difference.win_fraction == pytest.approx(0.9)
+    # mixed with plain per-image tables, both fall back to the per-image values
+    mixed = paired_difference(b, a.per_image, higher_is_better=True)
+    assert mixed.mean == pytest.approx(b.per_image.mean() - a.per_image.mean())
+
+
+def test_ratio_scores_name_a_shape_mismatch():
+    with pytest.raises(ValueError, match="RatioScores"):
+        RatioScores(np.ones((1, 2, 3)), np.ones((1, 2, 4)), np.ones((1, 2)))

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..storage import read_json
+from .stats import RatioScores, Scores
 from .tasks.base import Task
 
 __all__ = ["collect", "score_tables", "reference_tables", "image_names", "run_dir"]
@@ -36,7 +37,7 @@ def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[
     return spec, records, references
 
 
-def score_tables(out: Path, task: Task, records: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], list[str]]:
+def score_tables(out: Path, task: Task, records: list[dict[str, Any]]) -> tuple[dict[str, Scores], list[str]]:
     """Per operator, its primary metric as ``seeds x images`` from the runs' ``per_image.json``
     (operators whose runs lack the file, or scored other images, are left out), and the
     names of the images in column order."""
@@ -49,23 +50,33 @@ def score_tables(out: Path, task: Task, records: list[dict[str, Any]]) -> tuple[
         return {}, []
     names = image_names(next(iter(by_op.values()))[0])
     tables = {
-        op: np.array([[row[task.primary] for row in run] for run in runs], dtype=np.float64)
-        for op, runs in by_op.items()
-        if all(image_names(run) == names for run in runs)
+        op: primary_scores(task, runs) for op, runs in by_op.items() if all(image_names(run) == names for run in runs)
     }
     return tables, names
+
+
+def primary_scores(task: Task, runs: list[list[dict[str, Any]]]) -> Scores:
+    """The primary metric of ``runs`` (each a ``per_image.json``) as ``seeds x images``: a
+    :class:`RatioScores` when every row holds the metric's additive parts
+    (``<metric>_parts``: per-class numerators and denominators), else the per-image values."""
+    per_image = np.array([[row[task.primary] for row in run] for run in runs], dtype=np.float64)
+    key = f"{task.primary}_parts"
+    if not all(key in row for run in runs for row in run):
+        return per_image
+    parts = np.array([[row[key] for row in run] for run in runs], dtype=np.float64)  # seeds x images x 2 x classes
+    return RatioScores(100.0 * parts[:, :, 0], parts[:, :, 1], per_image)
 
 
 def image_names(rows: list[dict[str, Any]]) -> list[str]:
     return [row["name"] for row in rows]
 
 
-def reference_tables(task: Task, references: list[dict[str, Any]], names: list[str]) -> dict[str, np.ndarray]:
+def reference_tables(task: Task, references: list[dict[str, Any]], names: list[str]) -> dict[str, Scores]:
     """Per reference row with per-image scores on exactly ``names``, its primary metric as
     a ``1 x images`` table (keyed by the row's short label)."""
     tables = {}
     for ref in references:
         rows = ref.get("per_image")
         if rows and image_names(rows) == names:
-            tables[ref.get("label", ref["name"])] = np.array([[row[task.primary] for row in rows]], dtype=np.float64)
+            tables[ref.get("label", ref["name"])] = primary_scores(task, [rows])
     return tables

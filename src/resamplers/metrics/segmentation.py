@@ -288,6 +288,8 @@ def segmentation_metrics(
     return {
         "miou": _nanmean(iou),
         "iou": [float(v) for v in iou],
+        "intersection": [int(v) for v in tp],
+        "union": [int(v) for v in area_label + area_pred - tp],
         "acc": float(tp.sum() / total) if total else math.nan,
         "macc": _nanmean(class_acc),
         "class_acc": [float(v) for v in class_acc],

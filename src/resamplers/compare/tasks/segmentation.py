@@ -15,10 +15,12 @@ Metrics on the test set (the built-in fixed set, or the folder's ``val`` split):
 
 all in percent.
 
-The table shows these whole-set figures. The paired statistics need one score per image:
-``per_image.json`` holds each image's own mIoU (over the classes present in its prediction
-or ground truth) and Boundary IoU, and the report pairs those. The reference row predicts
-background everywhere.
+The table shows these whole-set figures. The paired statistics are about the whole-set
+mIoU of the table: ``per_image.json`` holds each image's per-class intersections and unions
+(``miou_parts``), and the bootstrap resamples images and recomputes the whole-set mIoU
+from them (:class:`~resamplers.compare.stats.RatioScores`); each image's own mIoU and
+Boundary IoU are there too, and give the share of images on which one operator beats
+another. The reference row predicts background everywhere.
 """
 
 from __future__ import annotations
@@ -98,8 +100,11 @@ def _whole_set(preds: list[np.ndarray], targets: list[np.ndarray], num_classes: 
     return _percent(segmentation_metrics(preds, targets, num_classes, IGNORE_INDEX))
 
 
-def _per_image(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
-    return _whole_set([pred], [target], num_classes)
+def _per_image(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """One image's own scores, and its per-class counts of mIoU (``miou_parts``: the
+    intersections and unions that sum over the test set to the whole-set mIoU)."""
+    scores = segmentation_metrics([pred], [target], num_classes, IGNORE_INDEX)
+    return {**_percent(scores), "miou_parts": [scores["intersection"], scores["union"]]}
 
 
 @register_task
@@ -422,7 +427,8 @@ class SegmentationTask(Task):
         """Predicting background (class 0) everywhere, scored like the operators."""
         extra = spec.preset.extra
         cache = (
-            spec.shared_dir / f"references-{spec.data.replace('/', '_')}-{spec.preset.name}-{extra['test_images']}.json"
+            spec.shared_dir
+            / f"references-v2-{spec.data.replace('/', '_')}-{spec.preset.name}-{extra['test_images']}.json"
         )
         if cache.is_file():
             return read_json(cache)
