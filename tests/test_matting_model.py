@@ -82,10 +82,13 @@ def test_skip_connections_carry_what_the_pair_says():
 
 # Pairs whose channel constraints do not fit every stage of the width-0.25 network (stage
 # channels 8, 4, 6, ...): DySample needs its 4 groups (and, for style pl, s^2 = 4) to
-# divide the channels, SAPA-B's GroupNorm its 32 groups.
+# divide the channels, SAPA-B's GroupNorm its 32 groups.  FeatUp's JBU pads reflectively by
+# its radius (3), which needs 4 pixels a side at the output; the deepest stage of the
+# 64 x 32 input is only 2 wide, so radius 1 there.
 SMALL_NETWORK_OVERRIDES = {
     **{name: dict(width=0.5) for name in ("dysample", "dysample_plus", "dysample_s", "dysample_s_plus")},
     "sapa_b": dict(width=0.5, norm_groups=4),
+    **{name: dict(radius=1) for name in ("featup_jbu", "featup_jbu_stage")},
 }
 
 

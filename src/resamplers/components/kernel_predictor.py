@@ -1,10 +1,11 @@
-"""The kernel predictor that CARAFE (:mod:`.carafe`) and CARAFE++ (:mod:`.carafe_down`) share.
+"""The kernel predictor that CARAFE (:mod:`.carafe`), CARAFE++ (:mod:`.carafe_down`) and DLU share.
 
-Both operators predict their reassembly kernels with a ``channel_compressor`` (1x1 conv
+These operators predict their reassembly kernels with a ``channel_compressor`` (1x1 conv
 ``C -> C_m``, bias, no activation) followed by a ``content_encoder`` (``k_e x k_e`` conv
 ``C_m -> taps``, bias) and initialise them as mmcv's ``CARAFEPack``.  The helpers below
 add the two convolutions as attributes of the operator itself, so the state-dict keys
-stay ``channel_compressor.*`` and ``content_encoder.*``.
+stay ``channel_compressor.*`` and ``content_encoder.*`` (DLU names its encoder
+``kernel_space_generator``, as its official code does).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from torch import Tensor, nn
 
 from .._checks import check_int, check_odd
 
-__all__ = ["check_kernel_predictor_args", "add_kernel_predictor", "reset_kernel_predictor", "kernel_logits"]
+__all__ = [
+    "check_kernel_predictor_args",
+    "check_same_size_encoder",
+    "add_kernel_predictor",
+    "reset_kernel_predictor",
+    "kernel_logits",
+]
 
 
 def check_kernel_predictor_args(
@@ -44,6 +51,16 @@ def check_kernel_predictor_args(
         raise ValueError(f"argument `{prefix}_group`: expected a divisor of channels={channels}, got {group}")
 
 
+def check_same_size_encoder(encoder_kernel: int, encoder_dilation: int) -> None:
+    """Raise naming ``encoder_kernel`` unless ``(k_e - 1) * d`` is even: the encoder pads by
+    ``(k_e - 1) * d // 2``, which keeps the spatial size only then."""
+    if (encoder_kernel - 1) * encoder_dilation % 2 != 0:
+        raise ValueError(
+            f"argument `encoder_kernel`: (encoder_kernel - 1) * encoder_dilation must be even to keep the "
+            f"spatial size, got encoder_kernel={encoder_kernel}, encoder_dilation={encoder_dilation}"
+        )
+
+
 def add_kernel_predictor(
     module: nn.Module,
     channels: int,
@@ -52,11 +69,12 @@ def add_kernel_predictor(
     encoder_kernel: int,
     stride: int,
     dilation: int,
+    encoder: str = "content_encoder",
 ) -> None:
-    """Give ``module`` its ``channel_compressor`` and its ``content_encoder``: ``taps`` output
-    channels, the given stride and dilation, padding ``(k_e - 1) * dilation // 2``."""
+    """Give ``module`` its ``channel_compressor`` and its encoder (attribute ``encoder``):
+    ``taps`` output channels, the given stride and dilation, padding ``(k_e - 1) * dilation // 2``."""
     module.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
-    module.content_encoder = nn.Conv2d(
+    conv = nn.Conv2d(
         compressed_channels,
         taps,
         encoder_kernel,
@@ -64,18 +82,19 @@ def add_kernel_predictor(
         padding=(encoder_kernel - 1) * dilation // 2,
         dilation=dilation,
     )
+    module.add_module(encoder, conv)
 
 
-def reset_kernel_predictor(module: nn.Module) -> None:
+def reset_kernel_predictor(module: nn.Module, encoder: str = "content_encoder") -> None:
     """mmcv's initialisation: Xavier-uniform weights and zero biases for both convolutions,
     then the encoder weights drawn from ``N(0, 0.001^2)`` (nearly uniform initial kernels)."""
-    compressor, encoder = module.get_submodule("channel_compressor"), module.get_submodule("content_encoder")
-    assert isinstance(compressor, nn.Conv2d) and isinstance(encoder, nn.Conv2d)
-    for conv in (compressor, encoder):
+    compressor, content_encoder = module.get_submodule("channel_compressor"), module.get_submodule(encoder)
+    assert isinstance(compressor, nn.Conv2d) and isinstance(content_encoder, nn.Conv2d)
+    for conv in (compressor, content_encoder):
         nn.init.xavier_uniform_(conv.weight)
         if conv.bias is not None:
             nn.init.zeros_(conv.bias)
-    nn.init.normal_(encoder.weight, std=0.001)
+    nn.init.normal_(content_encoder.weight, std=0.001)
 
 
 def kernel_logits(module: nn.Module, x: Tensor) -> Tensor:

@@ -3,7 +3,7 @@
 A pair composes a down step (any downsampler; guided ones add indices, index maps or
 affinities to the :class:`~resamplers.base.Guide`) with the up step that consumes the
 guide.  IndexNet, A2U and max unpooling register their pairs here; every registered
-upsampler, plain or feature-guided (FADE, SAPA), is a :class:`ComposedPair` too.
+upsampler, plain or feature-guided (FADE, SAPA, FeatUp's JBU), is a :class:`ComposedPair` too.
 """
 
 from ..base import Guide
@@ -11,6 +11,7 @@ from .a2u import A2UDownsample, A2UPair, A2UUpsample
 from .base import FeatureGuidedUpsampler, ResamplerPair
 from .composed import ComposedPair
 from .fade import FADE, SemiShift
+from .featup_jbu import FeatUpJBU, FeatUpJBUStage, featup_checkpoint_state_dict
 from .indexnet import IndexedPooling, IndexedUpsampling, IndexNetPair, SharedIndexFilters, indexnet_pairs
 from .maxunpool import MaxPoolIndex, MaxUnpool, MaxUnpoolPair
 from .sapa import SAPA
@@ -21,6 +22,8 @@ __all__ = [
     "A2UUpsample",
     "ComposedPair",
     "FADE",
+    "FeatUpJBU",
+    "FeatUpJBUStage",
     "FeatureGuidedUpsampler",
     "Guide",
     "IndexNetPair",
@@ -33,5 +36,6 @@ __all__ = [
     "SAPA",
     "SemiShift",
     "SharedIndexFilters",
+    "featup_checkpoint_state_dict",
     "indexnet_pairs",
 ]

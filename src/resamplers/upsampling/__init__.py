@@ -6,6 +6,7 @@ Feature-guided upsamplers (FADE, SAPA) live in :mod:`resamplers.guided`.
 from ..base import Upsampler
 from .carafe import CARAFEPack
 from .deconv import DeconvUpsample
+from .dlu import DLUPack
 from .dysample import DySample
 from .interpolate import BilinearUpsample, NearestUpsample
 from .pixel_shuffle import PixelShuffleUpsample
@@ -13,6 +14,7 @@ from .pixel_shuffle import PixelShuffleUpsample
 __all__ = [
     "BilinearUpsample",
     "CARAFEPack",
+    "DLUPack",
     "DeconvUpsample",
     "DySample",
     "NearestUpsample",

@@ -14,6 +14,7 @@ from ..base import Upsampler
 from ..components.kernel_predictor import (
     add_kernel_predictor,
     check_kernel_predictor_args,
+    check_same_size_encoder,
     kernel_logits,
     reset_kernel_predictor,
 )
@@ -70,11 +71,7 @@ class CARAFEPack(Upsampler):
         check_kernel_predictor_args(
             channels, "up", up_kernel, up_group, encoder_kernel, compressed_channels, encoder_dilation
         )
-        if (encoder_kernel - 1) * encoder_dilation % 2 != 0:
-            raise ValueError(
-                f"argument `encoder_kernel`: (encoder_kernel - 1) * encoder_dilation must be even to keep the "
-                f"spatial size, got encoder_kernel={encoder_kernel}, encoder_dilation={encoder_dilation}"
-            )
+        check_same_size_encoder(encoder_kernel, encoder_dilation)
         self.up_kernel = up_kernel
         self.up_group = up_group
         self.encoder_kernel = encoder_kernel
