@@ -81,7 +81,8 @@ FAMILIES = (
         "create_upsampler",
         "An upsampler maps `N x C x H x W` to `N x C x sH x sW` (`scale_factor = s`, 2 by default). "
         "FADE and SAPA are guided by the encoder feature of the target size: they are called as "
-        "`up(d, encoder)`. Every upsampler is also a [guided pair](guided-pairs.md) of the same name.",
+        "`up(d, encoder)`; FeatUp's JBU by an image of the target size, `up(d, guidance)`. Every upsampler is "
+        "also a [guided pair](guided-pairs.md) of the same name.",
     ),
     Family(
         DOWNSAMPLERS,
@@ -246,8 +247,8 @@ def render_unguided_pairs(entries: list[Entry], rows: dict[str, list[str]]) -> l
         "Each registered upsampler (also one registered later, by user code or a plug-in) is a pair of the same "
         "name: its down step is a registered downsampler (`down='max'`, 2x2 max pooling, by default; any other "
         "via `down=`), its up step the upsampler, whose own keywords pass through "
-        "(`create_pair('carafe', channels=64, up_kernel=3)`). Feature-guided upsamplers (FADE, SAPA) read "
-        "`guide.encoder`.",
+        "(`create_pair('carafe', channels=64, up_kernel=3)`). Feature-guided upsamplers (FADE, SAPA, FeatUp's "
+        "JBU) read `guide.encoder`.",
         "",
         markdown_table(["pair", "upsampler", "parameters at C=256, scale 2"], table),
         "",
