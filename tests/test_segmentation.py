@@ -18,6 +18,8 @@ from resamplers.data import (
     stamp_class,
     write_segmentation_test_set,
 )
+from resamplers.data.fetch import listed_files
+from resamplers.data.sources import split_names
 from resamplers.models.segmentation import SegmentationConfig, create_segmentation_model
 from resamplers.training.segmentation import (
     RandomCrops,
@@ -31,13 +33,26 @@ from test_segmentation_folders import make_voc
 
 def test_stamp_classes_follow_the_folders():
     stamps = "usr/share/tuxpaint/stamps"
-    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/animals/mammals/cat.png")] == "mammal"
-    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/animals/birds/owl.png")] == "bird"
-    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/animals/fish/seahorse.png")] == "other animal"
-    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/military/vehicles/tank.png")] == "vehicle"
-    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/seasonal/christmas/Mince_Pie.png")] == "food"
-    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/hobbies/music/string/cello.png")] == "object"
-    assert {stamp_class(f"synthetic/fg-{k:04d}") for k in range(7)} == set(range(1, 8))
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/animals/mammals/cat.png")] == "animal"
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/animals/fish/seahorse.png")] == "animal"
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/plants/flowers/daffodil.png")] == "plant or food"
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/food/fruit/kiwi.png")] == "plant or food"
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/seasonal/christmas/Mince_Pie.png")] == "plant or food"
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/seasonal/halloween/grave-a.png")] == "man-made"
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/military/vehicles/tank.png")] == "man-made"
+    assert SEGMENTATION_CLASSES[stamp_class(f"{stamps}/hobbies/music/string/cello.png")] == "man-made"
+    assert SEGMENTATION_CLASSES[stamp_class("cello.png")] == "man-made"
+    assert {stamp_class(f"synthetic/fg-{k:04d}") for k in range(3)} == set(range(1, 4))
+
+
+def test_every_class_has_enough_real_foregrounds_in_both_parts():
+    """The shipped stamp list gives each class at least 8 test and 20 training foregrounds
+    (read from the names and the split rule: no data needed)."""
+    names = listed_files("foregrounds")
+    for part, least in (("train", 20), ("test", 8)):
+        classes = [stamp_class(name) for name in split_names(names, part)]
+        counts = {SEGMENTATION_CLASSES[c]: classes.count(c) for c in range(1, len(SEGMENTATION_CLASSES))}
+        assert min(counts.values()) >= least, (part, counts)
 
 
 def test_composites_are_deterministic_and_labelled_by_the_topmost_object():

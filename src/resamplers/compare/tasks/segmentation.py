@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...data.segmentation import FORMAT as SEGMENTATION_FORMAT
 from ...data.segmentation import IGNORE_INDEX
 from ...metrics.segmentation import segmentation_metrics
 from ...models.segmentation import SegmentationConfig, SegmentationNet, segmentation_inputs
@@ -211,7 +212,7 @@ class SegmentationTask(Task):
 
     def _test_set_dir(self, spec: RunSpec):
         extra = spec.preset.extra
-        return spec.shared_dir / f"testset-{spec.data}-{extra['eval_size']}-{extra['test_images']}"
+        return spec.shared_dir / f"testset-{spec.data}-v{SEGMENTATION_FORMAT}-{extra['eval_size']}-{extra['test_images']}"
 
     def num_classes(self, spec: RunSpec) -> int:
         from ...data import SEGMENTATION_CLASSES
