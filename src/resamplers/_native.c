@@ -126,7 +126,7 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
  * (literal names keep them in registers). */
 #define RS_ACC_ZERO(V) V acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}
 
-#define DEFINE_KERNELS(T, SUFFIX)                                                          \
+#define DEFINE_KERNELS(T, IT, SUFFIX)                                                        \
 typedef T vec_##SUFFIX __attribute__((vector_size(64)));                                   \
 enum { VL_##SUFFIX = (int)(64 / sizeof(T)) };                                              \
                                                                                            \
@@ -147,13 +147,52 @@ RS_INLINE void store_part_##SUFFIX(T *p, vec_##SUFFIX v, int64_t i0, int64_t i1)
     for (int64_t i = i0; i < i1; ++i) p[i] = t[i];                                          \
 }                                                                                          \
                                                                                            \
+/* Integer lanes of the vector's width, for lane masks (a bitwise AND zeroes the lanes    \
+ * outside a range, so 0 * inf never happens there). */                                    \
+typedef IT ivec_##SUFFIX __attribute__((vector_size(64)));                                 \
+                                                                                           \
+RS_INLINE ivec_##SUFFIX lane_mask_##SUFFIX(int64_t i0, int64_t i1) {                       \
+    ivec_##SUFFIX lane;                                                                    \
+    for (int i = 0; i < VL_##SUFFIX; ++i) lane[i] = (IT)i;                                 \
+    return (lane >= (IT)i0) & (lane < (IT)i1);                                             \
+}                                                                                          \
+                                                                                           \
+RS_INLINE vec_##SUFFIX masked_##SUFFIX(vec_##SUFFIX v, ivec_##SUFFIX mask) {               \
+    return (vec_##SUFFIX)((ivec_##SUFFIX)v & mask);                                        \
+}                                                                                          \
+                                                                                           \
+/* A full-vector load where all VL lanes lie inside [base, end), else lanes [i0, i1) only. */ \
+RS_INLINE vec_##SUFFIX load_inside_##SUFFIX(const T *p, const T *base, const T *end,       \
+                                            int64_t i0, int64_t i1) {                      \
+    return (p >= base && p + VL_##SUFFIX <= end) ? load_##SUFFIX(p) : load_part_##SUFFIX(p, i0, i1); \
+}                                                                                          \
+                                                                                           \
 RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {            \
     for (int64_t r = 0; r < g->stride; ++r) {                                              \
         T *ph = phase + r * g->phase_len;                                                   \
-        for (int64_t qc = 0; qc < g->Q; ++qc) {                                            \
-            const int64_t col = qc * g->stride + r - g->pad_left;                          \
-            const T v = (col >= 0 && col < g->Win) ? row[col] : (T)0;                      \
-            for (int64_t u = 0; u < g->up; ++u) ph[qc * g->up + u] = v;                    \
+        /* Column groups [q_lo, q_hi) read columns inside the row; zeros around them. */   \
+        const int64_t need = g->pad_left - r, lim = g->Win - 1 + g->pad_left - r;          \
+        int64_t q_lo = need <= 0 ? 0 : (need + g->stride - 1) / g->stride;                 \
+        int64_t q_hi = lim < 0 ? 0 : lim / g->stride + 1;                                  \
+        if (q_hi > g->Q) q_hi = g->Q;                                                      \
+        if (q_lo > q_hi) q_lo = q_hi;                                                      \
+        memset(ph, 0, sizeof(T) * (size_t)(q_lo * g->up));                                 \
+        memset(ph + q_hi * g->up, 0, sizeof(T) * (size_t)((g->Q - q_hi) * g->up));         \
+        const T *src = row + r - g->pad_left;                                              \
+        if (g->up == 1 && g->stride == 1) {                                                \
+            memcpy(ph + q_lo, src + q_lo, sizeof(T) * (size_t)(q_hi - q_lo));               \
+        } else if (g->up == 1) {                                                           \
+            for (int64_t qc = q_lo; qc < q_hi; ++qc) ph[qc] = src[qc * g->stride];         \
+        } else if (g->up == 2) {                                                           \
+            for (int64_t qc = q_lo; qc < q_hi; ++qc) {                                     \
+                const T v = src[qc * g->stride];                                           \
+                ph[2 * qc] = v; ph[2 * qc + 1] = v;                                        \
+            }                                                                              \
+        } else {                                                                           \
+            for (int64_t qc = q_lo; qc < q_hi; ++qc) {                                     \
+                const T v = src[qc * g->stride];                                           \
+                for (int64_t u = 0; u < g->up; ++u) ph[qc * g->up + u] = v;                \
+            }                                                                              \
         }                                                                                  \
     }                                                                                      \
 }                                                                                          \
@@ -271,6 +310,21 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                             acc2 += wv * load_##SUFFIX(src + 2 * cstep);                   \
                             acc3 += wv * load_##SUFFIX(src + 3 * cstep);                   \
                         }                                                                  \
+                    } else if (cb == CB && x0 + VL <= g.Wout) {                            \
+                        /* A border block: whole-vector loads (the phases are zero outside \
+                         * the image), weights masked to the tap's columns. */            \
+                        for (int64_t t = 0; t < taps; ++t) {                               \
+                            const int64_t b = s.tap_b[t];                                  \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
+                            if (lo >= VL || hi <= 0) continue;                             \
+                            const ivec_##SUFFIX mask = lane_mask_##SUFFIX(lo, hi);          \
+                            const vec_##SUFFIX wv = masked_##SUFFIX(load_##SUFFIX(s.dst[t] + x0), mask); \
+                            const T *src = s.src[t] + x0;                                  \
+                            acc0 += wv * load_##SUFFIX(src);                               \
+                            acc1 += wv * load_##SUFFIX(src + cstep);                       \
+                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                   \
+                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                   \
+                        }                                                                  \
                     } else {                                                               \
                         for (int64_t t = 0; t < taps; ++t) {                               \
                             const int64_t b = s.tap_b[t];                                  \
@@ -338,6 +392,22 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
                             const vec_##SUFFIX total = load_##SUFFIX(s.dst[t] + x0) + sum; \
                             memcpy(s.dst[t] + x0, &total, sizeof total);                   \
                         }                                                                  \
+                    } else if (cb == CB && width == VL) {                                  \
+                        /* A border block: whole-vector loads and stores (the lanes outside \
+                         * the tap's columns add a masked zero to their own values). */     \
+                        for (int64_t t = 0; t < taps; ++t) {                               \
+                            const int64_t b = s.tap_b[t];                                  \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
+                            if (lo >= VL || hi <= 0) continue;                             \
+                            const T *src = s.src[t] + x0;                                  \
+                            vec_##SUFFIX sum = g0 * load_##SUFFIX(src);                    \
+                            sum += g1 * load_##SUFFIX(src + cstep);                        \
+                            sum += g2 * load_##SUFFIX(src + 2 * cstep);                    \
+                            sum += g3 * load_##SUFFIX(src + 3 * cstep);                    \
+                            const vec_##SUFFIX total =                                     \
+                                load_##SUFFIX(s.dst[t] + x0) + masked_##SUFFIX(sum, lane_mask_##SUFFIX(lo, hi)); \
+                            memcpy(s.dst[t] + x0, &total, sizeof total);                   \
+                        }                                                                  \
                     } else {                                                               \
                         for (int64_t t = 0; t < taps; ++t) {                               \
                             const int64_t b = s.tap_b[t];                                  \
@@ -376,6 +446,8 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
     const int64_t VL = VL_##SUFFIX, plane = g.stride * g.phase_len;                        \
     const int64_t group_kernels = g.K * g.K * g.Hout * g.Wout;                             \
+    const T *m_end = m + g.N * g.G * group_kernels;                                        \
+    const T *go_end = grad_out + g.N * g.C * g.Hout * g.Wout;                              \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hin, sr = task % g.Hin;                                 \
         /* Entries (tap column b, kernel row offset minus shift, grad_out row offset       \
@@ -418,6 +490,25 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                             acc2 += wv * load_##SUFFIX(go[2] + o);                         \
                             acc3 += wv * load_##SUFFIX(go[3] + o);                         \
                         }                                                                  \
+                    } else if (cb == CB) {                                                 \
+                        /* A border block: whole-vector loads where they stay inside the \
+                         * tensors, both factors masked to the tap's columns (the lanes  \
+                         * outside may read a neighbouring row). */                        \
+                        for (int64_t t = first; t < last; ++t) {                           \
+                            const int64_t b = s.tap_b[t];                                  \
+                            const int64_t x0 = j0 - g.up * (b / g.stride);                 \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
+                            if (lo >= VL || hi <= 0) continue;                             \
+                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
+                            const ivec_##SUFFIX mask = lane_mask_##SUFFIX(i0, i1);          \
+                            const vec_##SUFFIX wv = masked_##SUFFIX(                       \
+                                load_inside_##SUFFIX(w + s.tap_w[t] + j0, m, m_end, i0, i1), mask); \
+                            const int64_t o = s.tap_o[t] + j0;                             \
+                            acc0 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[0] + o, grad_out, go_end, i0, i1), mask); \
+                            acc1 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[1] + o, grad_out, go_end, i0, i1), mask); \
+                            acc2 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[2] + o, grad_out, go_end, i0, i1), mask); \
+                            acc3 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[3] + o, grad_out, go_end, i0, i1), mask); \
+                        }                                                                  \
                     } else {                                                               \
                         for (int64_t t = first; t < last; ++t) {                           \
                             const int64_t b = s.tap_b[t];                                  \
@@ -458,8 +549,8 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
     return RS_OK;                                                                          \
 }
 
-DEFINE_KERNELS(float, f32)
-DEFINE_KERNELS(double, f64)
+DEFINE_KERNELS(float, int32_t, f32)
+DEFINE_KERNELS(double, int64_t, f64)
 
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
 int64_t reassemble_abi_version(void) { return 3; }
