@@ -104,6 +104,8 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
  * non-finite weight there still contributes nothing.
  */
 #define CB 4
+/* Row groups per tile of the forward and kernel-gradient passes. */
+#define RS_TILE 8
 
 /* One clone per instruction-set level, chosen at load time by the dynamic linker (ifunc);
  * native_isa_level() reports which one runs. */
@@ -136,12 +138,14 @@ RS_INLINE vec_##SUFFIX load_##SUFFIX(const T *p) {                              
                                                                                            \
 /* Lanes [i0, i1) of p, zero elsewhere (nothing outside them is read). */                  \
 RS_INLINE vec_##SUFFIX load_part_##SUFFIX(const T *p, int64_t i0, int64_t i1) {            \
+    if (i0 == 0 && i1 == VL_##SUFFIX) return load_##SUFFIX(p);                             \
     T t[VL_##SUFFIX] = {0};                                                                 \
     for (int64_t i = i0; i < i1; ++i) t[i] = p[i];                                          \
     return load_##SUFFIX(t);                                                                \
 }                                                                                          \
                                                                                            \
 RS_INLINE void store_part_##SUFFIX(T *p, vec_##SUFFIX v, int64_t i0, int64_t i1) {         \
+    if (i0 == 0 && i1 == VL_##SUFFIX) { memcpy(p, &v, sizeof v); return; }                 \
     T t[VL_##SUFFIX];                                                                      \
     memcpy(t, &v, sizeof v);                                                               \
     for (int64_t i = i0; i < i1; ++i) p[i] = t[i];                                          \
@@ -204,7 +208,7 @@ RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) { 
  * one output row (pointers, tap column, shift). */                                        \
 typedef struct {                                                                           \
     T *phase, *fold;                                                                       \
-    int64_t *lo, *hi, *offset, *tap_b, *tap_w, *tap_o, *r_start, *r_lo, *r_hi;             \
+    int64_t *lo, *hi, *offset, *slot, *tag, *tap_b, *tap_w, *tap_o, *r_start, *r_lo, *r_hi;\
     const T **src; T **dst;                                                                \
     int *ok;                                                                               \
     int64_t full_lo, full_hi;                                                              \
@@ -220,7 +224,7 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     /* VL elements of padding: full-vector loads of a block's unused lanes stay inside. */ \
     s->phase = (T *)malloc(sizeof(T) * (CB * K * plane + VL_##SUFFIX));                    \
     s->fold = (T *)malloc(sizeof(T) * (CB * plane + VL_##SUFFIX));                         \
-    s->lo = (int64_t *)malloc(sizeof(int64_t) * (3 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
+    s->lo = (int64_t *)malloc(sizeof(int64_t) * (5 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
     s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
     s->dst = (T **)malloc(sizeof(T *) * taps);                                             \
     s->ok = (int *)malloc(sizeof(int) * K);                                                \
@@ -228,7 +232,8 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
         scratch_free_##SUFFIX(s); return 0;                                                \
     }                                                                                      \
     s->hi = s->lo + K; s->offset = s->hi + K;                                              \
-    s->tap_b = s->offset + K; s->tap_w = s->tap_b + taps; s->tap_o = s->tap_w + taps;      \
+    s->slot = s->offset + K; s->tag = s->slot + K;                                         \
+    s->tap_b = s->tag + K; s->tap_w = s->tap_b + taps; s->tap_o = s->tap_w + taps;         \
     s->r_start = s->tap_o + taps; s->r_lo = s->r_start + g->stride + 1;                    \
     s->r_hi = s->r_lo + g->stride;                                                         \
     s->full_lo = 0; s->full_hi = g->Wout;                                                  \
@@ -245,19 +250,30 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     return 1;                                                                              \
 }                                                                                          \
                                                                                            \
-/* Phases of channels c0 .. c0 + cb - 1 for the source rows of row group q; ok[a] says    \
- * whether tap row a lies inside the image.  Channel ci, tap row a at                      \
- * phase + (ci * K + a) * plane. */                                                        \
-RS_INLINE void block_phases_##SUFFIX(const T *x, T *phase, int *ok, const geom_t *g,      \
+/* The phase rows of channels c0 .. c0 + cb - 1 live in a ring of K slots per channel:     \
+ * source row sr in slot sr mod K (the K rows of a window are distinct mod K), tag[slot]   \
+ * says which (image, row) it holds, so consecutive row groups rebuild only the rows they  \
+ * add.  Channel ci, slot k at phase + (ci * K + k) * plane. */                            \
+RS_INLINE void ring_reset_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {                 \
+    for (int64_t k = 0; k < g->K; ++k) s->tag[k] = -1;                                     \
+}                                                                                          \
+                                                                                           \
+/* The phases for the source rows of row group q; ok[a] says whether tap row a lies        \
+ * inside the image, slot[a] where its phases are. */                                      \
+RS_INLINE void block_phases_##SUFFIX(const T *x, scratch_##SUFFIX *s, const geom_t *g,     \
                                      int64_t n, int64_t q, int64_t c0, int64_t cb) {       \
     const int64_t plane = g->stride * g->phase_len;                                        \
     for (int64_t a = 0; a < g->K; ++a) {                                                   \
         const int64_t sr = q * g->stride + a - g->pad_top;                                 \
-        ok[a] = sr >= 0 && sr < g->Hin;                                                    \
-        if (!ok[a]) continue;                                                              \
+        s->ok[a] = sr >= 0 && sr < g->Hin;                                                 \
+        if (!s->ok[a]) continue;                                                           \
+        const int64_t k = sr % g->K, key = n * g->Hin + sr;                                \
+        s->slot[a] = k;                                                                    \
+        if (s->tag[k] == key) continue;                                                    \
+        s->tag[k] = key;                                                                   \
         for (int64_t ci = 0; ci < cb; ++ci)                                                \
             build_phases_##SUFFIX(x + source_row(g, n, c0 + ci, sr),                       \
-                                  phase + (ci * g->K + a) * plane, g);                     \
+                                  s->phase + (ci * g->K + k) * plane, g);                  \
     }                                                                                      \
 }                                                                                          \
                                                                                            \
@@ -270,7 +286,7 @@ RS_INLINE int64_t row_taps_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g, T *ker
     for (int64_t a = 0; a < g->K; ++a) {                                                   \
         if (!s->ok[a]) continue;                                                           \
         for (int64_t b = 0; b < g->K; ++b, ++count) {                                      \
-            s->src[count] = s->phase + a * plane + s->offset[b];                           \
+            s->src[count] = s->phase + s->slot[a] * plane + s->offset[b];                  \
             s->dst[count] = kernels + kernel_row(g, n, grp, a, b, y);                      \
             s->tap_b[count] = b;                                                           \
         }                                                                                  \
@@ -287,13 +303,18 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
     scratch_##SUFFIX s;                                                                    \
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
     const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len;                  \
-    for (int64_t task = task_begin; task < task_end; ++task) {                             \
-        const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
-        const int64_t y_end = row_group_end(&g, q);                                        \
-        for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                 \
-            const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                   \
-            cb = group_end - c0 < CB ? group_end - c0 : CB;                                \
-            block_phases_##SUFFIX(x, s.phase, s.ok, &g, n, q, c0, cb);                     \
+    /* Tiles of RS_TILE row groups: per channel block, the ring carries the shared source  \
+     * rows from one row group to the next, while the tile's kernel rows stay in cache. */ \
+    for (int64_t t0 = task_begin; t0 < task_end; t0 += RS_TILE) {                          \
+    const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                  \
+    for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                     \
+        const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                       \
+        cb = group_end - c0 < CB ? group_end - c0 : CB;                                    \
+        ring_reset_##SUFFIX(&s, &g);                                                       \
+        for (int64_t task = t0; task < t1; ++task) {                                       \
+            const int64_t n = task / g.Hq, q = task % g.Hq;                                \
+            const int64_t y_end = row_group_end(&g, q);                                    \
+            block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                \
             for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
                 const int64_t taps = row_taps_##SUFFIX(&s, &g, (T *)m, n, grp, y);         \
                 T *o[CB];                                                                  \
@@ -348,6 +369,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
+    }                                                                                      \
     scratch_free_##SUFFIX(&s);                                                             \
     return RS_OK;                                                                          \
 }                                                                                          \
@@ -363,13 +385,18 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
     scratch_##SUFFIX s;                                                                    \
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
     const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len;                  \
-    for (int64_t task = task_begin; task < task_end; ++task) {                             \
-        const int64_t n = task / g.Hq, q = task % g.Hq;                                    \
-        const int64_t y_end = row_group_end(&g, q);                                        \
-        for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                 \
-            const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                   \
-            cb = group_end - c0 < CB ? group_end - c0 : CB;                                \
-            block_phases_##SUFFIX(x, s.phase, s.ok, &g, n, q, c0, cb);                     \
+    /* Tiles of RS_TILE row groups: per channel block, the ring carries the shared source  \
+     * rows from one row group to the next, while the tile's kernel rows stay in cache. */ \
+    for (int64_t t0 = task_begin; t0 < task_end; t0 += RS_TILE) {                          \
+    const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                  \
+    for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                     \
+        const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                       \
+        cb = group_end - c0 < CB ? group_end - c0 : CB;                                    \
+        ring_reset_##SUFFIX(&s, &g);                                                       \
+        for (int64_t task = t0; task < t1; ++task) {                                       \
+            const int64_t n = task / g.Hq, q = task % g.Hq;                                \
+            const int64_t y_end = row_group_end(&g, q);                                    \
+            block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                \
             for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
                 const int64_t taps = row_taps_##SUFFIX(&s, &g, grad_m, n, grp, y);         \
                 const T *go[CB];                                                           \
@@ -426,6 +453,7 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
+    }                                                                                      \
     }                                                                                      \
     scratch_free_##SUFFIX(&s);                                                             \
     return RS_OK;                                                                          \
