@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..data.errors import DataError
-from . import bench, compare, data, evaluate, export, ops, predict, report, train
+from . import bench, compare, data, evaluate, export, ops, predict, profile, report, train
 
 # name -> module with add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -21,6 +21,7 @@ COMMANDS = {
     "compare": compare,
     "report": report,
     "export": export,
+    "profile": profile,
 }
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "Metric",
     "Preset",
     "RunSpec",
+    "StepParts",
     "Task",
     "TASKS",
     "register_task",
@@ -83,6 +84,18 @@ class RunSpec:
     layout: str | None = None  # of folder data
 
 
+@dataclass(frozen=True)
+class StepParts:
+    """What one training step and one inference call of a run's network need: the network,
+    its batch loss (``loss(model, batch) -> (value, logs)``), a training batch and a
+    batch-1 input at the evaluation resolution."""
+
+    model: Any
+    loss: Callable[[Any, dict[str, Any]], tuple[Any, Any]]
+    batch: dict[str, Any]
+    example: Any
+
+
 class Task(ABC):
     """A task on which resampler pairs are compared."""
 
@@ -111,12 +124,27 @@ class Task(ABC):
         Visual crops go to ``spec.run_dir / "visuals.npz"``.
         """
 
+    def step_parts(self, spec: RunSpec, trained: bool = True) -> StepParts | None:
+        """The network of the run (its finished weights when ``trained``, else the initial
+        network the run starts from), its loss, one training batch and an inference input;
+        ``None`` for a task that has none to offer (the cost phase and ``resamplers
+        profile`` then skip it)."""
+        return None
+
     def cost_probes(self, spec: RunSpec) -> dict[str, Callable[[], object]]:
         """Calls to time in the cost phase, built from the finished run's weights:
         ``latency_ms`` (inference at the evaluation resolution, batch 1) and
         ``train_ms_per_step`` (forward, backward and optimiser step on one training batch).
-        A task without probes keeps the figures its runs measured while training."""
-        return {}
+        A task without :meth:`step_parts` keeps the figures its runs measured while training."""
+        from ..measure import inference_probe, train_step_probe
+
+        parts = self.step_parts(spec)
+        if parts is None:
+            return {}
+        return {
+            "latency_ms": inference_probe(parts.model, parts.example),
+            "train_ms_per_step": train_step_probe(parts.model, parts.loss, parts.batch),
+        }
 
     def reference_rows(self, spec: RunSpec) -> list[dict[str, Any]]:
         """Rows of non-learned references (e.g. closed-form matting), cached by the task."""

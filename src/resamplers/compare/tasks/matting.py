@@ -19,9 +19,9 @@ from ...metrics import matting_metrics
 from ...models import load_matting_model, predict_alpha
 from ...storage import read_json, write_json_atomic
 from ...training.config import TrainConfig
-from ...training.matting import matting_batch_loss, train, training_dataset
-from ..measure import inference_probe, latency_ms, operator_costs, train_step_probe
-from .base import Metric, Preset, RunSpec, Task, checkpoint_step, register_task, train_in_segments
+from ...training.matting import initial_network, matting_batch_loss, train, training_dataset
+from ..measure import latency_ms, operator_costs
+from .base import Metric, Preset, RunSpec, StepParts, Task, checkpoint_step, register_task, train_in_segments
 
 __all__ = ["MattingTask"]
 
@@ -230,18 +230,20 @@ class MattingTask(Task):
             "validation_images": len(validation),
         }
 
-    def cost_probes(self, spec: RunSpec) -> dict[str, Any]:
+    def step_parts(self, spec: RunSpec, trained: bool = True) -> StepParts:
         from torch.utils.data import default_collate
 
         size = spec.preset.extra["eval_size"]
-        model = load_matting_model(spec.run_dir)
-        dataset = training_dataset(self._train_config(spec))
+        config = self._train_config(spec)
+        if trained:
+            model = load_matting_model(spec.run_dir)
+        else:
+            torch.manual_seed(spec.seed)
+            model = initial_network(config.model)
+        dataset = training_dataset(config)
         batch = default_collate([dataset[i] for i in range(spec.preset.batch_size)])
         example = torch.rand(1, 4, size, size, generator=torch.Generator().manual_seed(0))
-        return {
-            "latency_ms": inference_probe(model, example),
-            "train_ms_per_step": train_step_probe(model, matting_batch_loss, batch),
-        }
+        return StepParts(model, matting_batch_loss, batch, example)
 
     def _visual_windows(self, samples: list[dict]) -> list[tuple[int, int, int]]:
         """Fixed crops for the visual sheet: the thin images first, each centred on its busiest unknown band."""

@@ -27,8 +27,8 @@ from ...metrics.image import psnr, ssim
 from ...registry import create_pair
 from ...storage import latest_checkpoint, load_checkpoint, write_json_atomic
 from ...training.loop import LoopConfig, TrainingTask, fit
-from ..measure import inference_probe, latency_ms, operator_costs, train_step_probe
-from .base import Metric, Preset, RunSpec, Task, register_task
+from ..measure import latency_ms, operator_costs
+from .base import Metric, Preset, RunSpec, StepParts, Task, register_task
 
 __all__ = ["ReconstructionNet", "PhotoCrops", "ReconstructionTask"]
 
@@ -203,16 +203,17 @@ class ReconstructionTask(Task):
         model.load_state_dict(load_checkpoint(latest_checkpoint(spec.run_dir / "checkpoints"))["model"])
         return model.eval()
 
-    def cost_probes(self, spec: RunSpec) -> dict[str, Any]:
+    def step_parts(self, spec: RunSpec, trained: bool = True) -> StepParts:
         from torch.utils.data import default_collate
 
-        model = self._trained(spec)
+        if trained:
+            model = self._trained(spec)
+        else:
+            torch.manual_seed(spec.seed)
+            model = self._build(spec)
         crops = PhotoCrops(self._source(spec), "train", spec.preset.crop, spec.seed)
         batch = default_collate([crops[i] for i in range(spec.preset.batch_size)])
-        return {
-            "latency_ms": inference_probe(model, self._test_crops(spec)[:1]),
-            "train_ms_per_step": train_step_probe(model, _batch_loss, batch),
-        }
+        return StepParts(model, _batch_loss, batch, self._test_crops(spec)[:1])
 
     def run(self, spec: RunSpec, progress: bool) -> dict[str, Any]:
         p = spec.preset

@@ -47,8 +47,8 @@ from ...training.segmentation import (
     segmentation_batch_loss,
     weighted_segmentation_loss,
 )
-from ..measure import inference_probe, latency_ms, operator_costs, train_step_probe
-from .base import Metric, Preset, RunSpec, Task, checkpoint_step, register_task, train_in_segments
+from ..measure import latency_ms, operator_costs
+from .base import Metric, Preset, RunSpec, StepParts, Task, checkpoint_step, register_task, train_in_segments
 
 __all__ = ["SegmentationTask", "predict_labels", "colour_labels"]
 
@@ -212,7 +212,9 @@ class SegmentationTask(Task):
 
     def _test_set_dir(self, spec: RunSpec):
         extra = spec.preset.extra
-        return spec.shared_dir / f"testset-{spec.data}-v{SEGMENTATION_FORMAT}-{extra['eval_size']}-{extra['test_images']}"
+        return (
+            spec.shared_dir / f"testset-{spec.data}-v{SEGMENTATION_FORMAT}-{extra['eval_size']}-{extra['test_images']}"
+        )
 
     def num_classes(self, spec: RunSpec) -> int:
         from ...data import SEGMENTATION_CLASSES
@@ -370,18 +372,19 @@ class SegmentationTask(Task):
         counts = class_pixel_counts(samples, num_classes, int(spec.preset.extra["weight_samples"]))
         return inverse_sqrt_frequency_weights(counts)
 
-    def cost_probes(self, spec: RunSpec) -> dict[str, Any]:
+    def step_parts(self, spec: RunSpec, trained: bool = True) -> StepParts:
         from torch.utils.data import default_collate
 
         size = spec.preset.extra["eval_size"]
-        model = self._trained(spec)
+        if trained:
+            model = self._trained(spec)
+        else:
+            torch.manual_seed(spec.seed)
+            model = initial_segmentation_network(self._model_config(spec))
         data = self._training_data(spec)
         batch = default_collate([data[i] for i in range(spec.preset.batch_size)])
         example = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-        return {
-            "latency_ms": inference_probe(model, example),
-            "train_ms_per_step": train_step_probe(model, segmentation_batch_loss, batch),
-        }
+        return StepParts(model, segmentation_batch_loss, batch, example)
 
     # -- report pieces -----------------------------------------------------------------
 
