@@ -45,7 +45,8 @@ def test_profile_of_a_call_adds_up_and_names_the_resampling_op():
     assert result["categories"].get("resampling ops", 0.0) > 0.0
 
 
-def test_profile_command_writes_its_summary(tmp_path, capsys):
+@pytest.mark.parametrize("layout", [[], ["--amp", "bf16", "--channels-last"]])
+def test_profile_command_writes_its_summary(tmp_path, capsys, layout):
     out = tmp_path / "profile"
     code = main(
         [
@@ -64,10 +65,12 @@ def test_profile_command_writes_its_summary(tmp_path, capsys):
             "1",
             "--out",
             str(out),
+            *layout,
         ]
     )
     assert code == 0
     record = json.loads((out / "profile.json").read_text())
+    assert record["amp"] == ("bf16" if layout else "none") and record["channels_last"] == bool(layout)
     assert list(record["ops"]) == ["bilinear", "carafe"]
     assert record["ops"]["bilinear"]["ratio"] == pytest.approx(1.0)
     assert record["ops"]["carafe"]["profile"]["categories"]["resampling ops"] > 0.0

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--steps", type=int, default=3, help="profiled steps per operator")
     parser.add_argument("--rounds", type=int, default=7, help="timed interleaved rounds")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16"], help="autocast of forward and loss")
+    parser.add_argument("--channels-last", action="store_true", help="networks and batches in channels-last layout")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="folder for profile.md and profile.json")
 
@@ -48,7 +50,15 @@ def run(args: argparse.Namespace) -> int:
     preset = presets[args.preset]
     ops = [op for op in args.ops.split(",") if op] if args.ops else list(preset.ops or task.default_ops)
     record = profile_training(
-        args.task, args.preset, ops, data=args.data, data_root=args.data_root, steps=args.steps, rounds=args.rounds
+        args.task,
+        args.preset,
+        ops,
+        data=args.data,
+        data_root=args.data_root,
+        steps=args.steps,
+        rounds=args.rounds,
+        amp=args.amp,
+        channels_last=args.channels_last,
     )
     text = profile_markdown(record)
     print(text)

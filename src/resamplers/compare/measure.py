@@ -102,17 +102,35 @@ def inference_probe(model: nn.Module, example: Tensor) -> Callable[[], object]:
 
 
 def train_step_probe(
-    model: nn.Module, loss: Callable[[nn.Module, dict[str, Any]], tuple[Tensor, Any]], batch: dict[str, Any]
+    model: nn.Module,
+    loss: Callable[[nn.Module, dict[str, Any]], tuple[Tensor, Any]],
+    batch: dict[str, Any],
+    *,
+    amp: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> Callable[[], object]:
     """One optimisation step (forward, loss, backward, AdamW step) of a copy of ``model``
-    on ``batch``; the copy keeps training from call to call, as a run would."""
+    on ``batch``; the copy keeps training from call to call, as a run would.
+
+    ``amp`` runs forward and loss under CPU/CUDA autocast in that dtype (the weights and
+    the optimiser stay float32); ``channels_last`` converts the copy and the batch's 4-D
+    tensors to that memory format first.
+    """
     trained = copy.deepcopy(model).train()
+    if channels_last:
+        trained = trained.to(memory_format=torch.channels_last)
+        batch = {
+            k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, Tensor) and v.dim() == 4 else v
+            for k, v in batch.items()
+        }
     optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=1e-4)
+    device = next(trained.parameters()).device.type
 
     def call() -> object:
         optimizer.zero_grad(set_to_none=True)
-        value, _ = loss(trained, batch)
-        value.backward()
+        with torch.autocast(device, dtype=amp, enabled=amp is not None):
+            value, _ = loss(trained, batch)
+        value.float().backward()
         optimizer.step()
         return value
 

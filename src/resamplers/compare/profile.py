@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_choice
 from .costs import summarise, time_rounds
 from .measure import train_step_probe
 from .tasks import RunSpec, get_task
@@ -40,6 +41,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("copies and layout", ("copy_", "clone", "contiguous", "cat", "to_copy", "empty_strided", "pad", "fill_", "zero_")),
 )
 OTHER = "elementwise and other"
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16}
 
 
 def categorise(name: str) -> str:
@@ -88,9 +90,14 @@ def profile_training(
     steps: int = 3,
     rounds: int = 7,
     warmup: int = 2,
+    amp: str = "none",
+    channels_last: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Profile and time one training step of each operator's network (see the module).
+
+    ``amp`` (``"none"`` or ``"bf16"``) runs forward and loss under autocast;
+    ``channels_last`` converts the networks and batches to that memory format.
 
     Returns a JSON-able record: per operator the step-time summary (median and quartiles
     over ``rounds`` interleaved rounds), the ratio of its median to the first operator's,
@@ -105,6 +112,7 @@ def profile_training(
     if preset_name not in presets:
         raise ValueError(f"argument `preset`: expected one of {sorted(presets)}, got {preset_name!r}")
     preset = presets[preset_name]
+    amp_dtype = AMP_DTYPES[check_choice(amp, "amp", list(AMP_DTYPES))]
     data = resolve_data(data, data_root, task)
     with tempfile.TemporaryDirectory(prefix="resamplers-profile-") as scratch:
         root = Path(scratch)
@@ -114,7 +122,8 @@ def profile_training(
             parts = task.step_parts(spec, trained=False)
             if parts is None:
                 raise ValueError(f"argument `task`: task {task_name!r} offers no training step to profile")
-            probes[op] = {"step": train_step_probe(parts.model, parts.loss, parts.batch)}
+            step = train_step_probe(parts.model, parts.loss, parts.batch, amp=amp_dtype, channels_last=channels_last)
+            probes[op] = {"step": step}
         log(f"profile: timing {len(ops)} operator(s), {rounds} interleaved rounds after {warmup} warm-up rounds")
         timings = time_rounds(probes, rounds, warmup)
         record: dict[str, Any] = {
@@ -125,6 +134,8 @@ def profile_training(
             "batch_size": preset.batch_size,
             "crop": preset.crop,
             "width": preset.width,
+            "amp": amp,
+            "channels_last": channels_last,
             "ops": {},
         }
         first = float(np.median(timings[ops[0]]["step"]))
@@ -147,7 +158,9 @@ def profile_markdown(record: dict[str, Any]) -> str:
         f"# Training step profile: {record['task']} / {record['preset']}",
         "",
         f"Batch {record['batch_size']} of crops of {record['crop']}, width {record['width']}, "
-        f"{record['threads']} thread(s), {record['data']} data; step = forward, loss, backward and AdamW step.",
+        f"{record['threads']} thread(s), {record['data']} data, autocast {record['amp']}, "
+        f"{'channels-last' if record['channels_last'] else 'contiguous (NCHW)'} layout; "
+        "step = forward, loss, backward and AdamW step.",
         "",
         f"| operator | step ms (median [IQR]) | x {names[0]} |",
         "|---|---|---|",
