@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..guided.featup_jbu import FIXUP_WEIGHT
+
 __all__ = [
     "Baseline",
     "BASELINES",
@@ -177,6 +179,32 @@ def per_cluster_netvlad(module: nn.Module, x: Tensor) -> Tensor:
     return F.normalize(F.normalize(vlad, dim=2).flatten(1), dim=1)
 
 
+def _dlu_baseline(module: nn.Module, x: Tensor) -> Tensor:
+    return unfold_matmul_carafe(x, module.kernels(x), module.up_kernel, module.up_group, module.scale_factor)
+
+
+def _jbu_stage_unfold(stage: nn.Module, x: Tensor, guidance: Tensor) -> Tensor:
+    """One JBU stage with its window product written as ``F.unfold`` of the padded bicubic
+    upsampling times the kernels (what FeatUp's compiled ``adaptive_conv`` computes)."""
+    kernels = stage.kernels(x, guidance)
+    high = F.interpolate(x, size=guidance.shape[-2:], mode="bicubic", align_corners=False)
+    padded = F.pad(high, [stage.radius] * 4, mode="reflect")
+    n, c, h, w = high.shape
+    windows = F.unfold(padded, stage.diameter).view(n, c, stage.diameter**2, h, w)
+    return (windows * kernels[:, None]).sum(2)
+
+
+def _jbu_stage_baseline(module: nn.Module, d: Tensor, guidance: Tensor) -> Tensor:
+    return _jbu_stage_unfold(module, d, guidance)
+
+
+def _jbu_stack_baseline(module: nn.Module, d: Tensor, guidance: Tensor) -> Tensor:
+    x = d
+    for k, stage in enumerate(module.stages(), start=1):
+        x = _jbu_stage_unfold(stage, x, module.stage_guidance(guidance, x, k))
+    return module.fixup_proj(x) * FIXUP_WEIGHT + x
+
+
 def _core_reassembly_baseline(module: nn.Module, features: Tensor, kernels: Tensor) -> Tensor:
     return unfold_matmul_carafe(features, kernels, module.kernel_size, 1, module.scale_factor)
 
@@ -200,6 +228,11 @@ BASELINES: dict[str, Baseline] = {
     "downsampler:indexnet": Baseline("official 4*avg_pool2d(I_en*x)", _indexnet_down_baseline),
     "pair:a2u": Baseline("unfold (+repeat_interleave) A2U reassembly", _a2u_baseline),
     "downsampler:a2u": Baseline("unfold A2U down reassembly", _a2u_down_baseline),
+    "upsampler:dlu": Baseline("unfold+matmul CARAFE of DLU's kernels (official: mmcv's CUDA op)", _dlu_baseline),
+    "upsampler:featup_jbu_stage": Baseline(
+        "unfold window product (official: compiled adaptive_conv)", _jbu_stage_baseline
+    ),
+    "upsampler:featup_jbu": Baseline("unfold window products (official: compiled adaptive_conv)", _jbu_stack_baseline),
     "pair:maxunpool": Baseline("F.max_pool2d(return_indices) + F.max_unpool2d", _maxunpool_baseline),
     "downsampler:softpool": Baseline("SoftPool as avg_pool(x e^x) / avg_pool(e^x), unshifted", _softpool_baseline),
     "pool:netvlad": Baseline("NetVLAD with a per-cluster residual loop", per_cluster_netvlad),

@@ -39,7 +39,7 @@ _FIXUP_DROPOUT = 0.2
 _TEMPERATURE_BOUNDS = (1e-4, 1e4)
 _SUM_FLOOR = 1e-7
 # Weight of the learned corrections (kernel fixup and the stack's final 1x1 conv).
-_FIXUP_WEIGHT = 0.1
+FIXUP_WEIGHT = 0.1
 
 
 def _check_pair(module: FeatureGuidedUpsampler, d: Tensor, guidance: Tensor, *, exact: bool, min_high: int) -> None:
@@ -216,7 +216,7 @@ class FeatUpJBUStage(FeatureGuidedUpsampler):
         """``K``: ``N x D^2 x H x W`` (tap ``a D + b``), the per-pixel kernels of step 5."""
         combined = self.range_kernel(guidance) * self.spatial_kernel()
         combined = combined / combined.sum(1, keepdim=True).clamp(_SUM_FLOOR)
-        return combined + _FIXUP_WEIGHT * self.fixup_proj(torch.cat([combined, guidance], dim=1))
+        return combined + FIXUP_WEIGHT * self.fixup_proj(torch.cat([combined, guidance], dim=1))
 
     def apply_stage(self, d: Tensor, guidance: Tensor) -> Tensor:
         """The stage on checked inputs (``guidance`` at the output size)."""
@@ -363,7 +363,7 @@ class FeatUpJBU(FeatureGuidedUpsampler):
         x = d
         for k, stage in enumerate(self.stages(), start=1):
             x = stage.apply_stage(x, self.stage_guidance(guidance, x, k))
-        return self.fixup_proj(x) * _FIXUP_WEIGHT + x
+        return self.fixup_proj(x) * FIXUP_WEIGHT + x
 
     def extra_repr(self) -> str:
         return (
