@@ -3,7 +3,8 @@
 Each operator is exported as `resamplers export NAME --dynamic --format onnx` would (its
 registry example keywords, onnxslim on), and the written graph is read against TensorRT's
 operator support list (resamplers.export.tensorrt).  Takes minutes (the dynamo exporter);
-`--check` exits 1 when the page is stale.  tests/test_export.py checks the same rows, one
+`--check` exits 1 when the page is stale; `--missing` exports only the operators the page
+has no row for and keeps the others' rows as they are (after adding an operator).  tests/test_export.py checks the same rows, one
 operator at a time, in its slow test.
 """
 
@@ -38,6 +39,18 @@ def row(name: str, folder: Path) -> tuple[list[str], list[str]]:
     return tensorrt_row(path)
 
 
+def page_rows(text: str) -> dict[str, tuple[list[str], list[str]]]:
+    """The per-operator rows the page holds now (its first table)."""
+    rows = {}
+    for line in text.split(START, 1)[-1].split(END, 1)[0].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and ":" in cells[0]:
+            ops = [op.strip() for op in cells[1].split(",") if op.strip()]
+            findings = [] if cells[2] == "supported" else [f.strip() for f in cells[2].split(";")]
+            rows[cells[0].strip("`")] = (ops, findings)
+    return rows
+
+
 def render(text: str, rows: dict[str, tuple[list[str], list[str]]]) -> str:
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
     if not pattern.search(text):
@@ -47,12 +60,16 @@ def render(text: str, rows: dict[str, tuple[list[str], list[str]]]) -> str:
 
 def main() -> int:
     torch.set_num_threads(1)
+    text = PAGE.read_text()
+    kept = page_rows(text) if "--missing" in sys.argv else {}
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names():
+            if name in kept:
+                rows[name] = kept[name]
+                continue
             rows[name] = row(name, Path(tmp))
             print(f"{name}: {len(rows[name][0])} op types, {'; '.join(rows[name][1]) or 'supported'}", flush=True)
-    text = PAGE.read_text()
     new = render(text, rows)
     if "--check" in sys.argv:
         return 0 if new == text else 1

@@ -10,6 +10,8 @@ is the public face and re-exports the public functions):
 * :mod:`.taps`: the one traversal of a window's taps (:func:`strided_views`), shared by
   the torch path, the window similarity and the local pools (:func:`window_taps`);
 * :mod:`.torch_path`: the portable torch path and its eager backward;
+* :mod:`.offset_path`: taps sampled at offsets (``offsets=`` of ``reassemble`` and
+  ``window_similarity``), torch only, with its eager backward;
 * :mod:`.native`: the C library, its thread pool and the ``torch.ops.resamplers`` custom ops;
 * :mod:`.triton_path`: the Triton GPU kernels (:mod:`._triton_kernels`, loaded on first
   use; ``triton`` is optional) as ``torch.ops.resamplers.triton_*`` custom ops;
@@ -23,6 +25,7 @@ from .api import (
     reassemble,
     reassemble_down,
     reassembly_macs,
+    run_offsets,
     run_reassembly,
     run_similarity,
     use_native,
@@ -51,6 +54,7 @@ __all__ = [
     "reassemble",
     "reassemble_down",
     "reassembly_macs",
+    "run_offsets",
     "run_reassembly",
     "run_similarity",
     "strided_views",

@@ -47,6 +47,12 @@ precision next to float32 features are accepted: both are computed in float32 (f
 if either is float64) and the output comes back in the dtype of the features (for the
 window similarity, of the query); gradients flow back in each input's own dtype.
 
+Sampling at offsets: ``reassemble`` and ``window_similarity`` take ``offsets``
+(``N x (2*G*K*K) x H_out x W_out``, input pixel units, column first): tap ``t`` then reads
+the input bilinearly (zero outside the image) at its grid position plus its offset
+(:mod:`.offset_path`, the torch path only: ``"native"`` and ``"triton"`` reject offsets,
+``"auto"`` takes the torch path; half and bfloat16 are sampled in float32).
+
 None materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the native
 kernels work row by row, the Triton kernels tile by tile in registers, and the torch
 path holds the output plus, in backward, products over a quarter of the channels at a
@@ -60,8 +66,9 @@ from torch import Tensor
 
 from .._checks import check_int, check_odd
 from .exporting import eager_autograd, is_exporting
-from .geometry import Backend, Geometry, check_backend, check_reassembly, check_similarity
+from .geometry import Backend, Geometry, check_backend, check_offsets, check_reassembly, check_similarity
 from .native import native_available, native_reassemble, native_window_similarity
+from .offset_path import OffsetTaps, reassemble_offsets_torch, similarity_offsets_torch
 from .torch_path import TorchReassembly, reassemble_torch, similarity_torch
 from .triton_path import triton_available, triton_interpreted, triton_reassemble, triton_window_similarity
 
@@ -75,6 +82,7 @@ __all__ = [
     "use_triton",
     "run_reassembly",
     "run_similarity",
+    "run_offsets",
 ]
 
 
@@ -155,6 +163,38 @@ def run_similarity(query: Tensor, keys: Tensor, geometry: Geometry, backend: Bac
     return similarity_torch(query, keys, geometry)
 
 
+def run_offsets(
+    kind: str,
+    sampled: Tensor,
+    other: Tensor,
+    offsets: Tensor,
+    geometry: Geometry,
+    backend: Backend,
+    compute: torch.dtype | None,
+) -> Tensor:
+    """A reassembly (``kind="reassemble"``: ``sampled`` = features, ``other`` = kernels) or a
+    window similarity (``"similarity"``: ``sampled`` = keys, ``other`` = query) of already
+    validated arguments whose taps are sampled at ``offsets``; the result in the dtype of
+    the features (of the query)."""
+    check_backend(backend)
+    if backend in ("native", "triton"):
+        raise ValueError(
+            f"argument `backend`: sampling at `offsets` has the torch path only; use 'auto' or 'torch', got {backend!r}"
+        )
+    result_dtype = sampled.dtype if kind == "reassemble" else other.dtype
+    dtype = compute or sampled.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        dtype = torch.float32  # positions in half precision would be off by a fraction of a pixel
+    sampled, other, offsets = sampled.to(dtype), other.to(dtype), offsets.to(dtype)
+    if eager_autograd(sampled, other, offsets):
+        out = OffsetTaps.apply(kind, sampled, other, offsets, geometry)
+    elif kind == "reassemble":
+        out = reassemble_offsets_torch(sampled, other, offsets, geometry)
+    else:
+        out = similarity_offsets_torch(other, sampled, offsets, geometry)
+    return out.to(result_dtype)
+
+
 def _run_cast(
     features: Tensor, kernels: Tensor, geometry: Geometry, backend: Backend, compute: torch.dtype | None
 ) -> Tensor:
@@ -173,6 +213,7 @@ def reassemble(
     scale_factor: int = 1,
     stride: int = 1,
     padding: int | tuple[int, int] | None = None,
+    offsets: Tensor | None = None,
     backend: Backend = "auto",
 ) -> Tensor:
     """Content-aware reassembly: per-pixel ``K x K`` kernels applied to a neighbourhood.
@@ -188,6 +229,12 @@ def reassemble(
         stride: downsampling stride ``s``: output pixel ``(y, x)`` reads the window whose
             top-left tap is ``(s * y - p_t, s * x - p_l)``.
         padding: ``(p_t, p_l)`` top/left padding (an int for both); default ``(K - 1) // 2``.
+        offsets: optional ``N x (2*G*K*K) x H_out x W_out``: tap ``t = a*K + b`` of group
+            ``g`` then reads ``features`` bilinearly (zero outside the image) at row
+            ``(y // u) * s + a - p_t + offsets[n, 2*(g*K*K + t) + 1, y, x]`` and column
+            ``(x // u) * s + b - p_l + offsets[n, 2*(g*K*K + t), y, x]`` (input pixel
+            units, pixel centres at integers); zero offsets give the plain window.  The
+            torch path only (``backend`` ``"auto"`` or ``"torch"``).
         backend: ``"auto"`` (native kernels on CPU when available, Triton on CUDA when
             triton is installed, else torch; always torch when exporting), ``"native"``,
             ``"triton"`` (CUDA; CPU only under ``TRITON_INTERPRET=1``) or ``"torch"``.
@@ -208,6 +255,10 @@ def reassemble(
     geometry = check_reassembly(
         features, kernels, kernel_size, groups, scale_factor, stride, padding, same_dtype=compute is None
     )
+    if offsets is not None:
+        size = (kernels.shape[-2], kernels.shape[-1])
+        check_offsets(offsets, features, "features", size, geometry, same_dtype=compute is None)
+        return run_offsets("reassemble", features, kernels, offsets, geometry, backend, compute)
     return _run_cast(features, kernels, geometry, backend, compute)
 
 
@@ -291,6 +342,7 @@ def window_similarity(
     scale_factor: int = 1,
     stride: int = 1,
     padding: int | tuple[int, int] | None = None,
+    offsets: Tensor | None = None,
     backend: Backend = "auto",
 ) -> Tensor:
     """Inner products between each query pixel and the keys of its reassembly window.
@@ -310,6 +362,11 @@ def window_similarity(
         scale_factor: upsampling factor ``u``; then ``H_out = u * H`` and ``stride`` must be 1.
         stride: downsampling stride ``s``.
         padding: ``(p_t, p_l)`` (an int for both); default ``(K - 1) // 2``.
+        offsets: optional ``N x (2*G*K*K) x H_out x W_out``: the key of tap ``t`` of group
+            ``g`` is then sampled bilinearly (zero outside the image) at the tap's
+            position plus ``(offsets[n, 2*(g*K*K + t) + 1], offsets[n, 2*(g*K*K + t)])``
+            (row, column; input pixel units), exactly as ``reassemble`` with the same
+            ``offsets`` reads its values.  The torch path only.
         backend: ``"auto"``, ``"native"``, ``"triton"`` or ``"torch"`` (as for ``reassemble``).
 
     Returns:
@@ -326,6 +383,10 @@ def window_similarity(
     geometry = check_similarity(
         query, keys, kernel_size, groups, scale_factor, stride, padding, same_dtype=compute is None
     )
+    if offsets is not None:
+        size = (query.shape[-2], query.shape[-1])
+        check_offsets(offsets, query, "query", size, geometry, same_dtype=compute is None)
+        return run_offsets("similarity", keys, query, offsets, geometry, backend, compute)
     if compute is None:
         return run_similarity(query, keys, geometry, backend)
     return run_similarity(query.to(compute), keys.to(compute), geometry, backend).to(query.dtype)

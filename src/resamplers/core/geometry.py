@@ -21,6 +21,7 @@ __all__ = [
     "check_output_size",
     "check_reassembly",
     "check_similarity",
+    "check_offsets",
 ]
 
 Backend = Literal["auto", "native", "triton", "torch"]
@@ -181,6 +182,23 @@ def check_similarity(
         raise ValueError(f"argument `groups`: expected a divisor of the {c} channels, got {groups}")
     check_output_size((keys.shape[-2], keys.shape[-1]), (query.shape[-2], query.shape[-1]), geometry, "query")
     return geometry
+
+
+def check_offsets(
+    offsets: object, like: Tensor, like_name: str, out_size: tuple[int, int], geometry: Geometry, same_dtype: bool
+) -> Tensor:
+    """Validate the offsets of a window sampled at offsets: ``N x (2*G*K*K) x H_out x W_out``
+    with the batch, dtype and device of ``like`` (device only under autocast)."""
+    offsets = check_feature(offsets, "offsets")
+    _check_pair(like, like_name, offsets, "offsets", same_dtype)
+    k, groups = geometry.kernel_size, geometry.groups
+    expected = (like.shape[0], 2 * groups * k * k, *out_size)
+    if tuple(offsets.shape) != expected:
+        raise ValueError(
+            f"argument `offsets`: expected shape N x 2*G*K*K x H_out x W_out = {expected} "
+            f"(groups {groups}, kernel_size {k}), got {tuple(offsets.shape)}"
+        )
+    return offsets
 
 
 def _check_pair(a: Tensor, a_name: str, b: Tensor, b_name: str, same_dtype: bool) -> None:

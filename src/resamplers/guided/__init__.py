@@ -12,9 +12,11 @@ from .base import FeatureGuidedUpsampler, ResamplerPair
 from .composed import ComposedPair
 from .fade import FADE, SemiShift
 from .featup_jbu import FeatUpJBU, FeatUpJBUStage, featup_checkpoint_state_dict
+from .freqfusion import FreqFusion, LocalSimGuidedSampler
 from .indexnet import IndexedPooling, IndexedUpsampling, IndexNetPair, SharedIndexFilters, indexnet_pairs
 from .maxunpool import MaxPoolIndex, MaxUnpool, MaxUnpoolPair
 from .sapa import SAPA
+from .sapa_deform import SAPADeform
 
 __all__ = [
     "A2UDownsample",
@@ -25,15 +27,18 @@ __all__ = [
     "FeatUpJBU",
     "FeatUpJBUStage",
     "FeatureGuidedUpsampler",
+    "FreqFusion",
     "Guide",
     "IndexNetPair",
     "IndexedPooling",
     "IndexedUpsampling",
+    "LocalSimGuidedSampler",
     "MaxPoolIndex",
     "MaxUnpool",
     "MaxUnpoolPair",
     "ResamplerPair",
     "SAPA",
+    "SAPADeform",
     "SemiShift",
     "SharedIndexFilters",
     "featup_checkpoint_state_dict",

@@ -121,6 +121,10 @@ class ReconstructionTask(Task):
         "dysample",
         "fade",
         "sapa",
+        "dlu",
+        "freqfusion",
+        "featup_jbu",
+        "sapa_deform",
     )
 
     def presets(self) -> dict[str, Preset]:

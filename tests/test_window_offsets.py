@@ -1,0 +1,223 @@
+"""The core's window sampled at offsets (``offsets=`` of ``reassemble`` and ``window_similarity``):
+slow loops from the formula, the plain window at zero offsets, gradients, the adjoint
+identity, dtypes, backends and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import assert_close
+from offset_reference import reassemble_offsets_loop, window_similarity_offsets_loop
+from reference import reassemble_loop, window_similarity_loop
+from resamplers.core.geometry import Geometry
+from resamplers.core.offset_path import reassemble_offsets_torch, similarity_offsets_torch
+from resamplers.functional import reassemble, window_similarity
+
+# kernel, groups, up, stride, key size, padding
+GEOMETRIES = [
+    (3, 1, 2, 1, (3, 4), None),
+    (3, 2, 3, 1, (2, 3), None),
+    (2, 2, 1, 1, (3, 4), (0, 1)),
+    (3, 1, 1, 2, (5, 4), None),
+    (1, 4, 2, 1, (2, 2), None),
+]
+
+
+def _inputs(k, groups, up, stride, size, pad, seed=0, offset_std=1.5):
+    """Features/keys, kernels, a query and offsets of a few pixels (some positions outside)."""
+    g = torch.Generator().manual_seed(seed)
+    pt, pl = ((k - 1) // 2,) * 2 if pad is None else pad
+    h, w = size
+    ho, wo = (h * up, w * up) if up > 1 else ((h - 1 + pt) // stride + 1, (w - 1 + pl) // stride + 1)
+
+    def rand(*shape, std=1.0):
+        return torch.randn(*shape, generator=g, dtype=torch.float64) * std
+
+    return (
+        rand(2, 4, h, w),
+        rand(2, groups * k * k, ho, wo),
+        rand(2, 4, ho, wo),
+        rand(2, 2 * groups * k * k, ho, wo, std=offset_std),
+    )
+
+
+def _geometry(k, groups, up, stride, pad):
+    pt, pl = ((k - 1) // 2,) * 2 if pad is None else pad
+    return Geometry(k, groups, up, stride, pt, pl)
+
+
+@pytest.mark.parametrize("k, groups, up, stride, size, pad", GEOMETRIES)
+class TestAgainstTheFormula:
+    def test_reassembly_slow_loop(self, k, groups, up, stride, size, pad):
+        x, w, _, o = _inputs(k, groups, up, stride, size, pad)
+        out = reassemble(x, w, k, groups, scale_factor=up, stride=stride, padding=pad, offsets=o)
+        assert_close(out, reassemble_offsets_loop(x, w, o, k, groups, up, stride, pad))
+
+    def test_similarity_slow_loop(self, k, groups, up, stride, size, pad):
+        x, _, q, o = _inputs(k, groups, up, stride, size, pad)
+        out = window_similarity(q, x, k, groups, scale_factor=up, stride=stride, padding=pad, offsets=o)
+        assert_close(out, window_similarity_offsets_loop(q, x, o, k, groups, up, stride, pad))
+
+    def test_zero_offsets_give_the_plain_window(self, k, groups, up, stride, size, pad):
+        x, w, q, o = _inputs(k, groups, up, stride, size, pad)
+        zero = torch.zeros_like(o)
+        geometry = dict(scale_factor=up, stride=stride, padding=pad)
+        assert_close(reassemble(x, w, k, groups, offsets=zero, **geometry), reassemble(x, w, k, groups, **geometry))
+        assert_close(
+            window_similarity(q, x, k, groups, offsets=zero, **geometry),
+            window_similarity(q, x, k, groups, **geometry),
+        )
+
+    def test_integer_offsets_move_the_window(self, k, groups, up, stride, size, pad):
+        """Whole-pixel offsets (row -1, column +1) read the plain window with padding (p_t + 1, p_l - 1)."""
+        x, w, q, o = _inputs(k, groups, up, stride, size, pad)
+        o = torch.zeros_like(o).reshape(2, -1, 2, *o.shape[-2:])
+        o[:, :, 0], o[:, :, 1] = 1.0, -1.0
+        o = o.flatten(1, 2)
+        pt, pl = ((k - 1) // 2,) * 2 if pad is None else pad
+        geometry = dict(scale_factor=up, stride=stride, padding=pad)
+        moved = (pt + 1, pl - 1)
+        assert_close(
+            reassemble(x, w, k, groups, offsets=o, **geometry), reassemble_loop(x, w, k, groups, up, stride, moved)
+        )
+        assert_close(
+            window_similarity(q, x, k, groups, offsets=o, **geometry),
+            window_similarity_loop(q, x, k, groups, up, stride, moved),
+        )
+
+    def test_gradcheck(self, k, groups, up, stride, size, pad):
+        """Eager path (tap-by-tap backward): features/keys, kernels/query and offsets.  The
+        random offsets keep every position off the bilinear kinks at whole pixels."""
+        x, w, q, o = (t.requires_grad_() for t in _inputs(k, groups, up, stride, size, pad, seed=1))
+        geometry = dict(scale_factor=up, stride=stride, padding=pad)
+        assert torch.autograd.gradcheck(
+            lambda a, b, c: reassemble(a, b, k, groups, offsets=c, **geometry), (x, w, o), fast_mode=True
+        )
+        assert torch.autograd.gradcheck(
+            lambda a, b, c: window_similarity(a, b, k, groups, offsets=c, **geometry), (q, x, o), fast_mode=True
+        )
+
+
+@pytest.mark.parametrize("kind", ["reassemble", "similarity"])
+def test_tap_by_tap_backward_equals_autograd_through_the_composite(kind):
+    x, w, q, o = (t.requires_grad_() for t in _inputs(3, 2, 2, 1, (3, 4), None, seed=2))
+    geometry = _geometry(3, 2, 2, 1, None)
+    if kind == "reassemble":
+        inputs, eager = (x, w, o), reassemble(x, w, 3, 2, scale_factor=2, offsets=o)
+        composite = reassemble_offsets_torch(x, w, o, geometry)
+    else:
+        inputs, eager = (q, x, o), window_similarity(q, x, 3, 2, scale_factor=2, offsets=o)
+        composite = similarity_offsets_torch(q, x, o, geometry)
+    assert eager.grad_fn is not None and "OffsetTaps" in type(eager.grad_fn).__name__
+    grad = torch.randn_like(eager)
+    for a, b in zip(torch.autograd.grad(eager, inputs, grad), torch.autograd.grad(composite, inputs, grad)):
+        assert_close(a, b)
+
+
+def test_composite_gradcheck():
+    """The composite (what compile and export trace) differentiated by autograd."""
+    x, w, q, o = (t.requires_grad_() for t in _inputs(3, 1, 2, 1, (2, 3), None, seed=3))
+    geometry = _geometry(3, 1, 2, 1, None)
+    assert torch.autograd.gradcheck(lambda a, b, c: reassemble_offsets_torch(a, b, c, geometry), (x, w, o))
+    assert torch.autograd.gradcheck(lambda a, b, c: similarity_offsets_torch(a, b, c, geometry), (q, x, o))
+
+
+def test_second_derivatives():
+    x, w, q, o = (t.requires_grad_() for t in _inputs(3, 2, 2, 1, (2, 2), None, seed=4))
+    assert torch.autograd.gradgradcheck(
+        lambda a, b, c: reassemble(a, b, 3, 2, scale_factor=2, offsets=c), (x, w, o), fast_mode=True
+    )
+    assert torch.autograd.gradgradcheck(
+        lambda a, b, c: window_similarity(a, b, 3, 2, scale_factor=2, offsets=c), (q, x, o), fast_mode=True
+    )
+
+
+def test_only_some_inputs_need_gradients():
+    x, w, q, o = _inputs(3, 2, 2, 1, (3, 3), None, seed=5)
+    o.requires_grad_()
+    (grad,) = torch.autograd.grad(reassemble(x, w, 3, 2, scale_factor=2, offsets=o).sum(), o)
+    ref = o.detach().requires_grad_()
+    (want,) = torch.autograd.grad(reassemble_offsets_torch(x, w, ref, _geometry(3, 2, 2, 1, None)).sum(), ref)
+    assert_close(grad, want)
+
+
+def test_offsets_gradient_is_the_bilinear_slope():
+    """d sample / d column offset inside a cell is the difference of the two columns."""
+    x = torch.tensor([[[[0.0, 2.0, 7.0]]]], dtype=torch.float64)
+    w = torch.ones(1, 1, 1, 3, dtype=torch.float64)
+    o = torch.zeros(1, 2, 1, 3, dtype=torch.float64)
+    o[0, 0] = 0.25  # every pixel a quarter column to the right
+    o.requires_grad_()
+    out = reassemble(x, w, 1, offsets=o)
+    assert_close(out.detach(), torch.tensor([[[[0.5, 3.25, 5.25]]]], dtype=torch.float64))
+    (grad,) = torch.autograd.grad(out.sum(), o)
+    # the last position's right corner is outside the image: its slope is 0 - 7
+    assert_close(grad[0, 0, 0], torch.tensor([2.0, 5.0, -7.0], dtype=torch.float64))
+    # row 0 is a kink: the one-sided derivative of the cell floor picks (rows 0 and 1, row 1
+    # outside), 0 - sample, as the official deformable kernels compute it
+    assert_close(grad[0, 1, 0], -out.detach()[0, 0, 0])
+
+
+def test_adjoint_identity():
+    """<q, reassemble(keys, w, offsets)> == <window_similarity(q, keys, offsets), w>."""
+    x, w, q, o = _inputs(3, 2, 2, 1, (3, 4), None, seed=6)
+    lhs = (q * reassemble(x, w, 3, 2, scale_factor=2, offsets=o)).sum()
+    rhs = (window_similarity(q, x, 3, 2, scale_factor=2, offsets=o) * w).sum()
+    assert_close(lhs, rhs)
+
+
+def test_positions_far_outside_read_zero():
+    x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
+    far = torch.full_like(o, 50.0)
+    assert reassemble(x, w, 3, scale_factor=2, offsets=far).abs().max() == 0
+    assert window_similarity(q, x, 3, scale_factor=2, offsets=far).abs().max() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dtype_follows_the_features(dtype):
+    x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
+    out = reassemble(x.to(dtype), w.to(dtype), 3, scale_factor=2, offsets=o.to(dtype))
+    assert out.dtype == dtype
+    # half precision inputs are sampled in float32: only the inputs' rounding remains
+    want = reassemble_offsets_loop(x.to(dtype), w.to(dtype), o.to(dtype), 3, 1, 2)
+    assert_close(out.double(), want, dtype=dtype)
+    sim = window_similarity(q.to(dtype), x.to(dtype), 3, scale_factor=2, offsets=o.to(dtype))
+    assert sim.dtype == dtype
+
+
+def test_autocast_accepts_low_precision_kernels_and_offsets():
+    x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
+    x, w, q, o = x.float(), w.float(), q.float(), o.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = reassemble(x, w.bfloat16(), 3, scale_factor=2, offsets=o.bfloat16())
+    assert out.dtype == torch.float32
+    assert_close(out, reassemble(x, w.bfloat16().float(), 3, scale_factor=2, offsets=o.bfloat16().float()))
+
+
+@pytest.mark.parametrize("backend", ["native", "triton"])
+def test_other_backends_reject_offsets(backend):
+    x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
+    with pytest.raises(ValueError, match="`backend`.*torch path only"):
+        reassemble(x, w, 3, scale_factor=2, offsets=o, backend=backend)
+    with pytest.raises(ValueError, match="`backend`.*torch path only"):
+        window_similarity(q, x, 3, scale_factor=2, offsets=o, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda o: o[:, :-2], "`offsets`.*shape"),
+        (lambda o: o[:, :, :-1], "`offsets`.*shape"),
+        (lambda o: o[:1], "`offsets`.*shape"),
+        (lambda o: o.float(), "`offsets`.*dtype"),
+        (lambda o: o[0], "`offsets`.*4-D"),
+    ],
+    ids=["channels", "height", "batch", "dtype", "dims"],
+)
+def test_bad_offsets_name_the_argument(change, match):
+    x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
+    with pytest.raises(ValueError, match=match):
+        reassemble(x, w, 3, scale_factor=2, offsets=change(o))
+    with pytest.raises(ValueError, match=match):
+        window_similarity(q, x, 3, scale_factor=2, offsets=change(o))
