@@ -17,6 +17,7 @@ from resamplers.compare.profile import OTHER, categorise, profile_call
     [
         ("resamplers::reassemble", "resampling ops"),
         ("resamplers::triton_reassemble", "resampling ops"),
+        ("GeneratedBackwardFor_resamplers_reassemble_default", "resampling ops"),
         ("aten::convolution_backward", "convolution"),
         ("aten::mkldnn_convolution", "convolution"),
         ("aten::native_batch_norm_backward", "normalisation"),

@@ -31,7 +31,8 @@ __all__ = ["CATEGORIES", "categorise", "profile_call", "profile_training", "prof
 
 # (category, substrings of the op name that put an op in it); the first match wins.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("resampling ops", ("resamplers::",)),
+    # The custom ops, and their autograd wrappers (which hold the forward kernels' time).
+    ("resampling ops", ("resamplers::", "_resamplers_")),
     ("convolution", ("conv", "mkldnn_convolution", "thnn_conv")),
     ("normalisation", ("batch_norm", "layer_norm", "group_norm", "instance_norm")),
     ("interpolation and sampling", ("upsample", "grid_sampler", "pixel_shuffle", "pixel_unshuffle", "interpolate")),
