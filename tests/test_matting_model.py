@@ -89,6 +89,8 @@ SMALL_NETWORK_OVERRIDES = {
     **{name: dict(width=0.5) for name in ("dysample", "dysample_plus", "dysample_s", "dysample_s_plus")},
     "sapa_b": dict(width=0.5, norm_groups=4),
     **{name: dict(radius=1) for name in ("featup_jbu", "featup_jbu_stage")},
+    # Four channel groups: width 0.25 leaves a 6-channel stage.
+    **{name: dict(width=0.5) for name in ("freqfusion_resample", "sapa_deform")},
 }
 
 

@@ -51,6 +51,11 @@ class TestPairAPI:
             with pytest.raises(ValueError, match=f"`d`.*{channels} channels"):
                 pair.up(torch.randn(1, 2 * channels, 2, 3), guide)
             return
+        if getattr(_build(name).upsampler, "fusion", None) == "add":
+            # FreqFusion adds the encoder feature to the upsampled one: equal counts only.
+            with pytest.raises(ValueError, match="`guide_channels`.*fusion='none'"):
+                _build(name, up_channels=2 * channels)
+            return
         pair = _build(name, up_channels=2 * channels)
         s = pair.scale_factor
         x = torch.randn(1, pair.channels, 2 * s, 3 * s)
