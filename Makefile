@@ -9,6 +9,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
 # The CPU build of torch; a looser requirement can pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
+# timm needs torchvision; the release paired with that torch, named with it so that pip
+# never upgrades torch to satisfy a newer torchvision.
+TORCHVISION := torchvision==0.28.0
 PYTEST_WORKERS ?= auto
 
 .PHONY: setup run test lint docs bench readme clean
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml setup.py src/resamplers/_native.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[dev]' $(TORCH) $(TORCHVISION)
 	$(BIN)/python -c "import resamplers.functional as F; print('native kernels:', F.native_available())"
 	touch $(STAMP)
 

@@ -104,8 +104,11 @@ def test_imports_point_down(path):
         )
 
 
-def test_importing_the_library_loads_no_application_module():
-    code = "import sys, resamplers; print(' '.join(sorted(m for m in sys.modules if m.startswith('resamplers.'))))"
+def test_importing_the_library_loads_no_application_module_and_no_framework():
+    code = "import sys, resamplers; print(' '.join(sorted(m.split('.')[0] + ':' + m for m in sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    application = sorted({m.split(".")[1] for m in loaded} - LIBRARY)
+    ours = [m.split(":", 1)[1] for m in loaded if m.startswith("resamplers:")]
+    application = sorted({m.split(".")[1] for m in ours if "." in m} - LIBRARY)
     assert not application, f"`import resamplers` loaded application modules: {application}"
+    frameworks = sorted({m.split(":")[0] for m in loaded} & {"mmengine", "mmcv", "timm", "torchvision"})
+    assert not frameworks, f"`import resamplers` loaded frameworks the integrations bridge to: {frameworks}"
