@@ -1,6 +1,7 @@
 """The core's window sampled at offsets (``offsets=`` of ``reassemble`` and ``window_similarity``):
 slow loops from the formula, the plain window at zero offsets, gradients, the adjoint
-identity, dtypes, backends and errors."""
+identity, dtypes, backends and errors.  Each test runs on both paths that sample at
+offsets: the native kernels and the torch composite."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from offset_reference import reassemble_offsets_loop, window_similarity_offsets_
 from reference import reassemble_loop, window_similarity_loop
 from resamplers.core.geometry import Geometry
 from resamplers.core.offset_path import reassemble_offsets_torch, similarity_offsets_torch
-from resamplers.functional import reassemble, window_similarity
+from resamplers.functional import native_available, reassemble, window_similarity
+
+BACKENDS = [
+    pytest.param("native", marks=pytest.mark.skipif(not native_available(), reason="native kernels not built")),
+    "torch",
+]
+needs_native = pytest.mark.skipif(not native_available(), reason="native kernels not built")
 
 # kernel, groups, up, stride, key size, padding
 GEOMETRIES = [
@@ -47,29 +54,35 @@ def _geometry(k, groups, up, stride, pad):
     return Geometry(k, groups, up, stride, pt, pl)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("k, groups, up, stride, size, pad", GEOMETRIES)
 class TestAgainstTheFormula:
-    def test_reassembly_slow_loop(self, k, groups, up, stride, size, pad):
+    def test_reassembly_slow_loop(self, k, groups, up, stride, size, pad, backend):
         x, w, _, o = _inputs(k, groups, up, stride, size, pad)
-        out = reassemble(x, w, k, groups, scale_factor=up, stride=stride, padding=pad, offsets=o)
+        out = reassemble(x, w, k, groups, scale_factor=up, stride=stride, padding=pad, offsets=o, backend=backend)
         assert_close(out, reassemble_offsets_loop(x, w, o, k, groups, up, stride, pad))
 
-    def test_similarity_slow_loop(self, k, groups, up, stride, size, pad):
+    def test_similarity_slow_loop(self, k, groups, up, stride, size, pad, backend):
         x, _, q, o = _inputs(k, groups, up, stride, size, pad)
-        out = window_similarity(q, x, k, groups, scale_factor=up, stride=stride, padding=pad, offsets=o)
+        out = window_similarity(
+            q, x, k, groups, scale_factor=up, stride=stride, padding=pad, offsets=o, backend=backend
+        )
         assert_close(out, window_similarity_offsets_loop(q, x, o, k, groups, up, stride, pad))
 
-    def test_zero_offsets_give_the_plain_window(self, k, groups, up, stride, size, pad):
+    def test_zero_offsets_give_the_plain_window(self, k, groups, up, stride, size, pad, backend):
         x, w, q, o = _inputs(k, groups, up, stride, size, pad)
         zero = torch.zeros_like(o)
         geometry = dict(scale_factor=up, stride=stride, padding=pad)
-        assert_close(reassemble(x, w, k, groups, offsets=zero, **geometry), reassemble(x, w, k, groups, **geometry))
         assert_close(
-            window_similarity(q, x, k, groups, offsets=zero, **geometry),
+            reassemble(x, w, k, groups, offsets=zero, backend=backend, **geometry),
+            reassemble(x, w, k, groups, **geometry),
+        )
+        assert_close(
+            window_similarity(q, x, k, groups, offsets=zero, backend=backend, **geometry),
             window_similarity(q, x, k, groups, **geometry),
         )
 
-    def test_integer_offsets_move_the_window(self, k, groups, up, stride, size, pad):
+    def test_integer_offsets_move_the_window(self, k, groups, up, stride, size, pad, backend):
         """Whole-pixel offsets (row -1, column +1) read the plain window with padding (p_t + 1, p_l - 1)."""
         x, w, q, o = _inputs(k, groups, up, stride, size, pad)
         o = torch.zeros_like(o).reshape(2, -1, 2, *o.shape[-2:])
@@ -79,37 +92,44 @@ class TestAgainstTheFormula:
         geometry = dict(scale_factor=up, stride=stride, padding=pad)
         moved = (pt + 1, pl - 1)
         assert_close(
-            reassemble(x, w, k, groups, offsets=o, **geometry), reassemble_loop(x, w, k, groups, up, stride, moved)
+            reassemble(x, w, k, groups, offsets=o, backend=backend, **geometry),
+            reassemble_loop(x, w, k, groups, up, stride, moved),
         )
         assert_close(
-            window_similarity(q, x, k, groups, offsets=o, **geometry),
+            window_similarity(q, x, k, groups, offsets=o, backend=backend, **geometry),
             window_similarity_loop(q, x, k, groups, up, stride, moved),
         )
 
-    def test_gradcheck(self, k, groups, up, stride, size, pad):
+    def test_gradcheck(self, k, groups, up, stride, size, pad, backend):
         """Eager path (tap-by-tap backward): features/keys, kernels/query and offsets.  The
         random offsets keep every position off the bilinear kinks at whole pixels."""
         x, w, q, o = (t.requires_grad_() for t in _inputs(k, groups, up, stride, size, pad, seed=1))
         geometry = dict(scale_factor=up, stride=stride, padding=pad)
         assert torch.autograd.gradcheck(
-            lambda a, b, c: reassemble(a, b, k, groups, offsets=c, **geometry), (x, w, o), fast_mode=True
+            lambda a, b, c: reassemble(a, b, k, groups, offsets=c, backend=backend, **geometry),
+            (x, w, o),
+            fast_mode=True,
         )
         assert torch.autograd.gradcheck(
-            lambda a, b, c: window_similarity(a, b, k, groups, offsets=c, **geometry), (q, x, o), fast_mode=True
+            lambda a, b, c: window_similarity(a, b, k, groups, offsets=c, backend=backend, **geometry),
+            (q, x, o),
+            fast_mode=True,
         )
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["reassemble", "similarity"])
-def test_tap_by_tap_backward_equals_autograd_through_the_composite(kind):
+def test_eager_backward_equals_autograd_through_the_composite(kind, backend):
     x, w, q, o = (t.requires_grad_() for t in _inputs(3, 2, 2, 1, (3, 4), None, seed=2))
     geometry = _geometry(3, 2, 2, 1, None)
     if kind == "reassemble":
-        inputs, eager = (x, w, o), reassemble(x, w, 3, 2, scale_factor=2, offsets=o)
+        inputs, eager = (x, w, o), reassemble(x, w, 3, 2, scale_factor=2, offsets=o, backend=backend)
         composite = reassemble_offsets_torch(x, w, o, geometry)
     else:
-        inputs, eager = (q, x, o), window_similarity(q, x, 3, 2, scale_factor=2, offsets=o)
+        inputs, eager = (q, x, o), window_similarity(q, x, 3, 2, scale_factor=2, offsets=o, backend=backend)
         composite = similarity_offsets_torch(q, x, o, geometry)
-    assert eager.grad_fn is not None and "OffsetTaps" in type(eager.grad_fn).__name__
+    expected_function = "NativeOffsetTaps" if backend == "native" else "OffsetTaps"
+    assert eager.grad_fn is not None and type(eager.grad_fn).__name__.startswith(expected_function)
     grad = torch.randn_like(eager)
     for a, b in zip(torch.autograd.grad(eager, inputs, grad), torch.autograd.grad(composite, inputs, grad)):
         assert_close(a, b)
@@ -123,33 +143,38 @@ def test_composite_gradcheck():
     assert torch.autograd.gradcheck(lambda a, b, c: similarity_offsets_torch(a, b, c, geometry), (q, x, o))
 
 
-def test_second_derivatives():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_derivatives(backend):
     x, w, q, o = (t.requires_grad_() for t in _inputs(3, 2, 2, 1, (2, 2), None, seed=4))
     assert torch.autograd.gradgradcheck(
-        lambda a, b, c: reassemble(a, b, 3, 2, scale_factor=2, offsets=c), (x, w, o), fast_mode=True
+        lambda a, b, c: reassemble(a, b, 3, 2, scale_factor=2, offsets=c, backend=backend), (x, w, o), fast_mode=True
     )
     assert torch.autograd.gradgradcheck(
-        lambda a, b, c: window_similarity(a, b, 3, 2, scale_factor=2, offsets=c), (q, x, o), fast_mode=True
+        lambda a, b, c: window_similarity(a, b, 3, 2, scale_factor=2, offsets=c, backend=backend),
+        (q, x, o),
+        fast_mode=True,
     )
 
 
-def test_only_some_inputs_need_gradients():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_some_inputs_need_gradients(backend):
     x, w, q, o = _inputs(3, 2, 2, 1, (3, 3), None, seed=5)
     o.requires_grad_()
-    (grad,) = torch.autograd.grad(reassemble(x, w, 3, 2, scale_factor=2, offsets=o).sum(), o)
+    (grad,) = torch.autograd.grad(reassemble(x, w, 3, 2, scale_factor=2, offsets=o, backend=backend).sum(), o)
     ref = o.detach().requires_grad_()
     (want,) = torch.autograd.grad(reassemble_offsets_torch(x, w, ref, _geometry(3, 2, 2, 1, None)).sum(), ref)
     assert_close(grad, want)
 
 
-def test_offsets_gradient_is_the_bilinear_slope():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_offsets_gradient_is_the_bilinear_slope(backend):
     """d sample / d column offset inside a cell is the difference of the two columns."""
     x = torch.tensor([[[[0.0, 2.0, 7.0]]]], dtype=torch.float64)
     w = torch.ones(1, 1, 1, 3, dtype=torch.float64)
     o = torch.zeros(1, 2, 1, 3, dtype=torch.float64)
     o[0, 0] = 0.25  # every pixel a quarter column to the right
     o.requires_grad_()
-    out = reassemble(x, w, 1, offsets=o)
+    out = reassemble(x, w, 1, offsets=o, backend=backend)
     assert_close(out.detach(), torch.tensor([[[[0.5, 3.25, 5.25]]]], dtype=torch.float64))
     (grad,) = torch.autograd.grad(out.sum(), o)
     # the last position's right corner is outside the image: its slope is 0 - 7
@@ -159,49 +184,54 @@ def test_offsets_gradient_is_the_bilinear_slope():
     assert_close(grad[0, 1, 0], -out.detach()[0, 0, 0])
 
 
-def test_adjoint_identity():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adjoint_identity(backend):
     """<q, reassemble(keys, w, offsets)> == <window_similarity(q, keys, offsets), w>."""
     x, w, q, o = _inputs(3, 2, 2, 1, (3, 4), None, seed=6)
-    lhs = (q * reassemble(x, w, 3, 2, scale_factor=2, offsets=o)).sum()
-    rhs = (window_similarity(q, x, 3, 2, scale_factor=2, offsets=o) * w).sum()
+    lhs = (q * reassemble(x, w, 3, 2, scale_factor=2, offsets=o, backend=backend)).sum()
+    rhs = (window_similarity(q, x, 3, 2, scale_factor=2, offsets=o, backend=backend) * w).sum()
     assert_close(lhs, rhs)
 
 
-def test_positions_far_outside_read_zero():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_positions_far_outside_read_zero(backend):
     x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
     far = torch.full_like(o, 50.0)
-    assert reassemble(x, w, 3, scale_factor=2, offsets=far).abs().max() == 0
-    assert window_similarity(q, x, 3, scale_factor=2, offsets=far).abs().max() == 0
+    assert reassemble(x, w, 3, scale_factor=2, offsets=far, backend=backend).abs().max() == 0
+    assert window_similarity(q, x, 3, scale_factor=2, offsets=far, backend=backend).abs().max() == 0
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_dtype_follows_the_features(dtype):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dtype_follows_the_features(dtype, backend):
     x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
-    out = reassemble(x.to(dtype), w.to(dtype), 3, scale_factor=2, offsets=o.to(dtype))
+    out = reassemble(x.to(dtype), w.to(dtype), 3, scale_factor=2, offsets=o.to(dtype), backend=backend)
     assert out.dtype == dtype
     # half precision inputs are sampled in float32: only the inputs' rounding remains
     want = reassemble_offsets_loop(x.to(dtype), w.to(dtype), o.to(dtype), 3, 1, 2)
     assert_close(out.double(), want, dtype=dtype)
-    sim = window_similarity(q.to(dtype), x.to(dtype), 3, scale_factor=2, offsets=o.to(dtype))
+    sim = window_similarity(q.to(dtype), x.to(dtype), 3, scale_factor=2, offsets=o.to(dtype), backend=backend)
     assert sim.dtype == dtype
 
 
-def test_autocast_accepts_low_precision_kernels_and_offsets():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_autocast_accepts_low_precision_kernels_and_offsets(backend):
     x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
     x, w, q, o = x.float(), w.float(), q.float(), o.float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = reassemble(x, w.bfloat16(), 3, scale_factor=2, offsets=o.bfloat16())
+        out = reassemble(x, w.bfloat16(), 3, scale_factor=2, offsets=o.bfloat16(), backend=backend)
     assert out.dtype == torch.float32
-    assert_close(out, reassemble(x, w.bfloat16().float(), 3, scale_factor=2, offsets=o.bfloat16().float()))
+    assert_close(
+        out, reassemble(x, w.bfloat16().float(), 3, scale_factor=2, offsets=o.bfloat16().float(), backend=backend)
+    )
 
 
-@pytest.mark.parametrize("backend", ["native", "triton"])
-def test_other_backends_reject_offsets(backend):
+def test_triton_rejects_offsets():
     x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
-    with pytest.raises(ValueError, match="`backend`.*torch path only"):
-        reassemble(x, w, 3, scale_factor=2, offsets=o, backend=backend)
-    with pytest.raises(ValueError, match="`backend`.*torch path only"):
-        window_similarity(q, x, 3, scale_factor=2, offsets=o, backend=backend)
+    with pytest.raises(ValueError, match="`backend`.*offsets.*not Triton"):
+        reassemble(x, w, 3, scale_factor=2, offsets=o, backend="triton")
+    with pytest.raises(ValueError, match="`backend`.*offsets.*not Triton"):
+        window_similarity(q, x, 3, scale_factor=2, offsets=o, backend="triton")
 
 
 @pytest.mark.parametrize(
@@ -221,3 +251,118 @@ def test_bad_offsets_name_the_argument(change, match):
         reassemble(x, w, 3, scale_factor=2, offsets=change(o))
     with pytest.raises(ValueError, match=match):
         window_similarity(q, x, 3, scale_factor=2, offsets=change(o))
+
+
+# The native kernels against the torch composite, and what only the native path has.
+
+NATIVE_GEOMETRIES = [(k, g, up, s) for k in (1, 3, 5) for g in (1, 2) for up, s in ((1, 1), (2, 1), (1, 2), (3, 1))]
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("k, groups, up, stride", NATIVE_GEOMETRIES)
+def test_native_equals_the_composite_values_and_gradients(k, groups, up, stride, dtype):
+    """Values and all three gradients of both kinds, offsets of about a pixel (positions off
+    the whole-pixel kinks, some outside the image)."""
+    x, w, q, o = (
+        t.to(dtype).requires_grad_() for t in _inputs(k, groups, up, stride, (6, 7), None, seed=7, offset_std=1.0)
+    )
+    geometry = dict(scale_factor=up, stride=stride)
+    tolerance = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    for fn, inputs in ((reassemble, (x, w, o)), (window_similarity, (q, x, o))):
+        native = fn(*inputs[:2], k, groups, offsets=o, backend="native", **geometry)
+        torch_path = fn(*inputs[:2], k, groups, offsets=o, backend="torch", **geometry)
+        torch.testing.assert_close(native, torch_path, **tolerance)
+        grad = torch.randn_like(native)
+        for a, b in zip(torch.autograd.grad(native, inputs, grad), torch.autograd.grad(torch_path, inputs, grad)):
+            torch.testing.assert_close(a, b, **tolerance)
+
+
+@needs_native
+def test_native_offset_gradient_at_whole_pixels_is_the_right_sided_slope():
+    """At zero offsets every position is a whole pixel: the native path takes the cell that
+    ``floor`` of the exact position picks (to the right and below).  The composite's
+    positions pass through ``grid_sample``'s normalised coordinates, whose rounding can pick
+    the cell on the other side, so only the native path is checked against the slope."""
+    x = torch.randn(1, 2, 4, 5, dtype=torch.float64)
+    w = torch.randn(1, 9, 4, 5, dtype=torch.float64)
+    o = torch.zeros(1, 18, 4, 5, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(reassemble(x, w, 3, offsets=o, backend="native").sum(), o)
+    step = 1e-7
+    for channel in range(18):
+        shifted = o.detach().clone()
+        shifted[:, channel] += step
+        forward = reassemble(x, w, 3, offsets=shifted, backend="native").sum()
+        base = reassemble(x, w, 3, offsets=o.detach(), backend="native").sum()
+        # a common shift of one channel's offsets: the sum of that channel's gradient
+        torch.testing.assert_close((forward - base) / step, grad[:, channel].sum(), rtol=1e-5, atol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("kind", ["reassemble", "similarity"])
+def test_native_results_do_not_depend_on_the_thread_count(kind):
+    x, w, q, o = (t.float().requires_grad_() for t in _inputs(3, 2, 2, 1, (9, 11), None, seed=8))
+
+    def run():
+        if kind == "reassemble":
+            inputs, out = (x, w, o), reassemble(x, w, 3, 2, scale_factor=2, offsets=o, backend="native")
+        else:
+            inputs, out = (q, x, o), window_similarity(q, x, 3, 2, scale_factor=2, offsets=o, backend="native")
+        return (out, *torch.autograd.grad(out, inputs, torch.ones_like(out)))
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(3)
+        three = run()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, three):
+        assert torch.equal(a, b)
+
+
+@needs_native
+def test_native_non_finite_positions_read_zero():
+    """A NaN or infinite offset puts its tap nowhere: it reads zero and scatters nothing."""
+    x, w, q, o = (t.requires_grad_() for t in _inputs(3, 1, 2, 1, (3, 3), None))
+    bad = torch.full_like(o, float("nan"))
+    bad[:, 1::4] = float("inf")
+    bad.requires_grad_()
+    out = reassemble(x, w, 3, scale_factor=2, offsets=bad, backend="native")
+    assert out.abs().max() == 0
+    grad_x, grad_w = torch.autograd.grad(out.sum(), (x, w))
+    assert grad_x.abs().max() == 0 and grad_w.abs().max() == 0
+
+
+@needs_native
+def test_native_compiles_fullgraph():
+    x, w, q, o = (t.float().requires_grad_() for t in _inputs(3, 2, 2, 1, (3, 4), None, seed=9))
+    run = torch.compile(
+        lambda a, b, c: reassemble(a, b, 3, 2, scale_factor=2, offsets=c, backend="native"), fullgraph=True
+    )
+    compiled = run(x, w, o)
+    eager = reassemble(x, w, 3, 2, scale_factor=2, offsets=o, backend="native")
+    assert torch.equal(compiled, eager)
+    for a, b in zip(torch.autograd.grad(compiled.sum(), (x, w, o)), torch.autograd.grad(eager.sum(), (x, w, o))):
+        assert torch.equal(a, b)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "op, args, match",
+    [
+        ("offset_reassemble", lambda x, w, q, o: (x, w, o[:, :-2], [3, 1, 2, 1, 1, 1]), "`offsets`: expected shape"),
+        ("offset_reassemble", lambda x, w, q, o: (x, w[:, :-1], o, [3, 1, 2, 1, 1, 1]), "`weights`"),
+        ("offset_reassemble", lambda x, w, q, o: (x, w, o.float(), [3, 1, 2, 1, 1, 1]), "`offsets`: expected dtype"),
+        ("offset_correlate", lambda x, w, q, o: (x, w, o, [3, 1, 2, 1, 1, 1], False), "`weights`: expected shape"),
+        ("offset_scatter", lambda x, w, q, o: (w, q[:, :, :-1], o, x, [3, 1, 2, 1, 1, 1]), "`grad`: expected shape"),
+        ("offset_scatter", lambda x, w, q, o: (w, q, o, x, [3, 1, 2, 1, 5, 1]), "`geometry`"),
+    ],
+    ids=["offsets-shape", "weights-channels", "offsets-dtype", "correlate-weights", "scatter-grad", "geometry"],
+)
+def test_native_offset_ops_name_bad_arguments(op, args, match):
+    """The custom ops check what their kernels index, whoever calls them."""
+    x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
+    with pytest.raises((ValueError, TypeError), match=match):
+        getattr(torch.ops.resamplers, op)(*args(x, w, q, o))

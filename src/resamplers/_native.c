@@ -580,8 +580,297 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
 DEFINE_KERNELS(float, int32_t, f32)
 DEFINE_KERNELS(double, int64_t, f64)
 
+/* Taps sampled at offsets (``offsets=`` of reassemble and window_similarity): tap t of
+ * group g at output pixel (y, x) reads the source bilinearly, zero outside the image, at
+ * row (y / up) * stride + a - pad_top + off[n, 2 (g K^2 + t) + 1, y, x] and column
+ * (x / up) * stride + b - pad_left + off[n, 2 (g K^2 + t), y, x] (pixel centres at
+ * integers), as grid_sample with align_corners=False and zero padding reads it.  The
+ * kernels take every tensor pixel-major (channels last): the sampled one with a one-pixel
+ * zero border (N x Hin+2 x Win+2 x C), so each corner is one contiguous run of a group's
+ * channels and corners outside the image read zeros; per-channel maps N x Hout x Wout x C;
+ * kernels and per-tap results N x Hout x Wout x (G K^2); offsets N x Hout x Wout x
+ * (2 G K^2), column then row for each tap.  One pixel's taps are then one contiguous run
+ * (the NCHW layout of the API would touch 3 G K^2 planes a pixel).  Three kernels, each
+ * writing only what its task owns (no atomics, results independent of the thread count):
+ *   offset_forward    out = sum_t m_t * S_t(x)                      (the reassembly)
+ *   offset_correlate  dot_t = sum_c v_c * S_t(x)_c, and optionally d dot_t / d offsets
+ *                     (the window similarity, and the kernel and offset gradients)
+ *   offset_scatter    grad_x = sum_t S_t^T(m_t * v)                 (the feature gradient)
+ * A tap with no corner inside the image contributes nothing, whatever its weight (as the
+ * plain kernels treat taps outside the image). */
+/* Channels a scatter task owns: a block of at most this many channels of one group. */
+#define RS_SCATTER_BLOCK 16
+
+#define DEFINE_OFFSET_KERNELS(T, SUFFIX)                                                            \
+/* Where a tap reads: `o` points at its (column, row) offsets, `row` and `col` are its              \
+ * whole-pixel grid position.  Gives the index of the top-left corner among the pixels of           \
+ * the padded plane ((Hin + 2) x (Win + 2), one zero pixel on every side) and the                   \
+ * fractions; returns 0 when no corner lies inside the image (a position outside                    \
+ * [-1, W) x [-1, H), or not finite): that tap contributes nothing.  Corners outside the            \
+ * image read the padding's zeros (a scatter into them is dropped). */                              \
+RS_INLINE int offset_corner_##SUFFIX(const geom_t *g, const T *o, int64_t row, int64_t col, int64_t *pixel,\
+                                     T *fx, T *fy) {                                                \
+    const T px = (T)col + o[0], py = (T)row + o[1];                                                 \
+    if (!(px >= (T)-1 && px < (T)g->Win && py >= (T)-1 && py < (T)g->Hin)) return 0;                \
+    int64_t x0 = (int64_t)px, y0 = (int64_t)py;                                                     \
+    if ((T)x0 > px) --x0;                                                                           \
+    if ((T)y0 > py) --y0;                                                                           \
+    *fx = px - (T)x0;                                                                               \
+    *fy = py - (T)y0;                                                                               \
+    *pixel = (y0 + 1) * (g->Win + 2) + x0 + 1;                                                      \
+    return 1;                                                                                       \
+}                                                                                                   \
+                                                                                                    \
+/* The first grid row and column of an output pixel's window (divisions hoisted out of              \
+ * the tap loops). */                                                                               \
+RS_INLINE int64_t window_row_##SUFFIX(const geom_t *g, int64_t y) { return (y / g->up) * g->stride - g->pad_top; }\
+RS_INLINE int64_t window_col_##SUFFIX(const geom_t *g, int64_t x) { return (x / g->up) * g->stride - g->pad_left; }\
+                                                                                                    \
+/* The valid taps of one output pixel and group: the offset of each one's top-left corner           \
+ * in the padded image (in elements, the group's first channel), its bilinear weights and           \
+ * its kernel weight. */                                                                            \
+typedef struct {                                                                                    \
+    int64_t *base;                                                                                  \
+    T *b00, *b01, *b10, *b11, *w;                                                                   \
+} offset_taps_##SUFFIX;                                                                             \
+                                                                                                    \
+static int offset_taps_alloc_##SUFFIX(offset_taps_##SUFFIX *s, int64_t k2) {                        \
+    const size_t n = (size_t)(k2 > 0 ? k2 : 1);                                                     \
+    s->base = malloc(n * sizeof(int64_t));                                                          \
+    T *block = malloc(5 * n * sizeof(T));                                                           \
+    if (!s->base || !block) { free(s->base); free(block); return 0; }                               \
+    s->b00 = block; s->b01 = block + n; s->b10 = block + 2 * n; s->b11 = block + 3 * n; s->w = block + 4 * n;\
+    return 1;                                                                                       \
+}                                                                                                   \
+                                                                                                    \
+static void offset_taps_free_##SUFFIX(offset_taps_##SUFFIX *s) { free(s->base); free(s->b00); }     \
+                                                                                                    \
+/* out[n, y, x, c] = sum_t m[n, y, x, g K^2 + t] * bilinear(x[n, :, :, c], position of t):          \
+ * x is N x (Hin+2) x (Win+2) x C (zero border), out N x Hout x Wout x C.                           \
+ * Whole vectors of channels sum the taps in registers; out is zeroed by the caller.  Tasks         \
+ * are output rows (n, y); `unused` is NULL. */                                                     \
+RS_MULTIVERSION                                                                                     \
+int reassemble_offset_forward_##SUFFIX(const T *x, const T *m, const T *off, T *out, T *unused,     \
+                                       const int64_t *gp, int64_t task_begin, int64_t task_end) {   \
+    (void)unused;                                                                                   \
+    geom_t g = read_geom(gp);                                                                       \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
+    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, row = (g.Win + 2) * C;                        \
+    const int64_t image = (g.Hin + 2) * row;                                                        \
+    offset_taps_##SUFFIX s;                                                                         \
+    if (!offset_taps_alloc_##SUFFIX(&s, k2)) return RS_NO_MEMORY;                                   \
+    for (int64_t task = task_begin; task < task_end; ++task) {                                      \
+        const int64_t n = task / g.Hout, y = task % g.Hout;                                         \
+        const int64_t row0 = window_row_##SUFFIX(&g, y);                                            \
+        for (int64_t xo = 0; xo < g.Wout; ++xo) {                                                   \
+            const int64_t at = (n * g.Hout + y) * g.Wout + xo, col0 = window_col_##SUFFIX(&g, xo);  \
+            T *restrict o = out + at * C;                                                           \
+            for (int64_t grp = 0; grp < g.G; ++grp) {                                               \
+                int64_t taps = 0;                                                                   \
+                for (int64_t a = 0; a < g.K; ++a) for (int64_t b = 0; b < g.K; ++b) {               \
+                    const int64_t t = a * g.K + b;                                                  \
+                    int64_t pixel; T fx, fy;                                                        \
+                    const T *ot = off + (at * g.G * k2 + grp * k2 + t) * 2;                         \
+                    if (!offset_corner_##SUFFIX(&g, ot, row0 + a, col0 + b, &pixel, &fx, &fy)) continue;\
+                    s.base[taps] = n * image + pixel * C + grp * Cg;                                \
+                    s.b00[taps] = ((T)1 - fx) * ((T)1 - fy); s.b01[taps] = fx * ((T)1 - fy);        \
+                    s.b10[taps] = ((T)1 - fx) * fy; s.b11[taps] = fx * fy;                          \
+                    s.w[taps] = m[at * g.G * k2 + grp * k2 + t];                                    \
+                    ++taps;                                                                         \
+                }                                                                                   \
+                const int64_t *restrict base = s.base;                                              \
+                const T *restrict b00 = s.b00, *restrict b01 = s.b01, *restrict b10 = s.b10;        \
+                const T *restrict b11 = s.b11, *restrict w = s.w;                                   \
+                T *restrict og = o + grp * Cg;                                                      \
+                /* Whole vectors of channels: the sum over the taps stays in a register. */         \
+                int64_t c = 0;                                                                      \
+                for (; c + VL_##SUFFIX <= Cg; c += VL_##SUFFIX) {                                   \
+                    vec_##SUFFIX acc = {0};                                                         \
+                    for (int64_t i = 0; i < taps; ++i) {                                            \
+                        const T *p = x + base[i] + c;                                               \
+                        acc += w[i] * (b00[i] * load_##SUFFIX(p) + b01[i] * load_##SUFFIX(p + C) +  \
+                                       b10[i] * load_##SUFFIX(p + row) + b11[i] * load_##SUFFIX(p + row + C));\
+                    }                                                                               \
+                    memcpy(og + c, &acc, sizeof acc);                                               \
+                }                                                                                   \
+                /* The last channels (fewer than a vector): tap by tap into the zeroed output. */   \
+                const int64_t rest = Cg - c;                                                        \
+                for (int64_t i = 0; i < taps; ++i) {                                                \
+                    const T *restrict p00 = x + base[i] + c, *restrict p01 = p00 + C;               \
+                    const T *restrict p10 = p00 + row, *restrict p11 = p10 + C;                     \
+                    T *restrict tail = og + c;                                                      \
+                    for (int64_t j = 0; j < rest; ++j)                                              \
+                        tail[j] += w[i] * (b00[i] * p00[j] + b01[i] * p01[j] + b10[i] * p10[j] + b11[i] * p11[j]);\
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    offset_taps_free_##SUFFIX(&s);                                                                  \
+    return RS_OK;                                                                                   \
+}                                                                                                   \
+                                                                                                    \
+/* dot[n, y, x, g K^2 + t] = sum_{c in g} v[n, y, x, c] * bilinear(x[n, :, :, c], position of t)    \
+ * and, when `deriv` is not NULL, its derivatives along the column and the row offsets,             \
+ * deriv[n, y, x, 2 (g K^2 + t) + {0, 1}]; x padded as for the forward, v N x Hout x Wout x C.  Tasks are output rows (n, y); both outputs are zeroed by the caller. */\
+RS_MULTIVERSION                                                                                     \
+int reassemble_offset_correlate_##SUFFIX(const T *x, const T *v, const T *off, T *dot, T *deriv,    \
+                                         const int64_t *gp, int64_t task_begin, int64_t task_end) { \
+    geom_t g = read_geom(gp);                                                                       \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
+    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, row = (g.Win + 2) * C;                        \
+    const int64_t image = (g.Hin + 2) * row;                                                        \
+    for (int64_t task = task_begin; task < task_end; ++task) {                                      \
+        const int64_t n = task / g.Hout, y = task % g.Hout;                                         \
+        const int64_t row0 = window_row_##SUFFIX(&g, y);                                            \
+        for (int64_t xo = 0; xo < g.Wout; ++xo) {                                                   \
+            const int64_t pix = (n * g.Hout + y) * g.Wout + xo, col0 = window_col_##SUFFIX(&g, xo); \
+            const T *vp = v + pix * C;                                                              \
+            for (int64_t grp = 0; grp < g.G; ++grp) {                                               \
+                for (int64_t a = 0; a < g.K; ++a) for (int64_t b = 0; b < g.K; ++b) {               \
+                    const int64_t t = a * g.K + b;                                                  \
+                    int64_t pixel; T fx, fy;                                                        \
+                    const int64_t at = pix * g.G * k2 + grp * k2 + t;                               \
+                    if (!offset_corner_##SUFFIX(&g, off + 2 * at, row0 + a, col0 + b, &pixel, &fx, &fy))\
+                        continue;                                                                   \
+                    const T *restrict p00 = x + n * image + pixel * C + grp * Cg;                   \
+                    const T *restrict p01 = p00 + C, *restrict p10 = p00 + row, *restrict p11 = p10 + C;\
+                    const T *restrict vg = vp + grp * Cg;                                           \
+                    if (!deriv) {                                                                   \
+                        const T b00 = ((T)1 - fx) * ((T)1 - fy), b01 = fx * ((T)1 - fy);            \
+                        const T b10 = ((T)1 - fx) * fy, b11 = fx * fy;                              \
+                        T sum = 0;                                                                  \
+                        _Pragma("omp simd reduction(+ : sum)")                                      \
+                        for (int64_t c = 0; c < Cg; ++c)                                            \
+                            sum += vg[c] * (b00 * p00[c] + b01 * p01[c] + b10 * p10[c] + b11 * p11[c]);\
+                        dot[at] = sum;                                                              \
+                        continue;                                                                   \
+                    }                                                                               \
+                    T sum = 0, dcol = 0, drow = 0;                                                  \
+                    _Pragma("omp simd reduction(+ : sum, dcol, drow)")                              \
+                    for (int64_t c = 0; c < Cg; ++c) {                                              \
+                        const T left = p10[c] - p00[c], right = p11[c] - p01[c];                    \
+                        const T upper = p01[c] - p00[c], lower = p11[c] - p10[c];                   \
+                        const T top = p00[c] + fx * upper;                                          \
+                        sum += vg[c] * (top + fy * (left + fx * (right - left)));                   \
+                        dcol += vg[c] * (upper + fy * (lower - upper));                             \
+                        drow += vg[c] * (left + fx * (right - left));                               \
+                    }                                                                               \
+                    dot[at] = sum;                                                                  \
+                    deriv[2 * at] = dcol;                                                           \
+                    deriv[2 * at + 1] = drow;                                                       \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    return RS_OK;                                                                                   \
+}                                                                                                   \
+                                                                                                    \
+/* grad_x[n, :, :, c] += sum_{y, x, t} bilinear^T(m[n, y, x, g K^2 + t] * v[n, y, x, c]): the       \
+ * adjoint of the forward in its features, channels last into the padded N x (Hin+2) x              \
+ * (Win+2) x C buffer (the caller drops the border, which collects what falls outside the           \
+ * image).  Tasks are blocks of at most RS_SCATTER_BLOCK channels of one group (n, grp,             \
+ * block), so each task writes only channels it owns, in a fixed order; `grad_x` is zeroed          \
+ * by the caller; `unused` is NULL. */                                                              \
+RS_MULTIVERSION                                                                                     \
+int reassemble_offset_scatter_##SUFFIX(const T *m, const T *v, const T *off, T *grad_x, T *unused,  \
+                                       const int64_t *gp, int64_t task_begin, int64_t task_end) {   \
+    (void)unused;                                                                                   \
+    geom_t g = read_geom(gp);                                                                       \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
+    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, row = (g.Win + 2) * C;                        \
+    const int64_t image = (g.Hin + 2) * row;                                                        \
+    const int64_t blocks = (Cg + RS_SCATTER_BLOCK - 1) / RS_SCATTER_BLOCK;                          \
+    for (int64_t task = task_begin; task < task_end; ++task) {                                      \
+        const int64_t n = task / (g.G * blocks), grp = task / blocks % g.G, block = task % blocks;  \
+        const int64_t c0 = grp * Cg + block * RS_SCATTER_BLOCK;                                     \
+        const int64_t width = Cg - block * RS_SCATTER_BLOCK < RS_SCATTER_BLOCK ? Cg - block * RS_SCATTER_BLOCK\
+                                                                                : RS_SCATTER_BLOCK; \
+        for (int64_t y = 0; y < g.Hout; ++y) {                                                      \
+            const int64_t row0 = window_row_##SUFFIX(&g, y);                                        \
+            for (int64_t xo = 0; xo < g.Wout; ++xo) {                                               \
+                const int64_t pix = (n * g.Hout + y) * g.Wout + xo, col0 = window_col_##SUFFIX(&g, xo);\
+                const T *restrict vp = v + pix * C + c0;                                            \
+                for (int64_t a = 0; a < g.K; ++a) for (int64_t b = 0; b < g.K; ++b) {               \
+                    const int64_t t = a * g.K + b;                                                  \
+                    int64_t pixel; T fx, fy;                                                        \
+                    const int64_t at = pix * g.G * k2 + grp * k2 + t;                               \
+                    if (!offset_corner_##SUFFIX(&g, off + 2 * at, row0 + a, col0 + b, &pixel, &fx, &fy))\
+                        continue;                                                                   \
+                    const T w = m[at];                                                              \
+                    const T b00 = ((T)1 - fx) * ((T)1 - fy), b01 = fx * ((T)1 - fy);                \
+                    const T b10 = ((T)1 - fx) * fy, b11 = fx * fy;                                  \
+                    T *restrict q00 = grad_x + n * image + pixel * C + c0;                          \
+                    T *restrict q01 = q00 + C, *restrict q10 = q00 + row, *restrict q11 = q10 + C;  \
+                    for (int64_t c = 0; c < width; ++c) {                                           \
+                        const T value = w * vp[c];                                                  \
+                        q00[c] += b00 * value;                                                      \
+                        q01[c] += b01 * value;                                                      \
+                        q10[c] += b10 * value;                                                      \
+                        q11[c] += b11 * value;                                                      \
+                    }                                                                               \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    return RS_OK;                                                                                   \
+}
+
+DEFINE_OFFSET_KERNELS(float, f32)
+DEFINE_OFFSET_KERNELS(double, f64)
+
+/* Layout changes for the offset kernels, in 16 x 16 blocks (torch's strided copy of a
+ * permuted tensor runs far below the copy bandwidth).  dims: N, C, H, W, pad.
+ *   pixels_from_planes  N x C x H x W  ->  N x (H + 2 pad) x (W + 2 pad) x C (the border
+ *                       is left as the caller made it: zeroed)
+ *   planes_from_pixels  the inverse, reading the interior
+ * Tasks are rows (n, y). */
+#define RS_TRANSPOSE_BLOCK 16
+#define DEFINE_LAYOUT_KERNELS(T, SUFFIX)                                                    \
+RS_MULTIVERSION                                                                            \
+int reassemble_pixels_from_planes_##SUFFIX(const T *src, T *dst, const int64_t *dims,     \
+                                           int64_t task_begin, int64_t task_end) {        \
+    const int64_t C = dims[1], H = dims[2], W = dims[3], pad = dims[4];                    \
+    const int64_t Wp = W + 2 * pad, Hp = H + 2 * pad, plane = H * W;                       \
+    for (int64_t task = task_begin; task < task_end; ++task) {                             \
+        const int64_t n = task / H, y = task % H;                                          \
+        const T *s = src + n * C * plane + y * W;                                          \
+        T *d = dst + ((n * Hp + y + pad) * Wp + pad) * C;                                  \
+        for (int64_t x0 = 0; x0 < W; x0 += RS_TRANSPOSE_BLOCK)                             \
+            for (int64_t c0 = 0; c0 < C; c0 += RS_TRANSPOSE_BLOCK) {                       \
+                const int64_t x1 = x0 + RS_TRANSPOSE_BLOCK < W ? x0 + RS_TRANSPOSE_BLOCK : W; \
+                const int64_t c1 = c0 + RS_TRANSPOSE_BLOCK < C ? c0 + RS_TRANSPOSE_BLOCK : C; \
+                for (int64_t x = x0; x < x1; ++x)                                          \
+                    for (int64_t c = c0; c < c1; ++c) d[x * C + c] = s[c * plane + x];    \
+            }                                                                              \
+    }                                                                                      \
+    return RS_OK;                                                                          \
+}                                                                                          \
+                                                                                           \
+RS_MULTIVERSION                                                                            \
+int reassemble_planes_from_pixels_##SUFFIX(const T *src, T *dst, const int64_t *dims,     \
+                                           int64_t task_begin, int64_t task_end) {        \
+    const int64_t C = dims[1], H = dims[2], W = dims[3], pad = dims[4];                    \
+    const int64_t Wp = W + 2 * pad, Hp = H + 2 * pad, plane = H * W;                       \
+    for (int64_t task = task_begin; task < task_end; ++task) {                             \
+        const int64_t n = task / H, y = task % H;                                          \
+        const T *s = src + ((n * Hp + y + pad) * Wp + pad) * C;                            \
+        T *d = dst + n * C * plane + y * W;                                                \
+        for (int64_t c0 = 0; c0 < C; c0 += RS_TRANSPOSE_BLOCK)                             \
+            for (int64_t x0 = 0; x0 < W; x0 += RS_TRANSPOSE_BLOCK) {                       \
+                const int64_t x1 = x0 + RS_TRANSPOSE_BLOCK < W ? x0 + RS_TRANSPOSE_BLOCK : W; \
+                const int64_t c1 = c0 + RS_TRANSPOSE_BLOCK < C ? c0 + RS_TRANSPOSE_BLOCK : C; \
+                for (int64_t c = c0; c < c1; ++c)                                          \
+                    for (int64_t x = x0; x < x1; ++x) d[c * plane + x] = s[x * C + c];    \
+            }                                                                              \
+    }                                                                                      \
+    return RS_OK;                                                                          \
+}
+
+DEFINE_LAYOUT_KERNELS(float, f32)
+DEFINE_LAYOUT_KERNELS(double, f64)
+
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
-int64_t reassemble_abi_version(void) { return 3; }
+int64_t reassemble_abi_version(void) { return 4; }
 
 /* The instruction-set level whose clone the kernels run: 4 (x86-64-v4: AVX-512),
  * 3 (x86-64-v3: AVX2 and FMA), 1 (the baseline build: SSE2 on x86-64, or whatever the

@@ -11,8 +11,9 @@ is the public face and re-exports the public functions):
   the torch path, the window similarity and the local pools (:func:`window_taps`);
 * :mod:`.torch_path`: the portable torch path and its eager backward;
 * :mod:`.offset_path`: taps sampled at offsets (``offsets=`` of ``reassemble`` and
-  ``window_similarity``), torch only, with its eager backward;
-* :mod:`.native`: the C library, its thread pool and the ``torch.ops.resamplers`` custom ops;
+  ``window_similarity``) on the torch path, with its eager backward;
+* :mod:`.native`: the C library, its thread pool and the ``torch.ops.resamplers`` custom ops
+  (the offset kernels included, with their autograd);
 * :mod:`.triton_path`: the Triton GPU kernels (:mod:`._triton_kernels`, loaded on first
   use; ``triton`` is optional) as ``torch.ops.resamplers.triton_*`` custom ops;
 * :mod:`.api`: the public functions (validate, choose a backend, run).

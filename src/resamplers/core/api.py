@@ -50,8 +50,9 @@ window similarity, of the query); gradients flow back in each input's own dtype.
 Sampling at offsets: ``reassemble`` and ``window_similarity`` take ``offsets``
 (``N x (2*G*K*K) x H_out x W_out``, input pixel units, column first): tap ``t`` then reads
 the input bilinearly (zero outside the image) at its grid position plus its offset
-(:mod:`.offset_path`, the torch path only: ``"native"`` and ``"triton"`` reject offsets,
-``"auto"`` takes the torch path; half and bfloat16 are sampled in float32).
+(:mod:`.offset_path` on the torch path, three kernels of their own on the native path;
+``"triton"`` rejects offsets, ``"auto"`` takes the native kernels for CPU tensors and the
+torch path otherwise; half and bfloat16 are sampled in float32).
 
 None materialises the unfolded ``N x C x K^2 x H_out x W_out`` tensor: the native
 kernels work row by row, the Triton kernels tile by tile in registers, and the torch
@@ -67,7 +68,7 @@ from torch import Tensor
 from .._checks import check_int, check_odd
 from .exporting import eager_autograd, is_exporting
 from .geometry import Backend, Geometry, check_backend, check_offsets, check_reassembly, check_similarity
-from .native import native_available, native_reassemble, native_window_similarity
+from .native import NativeOffsetTaps, native_available, native_reassemble, native_window_similarity
 from .offset_path import OffsetTaps, reassemble_offsets_torch, similarity_offsets_torch
 from .torch_path import TorchReassembly, reassemble_torch, similarity_torch
 from .triton_path import triton_available, triton_interpreted, triton_reassemble, triton_window_similarity
@@ -177,16 +178,19 @@ def run_offsets(
     validated arguments whose taps are sampled at ``offsets``; the result in the dtype of
     the features (of the query)."""
     check_backend(backend)
-    if backend in ("native", "triton"):
+    if backend == "triton":
         raise ValueError(
-            f"argument `backend`: sampling at `offsets` has the torch path only; use 'auto' or 'torch', got {backend!r}"
+            "argument `backend`: sampling at `offsets` has the native and torch paths, not Triton; "
+            "use 'auto', 'native' or 'torch'"
         )
     result_dtype = sampled.dtype if kind == "reassemble" else other.dtype
     dtype = compute or sampled.dtype
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32  # positions in half precision would be off by a fraction of a pixel
     sampled, other, offsets = sampled.to(dtype), other.to(dtype), offsets.to(dtype)
-    if eager_autograd(sampled, other, offsets):
+    if use_native(sampled, backend):
+        out = NativeOffsetTaps.apply(kind, sampled, other, offsets, geometry)
+    elif eager_autograd(sampled, other, offsets):
         out = OffsetTaps.apply(kind, sampled, other, offsets, geometry)
     elif kind == "reassemble":
         out = reassemble_offsets_torch(sampled, other, offsets, geometry)
@@ -234,7 +238,7 @@ def reassemble(
             ``(y // u) * s + a - p_t + offsets[n, 2*(g*K*K + t) + 1, y, x]`` and column
             ``(x // u) * s + b - p_l + offsets[n, 2*(g*K*K + t), y, x]`` (input pixel
             units, pixel centres at integers); zero offsets give the plain window.  The
-            torch path only (``backend`` ``"auto"`` or ``"torch"``).
+            native and torch paths (``backend`` ``"auto"``, ``"native"`` or ``"torch"``).
         backend: ``"auto"`` (native kernels on CPU when available, Triton on CUDA when
             triton is installed, else torch; always torch when exporting), ``"native"``,
             ``"triton"`` (CUDA; CPU only under ``TRITON_INTERPRET=1``) or ``"torch"``.
@@ -366,7 +370,7 @@ def window_similarity(
             ``g`` is then sampled bilinearly (zero outside the image) at the tap's
             position plus ``(offsets[n, 2*(g*K*K + t) + 1], offsets[n, 2*(g*K*K + t)])``
             (row, column; input pixel units), exactly as ``reassemble`` with the same
-            ``offsets`` reads its values.  The torch path only.
+            ``offsets`` reads its values.  The native and torch paths.
         backend: ``"auto"``, ``"native"``, ``"triton"`` or ``"torch"`` (as for ``reassemble``).
 
     Returns:

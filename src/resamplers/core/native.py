@@ -15,6 +15,14 @@ as ``torch.library`` custom ops, with fake implementations, so
   features-gradient of that same reassembly).
 
 ``geometry`` is ``[K, G, up, stride, pad_top, pad_left]``.
+
+Taps sampled at offsets (``offsets=`` of ``reassemble`` and ``window_similarity``) have
+three kernels of their own, as custom ops on ``(tensor, tensor, offsets, geometry)``:
+``resamplers::offset_reassemble`` (the reassembly), ``resamplers::offset_correlate`` (a
+dot product over each group's channels with the samples of every tap, optionally with its
+derivatives along the offsets: the window similarity and the kernel and offset gradients)
+and ``resamplers::offset_scatter`` (the adjoint in the sampled tensor: the feature
+gradient).  :class:`NativeOffsetTaps` wires them into autograd for both kinds.
 Set ``RESAMPLERS_NATIVE=0`` to disable the native path (the pure-PyTorch path is used).
 """
 
@@ -24,8 +32,9 @@ import ctypes
 import importlib.util
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,10 +47,18 @@ from .custom_ops import (
     register_core_ops,
 )
 from .geometry import Geometry
+from .offset_path import composite_gradients
 
-__all__ = ["native_available", "native_isa", "native_reassemble", "native_window_similarity", "NATIVE_DTYPES"]
+__all__ = [
+    "native_available",
+    "native_isa",
+    "native_reassemble",
+    "native_window_similarity",
+    "NativeOffsetTaps",
+    "NATIVE_DTYPES",
+]
 
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
 
@@ -63,6 +80,14 @@ def _load_library() -> ctypes.CDLL | None:
                 fn = getattr(lib, f"reassemble_{kind}_{suffix}")
                 fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64]
+            for kind in ("offset_forward", "offset_correlate", "offset_scatter"):
+                fn = getattr(lib, f"reassemble_{kind}_{suffix}")
+                fn.restype = ctypes.c_int
+                fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64]
+            for kind in ("pixels_from_planes", "planes_from_pixels"):
+                fn = getattr(lib, f"reassemble_{kind}_{suffix}")
+                fn.restype = ctypes.c_int
+                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64]
     except (OSError, AttributeError):
         return None
     return lib
@@ -124,9 +149,11 @@ def _raise_for(code: int, kind: str) -> None:
         raise error(f"resamplers native `{kind}`: {message}")
 
 
-def _run(kind: str, dtype: torch.dtype, tensors: tuple[Tensor, Tensor, Tensor], geometry: Tensor, tasks: int) -> None:
+def _run(kind: str, dtype: torch.dtype, tensors: Sequence[Tensor | None], geometry: Tensor, tasks: int) -> None:
+    """Run kernel ``kind`` over ``tasks`` tasks, split into contiguous ranges on the pool
+    (a ``None`` tensor is passed as a null pointer)."""
     fn: Callable[..., int] = getattr(_LIB, f"reassemble_{kind}_{_DTYPE_SUFFIX[dtype]}")
-    ptrs = [t.data_ptr() for t in tensors] + [geometry.data_ptr()]
+    ptrs = [None if t is None else t.data_ptr() for t in tensors] + [geometry.data_ptr()]
     threads = max(1, min(torch.get_num_threads(), tasks))
     if threads == 1:
         _raise_for(fn(*ptrs, 0, tasks), kind)
@@ -260,3 +287,223 @@ def native_reassemble(features: Tensor, kernels: Tensor, geometry: Geometry) -> 
 def native_window_similarity(query: Tensor, keys: Tensor, geometry: Geometry) -> Tensor:
     """``resamplers::window_similarity``; half and bfloat16 inputs are computed in float32."""
     return _in_native_dtype(_similarity_op, query, keys, geometry)
+
+
+# Channels of one group a scatter task owns (RS_SCATTER_BLOCK in _native.c).
+_SCATTER_BLOCK = 16
+
+
+def _to_pixels(planes: Tensor, pad: int = 0) -> Tensor:
+    """``N x C x H x W`` as the offset kernels read it, pixel-major: ``N x (H + 2 pad) x
+    (W + 2 pad) x C`` with a zero border (so that corners outside the image read zeros and
+    the kernels need no per-corner branches).  A channels-last input is already pixel-major."""
+    n, c, h, w = planes.shape
+    shape = (n, h + 2 * pad, w + 2 * pad, c)
+    if _is_channels_last(planes):
+        if not pad:
+            return planes.permute(0, 2, 3, 1)
+        out = planes.new_zeros(shape)
+        out[:, pad : h + pad, pad : w + pad] = planes.permute(0, 2, 3, 1)
+        return out
+    planes = planes.contiguous()
+    out = planes.new_empty(shape)
+    if pad:  # zero only the border: the interior is written once below
+        out[:, :pad], out[:, h + pad :], out[:, :, :pad], out[:, :, w + pad :] = 0, 0, 0, 0
+    if planes.numel():
+        _run("pixels_from_planes", planes.dtype, (planes, out), _layout_dims(planes, pad), n * h)
+    return out
+
+
+def _to_planes(pixels: Tensor, reference: Tensor, pad: int = 0) -> Tensor:
+    """The inverse of :func:`_to_pixels`: the interior of ``N x (H + 2 pad) x (W + 2 pad) x C``
+    as ``N x C x H x W`` in ``reference``'s memory format (channels last, or contiguous)."""
+    n, hp, wp, c = pixels.shape
+    h, w = hp - 2 * pad, wp - 2 * pad
+    if _is_channels_last(reference):
+        interior = pixels[:, pad : h + pad, pad : w + pad].permute(0, 3, 1, 2)
+        return interior.contiguous(memory_format=torch.channels_last)
+    out = pixels.new_empty((n, c, h, w))
+    if out.numel():
+        _run("planes_from_pixels", pixels.dtype, (pixels.contiguous(), out), _layout_dims(out, pad), n * h)
+    return out
+
+
+def _layout_dims(planes: Tensor, pad: int) -> Tensor:
+    n, c, h, w = planes.shape
+    return torch.tensor([n, c, h, w, pad], dtype=torch.int64)
+
+
+def _is_channels_last(t: Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _empty_in_layout_of(reference: Tensor, shape: tuple[int, ...]) -> Tensor:
+    out = reference.new_empty(shape)
+    return out.contiguous(memory_format=torch.channels_last) if _is_channels_last(reference) else out
+
+
+def _check_offset_args(
+    op: str, sampled: Tensor, per_pixel: Tensor, offsets: Tensor, geometry: list[int], taps: bool
+) -> None:
+    """The arguments of an offset op: ``sampled`` (``N x C x H x W``), ``per_pixel`` (per-tap
+    ``N x (G K^2) x H_out x W_out`` when ``taps``, else per-channel ``N x C x H_out x W_out``)
+    and ``offsets`` (``N x (2 G K^2) x H_out x W_out``), one dtype, CPU, a geometry that fits."""
+    _check_tensor(op, sampled, "sampled")
+    _check_tensor(op, per_pixel, "weights", sampled.dtype)
+    _check_tensor(op, offsets, "offsets", sampled.dtype)
+    checked = check_geometry_list(op, geometry)
+    n, c = sampled.shape[:2]
+    tap_count = checked.groups * checked.kernel_size**2
+    h_out, w_out = per_pixel.shape[-2:]
+    check_op_shapes(op, sampled, (n, tap_count, h_out, w_out), checked, "weights")
+    expected = (n, tap_count if taps else c, h_out, w_out)
+    if tuple(per_pixel.shape) != expected:
+        raise ValueError(
+            f"torch.ops.resamplers.{op}: argument `weights`: expected shape {expected}, got {tuple(per_pixel.shape)}"
+        )
+    if tuple(offsets.shape) != (n, 2 * tap_count, h_out, w_out):
+        raise ValueError(
+            f"torch.ops.resamplers.{op}: argument `offsets`: expected shape {(n, 2 * tap_count, h_out, w_out)}, "
+            f"got {tuple(offsets.shape)}"
+        )
+
+
+def _offset_geometry(sampled: Tensor, per_pixel: Tensor, geometry: list[int]) -> Tensor:
+    kernel_size, groups = geometry[0], geometry[1]
+    taps = torch.empty((0, groups * kernel_size * kernel_size, *per_pixel.shape[-2:]))
+    return _geometry_tensor(sampled, taps, geometry)
+
+
+@torch.library.custom_op("resamplers::offset_reassemble", mutates_args=())
+def _offset_reassemble_op(features: Tensor, kernels: Tensor, offsets: Tensor, geometry: list[int]) -> Tensor:
+    _check_offset_args("offset_reassemble", features, kernels, offsets, geometry, taps=True)
+    n, c = features.shape[:2]
+    h_out, w_out = kernels.shape[-2:]
+    out = features.new_zeros((n, h_out, w_out, c))
+    if out.numel():
+        geo = _offset_geometry(features, kernels, geometry)
+        inputs = (_to_pixels(features, pad=1), _to_pixels(kernels), _to_pixels(offsets))
+        _run("offset_forward", features.dtype, (*inputs, out, None), geo, n * h_out)
+    return _to_planes(out, features)
+
+
+@_offset_reassemble_op.register_fake
+def _(features: Tensor, kernels: Tensor, offsets: Tensor, geometry: list[int]) -> Tensor:
+    return _empty_in_layout_of(features, (features.shape[0], features.shape[1], *kernels.shape[-2:]))
+
+
+@torch.library.custom_op("resamplers::offset_correlate", mutates_args=())
+def _offset_correlate_op(
+    sampled: Tensor, weights: Tensor, offsets: Tensor, geometry: list[int], derivatives: bool
+) -> tuple[Tensor, Tensor]:
+    _check_offset_args("offset_correlate", sampled, weights, offsets, geometry, taps=False)
+    n = sampled.shape[0]
+    h_out, w_out = weights.shape[-2:]
+    taps = geometry[1] * geometry[0] * geometry[0]
+    dot = torch.zeros((n, h_out, w_out, taps), dtype=sampled.dtype)
+    deriv = torch.zeros((n, h_out, w_out, 2 * taps) if derivatives else (0, 0, 0, 0), dtype=sampled.dtype)
+    if dot.numel() and sampled.numel():
+        geo = _offset_geometry(sampled, weights, geometry)
+        inputs = (_to_pixels(sampled, pad=1), _to_pixels(weights), _to_pixels(offsets))
+        _run("offset_correlate", sampled.dtype, (*inputs, dot, deriv if derivatives else None), geo, n * h_out)
+    # Per-tap results go back to the API's N x taps x H x W.
+    return _to_planes(dot, weights), (_to_planes(deriv, weights) if derivatives else deriv.new_zeros(0))
+
+
+@_offset_correlate_op.register_fake
+def _(
+    sampled: Tensor, weights: Tensor, offsets: Tensor, geometry: list[int], derivatives: bool
+) -> tuple[Tensor, Tensor]:
+    taps = geometry[1] * geometry[0] * geometry[0]
+    n, (h_out, w_out) = sampled.shape[0], weights.shape[-2:]
+    deriv_shape = (n, 2 * taps, h_out, w_out)
+    return _empty_in_layout_of(weights, (n, taps, h_out, w_out)), (
+        _empty_in_layout_of(weights, deriv_shape) if derivatives else sampled.new_empty((0,))
+    )
+
+
+@torch.library.custom_op("resamplers::offset_scatter", mutates_args=())
+def _offset_scatter_op(kernels: Tensor, grad: Tensor, offsets: Tensor, sampled: Tensor, geometry: list[int]) -> Tensor:
+    _check_offset_args("offset_scatter", sampled, kernels, offsets, geometry, taps=True)
+    _check_tensor("offset_scatter", grad, "grad", sampled.dtype)
+    expected = (*sampled.shape[:2], *kernels.shape[-2:])
+    if tuple(grad.shape) != expected:
+        raise ValueError(
+            f"torch.ops.resamplers.offset_scatter: argument `grad`: expected shape {expected}, got {tuple(grad.shape)}"
+        )
+    n, c, h, w = sampled.shape
+    padded = sampled.new_zeros((n, h + 2, w + 2, c))
+    if sampled.numel() and grad.numel():
+        geo = _offset_geometry(sampled, kernels, geometry)
+        groups = geometry[1]
+        tasks = n * groups * -(-(c // groups) // _SCATTER_BLOCK)
+        inputs = (_to_pixels(kernels), _to_pixels(grad), _to_pixels(offsets))
+        _run("offset_scatter", sampled.dtype, (*inputs, padded, None), geo, tasks)
+    # The border collected what fell outside the image.
+    return _to_planes(padded, sampled, pad=1)
+
+
+@_offset_scatter_op.register_fake
+def _(kernels: Tensor, grad: Tensor, offsets: Tensor, sampled: Tensor, geometry: list[int]) -> Tensor:
+    return _empty_in_layout_of(sampled, tuple(sampled.shape))
+
+
+def _times_taps(derivatives: Tensor, per_tap: Tensor) -> Tensor:
+    """Offset gradients from the per-tap derivatives (``N x (2 T) x H x W``, column then row
+    for each tap) scaled by a per-tap factor (``N x T x H x W``)."""
+    n, taps, h, w = per_tap.shape
+    return (derivatives.view(n, taps, 2, h, w) * per_tap.unsqueeze(2)).view(n, 2 * taps, h, w)
+
+
+class NativeOffsetTaps(torch.autograd.Function):
+    """Taps sampled at offsets on the native kernels, both kinds, with their first derivatives.
+
+    ``kind`` is ``"reassemble"`` (``sampled`` = features, ``other`` = kernels) or
+    ``"similarity"`` (``sampled`` = keys, ``other`` = query), as for
+    :class:`~resamplers.core.offset_path.OffsetTaps`.  Backward:
+
+    * reassembly ``out = sum_t m_t S_t(f)``: ``d f = scatter(m, g)``, ``d m`` and the
+      offsets' derivatives from one ``correlate(f, g)`` pass (``d offsets_t = m_t * D_t``);
+    * similarity ``sim_t = sum_c q_c S_t(k)_c``: ``d q = offset_reassemble(k, g)``,
+      ``d k = scatter(g, q)``, ``d offsets_t = g_t * D_t`` with ``D`` from ``correlate(k, q)``.
+
+    A second derivative (``create_graph``) differentiates the torch composite instead.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, kind: str, sampled: Tensor, other: Tensor, offsets: Tensor, geometry: Geometry
+    ) -> Tensor:
+        ctx.save_for_backward(sampled, other, offsets)
+        ctx.kind, ctx.geometry = kind, geometry
+        if kind == "reassemble":
+            return _offset_reassemble_op(sampled, other, offsets, geometry.as_list())
+        return _offset_correlate_op(sampled, other, offsets, geometry.as_list(), False)[0]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        sampled, other, offsets = ctx.saved_tensors
+        kind, geometry = ctx.kind, ctx.geometry
+        need_sampled, need_other, need_offsets = ctx.needs_input_grad[1:4]
+        if torch.is_grad_enabled():
+            needs = (need_sampled, need_other, need_offsets)
+            return (None, *composite_gradients(kind, sampled, other, offsets, geometry, grad, needs), None)
+        geo = geometry.as_list()
+        grad = grad.contiguous()
+        grad_sampled = grad_other = grad_offsets = None
+        if kind == "reassemble":
+            if need_sampled:
+                grad_sampled = _offset_scatter_op(other, grad, offsets, sampled, geo)
+            if need_other or need_offsets:
+                dot, deriv = _offset_correlate_op(sampled, grad, offsets, geo, bool(need_offsets))
+                grad_other = dot if need_other else None
+                grad_offsets = _times_taps(deriv, other) if need_offsets else None
+        else:
+            if need_other:
+                grad_other = _offset_reassemble_op(sampled, grad, offsets, geo)
+            if need_sampled:
+                grad_sampled = _offset_scatter_op(grad, other, offsets, sampled, geo)
+            if need_offsets:
+                deriv = _offset_correlate_op(sampled, other, offsets, geo, True)[1]
+                grad_offsets = _times_taps(deriv, grad)
+        return None, grad_sampled, grad_other, grad_offsets, None

@@ -19,7 +19,12 @@ materialised), so the path traces, exports (ONNX ``GridSample``) and compiles.
 
 Bilinear sampling is not differentiable where a position crosses a pixel row or column;
 there the gradient with respect to the offsets is the one-sided derivative of the cell
-that ``floor`` picks, as in deformable-convolution kernels.
+that ``floor`` picks, as in deformable-convolution kernels.  The native kernels
+(:class:`~resamplers.core.native.NativeOffsetTaps`) take ``floor`` of the exact position,
+so at a whole pixel they take the cell to the right and below; this path's positions pass
+through ``grid_sample``'s normalised coordinates, whose rounding can land a whole pixel a
+hair to either side, so at exact whole pixels the two paths' offset gradients may take
+opposite cells.  Values and the other gradients agree everywhere.
 
 In eager training, :class:`OffsetTaps` recomputes each tap's samples in backward instead
 of keeping ``K^2`` output-sized samples alive (plain autograd through the loop would):
@@ -43,6 +48,7 @@ __all__ = [
     "reassemble_offsets_torch",
     "similarity_offsets_torch",
     "OffsetTaps",
+    "composite_gradients",
 ]
 
 
@@ -126,6 +132,23 @@ def _composite(kind: str, sampled: Tensor, other: Tensor, offsets: Tensor, geome
     return similarity_offsets_torch(other, sampled, offsets, geometry)
 
 
+def composite_gradients(
+    kind: str,
+    sampled: Tensor,
+    other: Tensor,
+    offsets: Tensor,
+    geometry: Geometry,
+    grad: Tensor,
+    needs: tuple[bool, ...],
+) -> tuple[Tensor | None, ...]:
+    """The gradients of the composite at ``grad``, as differentiable functions of the inputs
+    (``create_graph=True``): the second-derivative path of every backend's offset taps."""
+    inputs = [t for t, need in zip((sampled, other, offsets), needs) if need]
+    out = _composite(kind, sampled, other, offsets, geometry)
+    found = iter(torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True))
+    return tuple(next(found) if need else None for need in needs)
+
+
 class OffsetTaps(torch.autograd.Function):
     """The offset path with a backward pass that recomputes one tap at a time (eager only).
 
@@ -152,11 +175,7 @@ class OffsetTaps(torch.autograd.Function):
         kind, geometry = ctx.kind, ctx.geometry
         needs = tuple(ctx.needs_input_grad[1:4])
         if torch.is_grad_enabled():
-            # create_graph=True: gradients as differentiable functions of the inputs.
-            inputs = [t for t, need in zip((sampled, other, offsets), needs) if need]
-            out = _composite(kind, sampled, other, offsets, geometry)
-            found = iter(torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True))
-            return (None, *(next(found) if need else None for need in needs), None)
+            return (None, *composite_gradients(kind, sampled, other, offsets, geometry, grad, needs), None)
         return (None, *_tap_by_tap_gradients(kind, sampled, other, offsets, geometry, grad, needs), None)
 
 
