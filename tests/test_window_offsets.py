@@ -366,3 +366,22 @@ def test_native_offset_ops_name_bad_arguments(op, args, match):
     x, w, q, o = _inputs(3, 1, 2, 1, (3, 3), None)
     with pytest.raises((ValueError, TypeError), match=match):
         getattr(torch.ops.resamplers, op)(*args(x, w, q, o))
+
+
+@needs_native
+def test_offset_benchmark_tool_runs(tmp_path):
+    """``tools/bench_offset_taps.py`` at a tiny size: every row printed, ratios positive."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_offset_taps.py"
+    args = [sys.executable, str(tool), "--threads", "1", "--rounds", "1", "--channels", "8", "--size", "6"]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rows = [
+        line
+        for line in printed.splitlines()
+        if line.startswith("| window_similarity") or line.startswith("| reassemble")
+    ]
+    assert len(rows) == 4
+    assert all(float(row.split("|")[-2].strip().rstrip("x")) > 0 for row in rows)

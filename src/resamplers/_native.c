@@ -598,9 +598,6 @@ DEFINE_KERNELS(double, int64_t, f64)
  *   offset_scatter    grad_x = sum_t S_t^T(m_t * v)                 (the feature gradient)
  * A tap with no corner inside the image contributes nothing, whatever its weight (as the
  * plain kernels treat taps outside the image). */
-/* Channels a scatter task owns: a block of at most this many channels of one group. */
-#define RS_SCATTER_BLOCK 16
-
 #define DEFINE_OFFSET_KERNELS(T, SUFFIX)                                                            \
 /* Where a tap reads: `o` points at its (column, row) offsets, `row` and `col` are its              \
  * whole-pixel grid position.  Gives the index of the top-left corner among the pixels of           \
@@ -768,9 +765,10 @@ int reassemble_offset_correlate_##SUFFIX(const T *x, const T *v, const T *off, T
 /* grad_x[n, :, :, c] += sum_{y, x, t} bilinear^T(m[n, y, x, g K^2 + t] * v[n, y, x, c]): the       \
  * adjoint of the forward in its features, channels last into the padded N x (Hin+2) x              \
  * (Win+2) x C buffer (the caller drops the border, which collects what falls outside the           \
- * image).  Tasks are blocks of at most RS_SCATTER_BLOCK channels of one group (n, grp,             \
- * block), so each task writes only channels it owns, in a fixed order; `grad_x` is zeroed          \
- * by the caller; `unused` is NULL. */                                                              \
+ * image).  Tasks are blocks of gp[12] channels of one group (n, grp, block; the last               \
+ * block of a group may be narrower), so each task writes only channels it owns, and every          \
+ * channel is summed in the same order whatever the block size; `grad_x` is zeroed by the           \
+ * caller; `unused` is NULL. */                                                                     \
 RS_MULTIVERSION                                                                                     \
 int reassemble_offset_scatter_##SUFFIX(const T *m, const T *v, const T *off, T *grad_x, T *unused,  \
                                        const int64_t *gp, int64_t task_begin, int64_t task_end) {   \
@@ -779,12 +777,12 @@ int reassemble_offset_scatter_##SUFFIX(const T *m, const T *v, const T *off, T *
     if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
     const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, row = (g.Win + 2) * C;                        \
     const int64_t image = (g.Hin + 2) * row;                                                        \
-    const int64_t blocks = (Cg + RS_SCATTER_BLOCK - 1) / RS_SCATTER_BLOCK;                          \
+    const int64_t span = gp[12] > 0 && gp[12] < Cg ? gp[12] : Cg;                                   \
+    const int64_t blocks = (Cg + span - 1) / span;                                                  \
     for (int64_t task = task_begin; task < task_end; ++task) {                                      \
         const int64_t n = task / (g.G * blocks), grp = task / blocks % g.G, block = task % blocks;  \
-        const int64_t c0 = grp * Cg + block * RS_SCATTER_BLOCK;                                     \
-        const int64_t width = Cg - block * RS_SCATTER_BLOCK < RS_SCATTER_BLOCK ? Cg - block * RS_SCATTER_BLOCK\
-                                                                                : RS_SCATTER_BLOCK; \
+        const int64_t c0 = grp * Cg + block * span;                                                 \
+        const int64_t width = Cg - block * span < span ? Cg - block * span : span;                  \
         for (int64_t y = 0; y < g.Hout; ++y) {                                                      \
             const int64_t row0 = window_row_##SUFFIX(&g, y);                                        \
             for (int64_t xo = 0; xo < g.Wout; ++xo) {                                               \

@@ -289,8 +289,16 @@ def native_window_similarity(query: Tensor, keys: Tensor, geometry: Geometry) ->
     return _in_native_dtype(_similarity_op, query, keys, geometry)
 
 
-# Channels of one group a scatter task owns (RS_SCATTER_BLOCK in _native.c).
-_SCATTER_BLOCK = 16
+# The scatter's channel blocks: a multiple of this many channels (a vector's worth).
+_SCATTER_QUANTUM = 16
+
+
+def _scatter_block(batch: int, groups: int, group_channels: int, threads: int) -> int:
+    """Channels of one group a scatter task owns: as wide as possible (each task recomputes
+    the taps' positions) while there are still two tasks a thread where the channels allow."""
+    wanted_blocks = -(-2 * threads // (batch * groups))
+    block = -(-group_channels // max(1, wanted_blocks))
+    return min(group_channels, -(-block // _SCATTER_QUANTUM) * _SCATTER_QUANTUM)
 
 
 def _to_pixels(planes: Tensor, pad: int = 0) -> Tensor:
@@ -434,9 +442,10 @@ def _offset_scatter_op(kernels: Tensor, grad: Tensor, offsets: Tensor, sampled: 
     n, c, h, w = sampled.shape
     padded = sampled.new_zeros((n, h + 2, w + 2, c))
     if sampled.numel() and grad.numel():
-        geo = _offset_geometry(sampled, kernels, geometry)
         groups = geometry[1]
-        tasks = n * groups * -(-(c // groups) // _SCATTER_BLOCK)
+        block = _scatter_block(n, groups, c // groups, torch.get_num_threads())
+        geo = torch.cat([_offset_geometry(sampled, kernels, geometry), torch.tensor([block])])
+        tasks = n * groups * -(-(c // groups) // block)
         inputs = (_to_pixels(kernels), _to_pixels(grad), _to_pixels(offsets))
         _run("offset_scatter", sampled.dtype, (*inputs, padded, None), geo, tasks)
     # The border collected what fell outside the image.
