@@ -385,3 +385,35 @@ def test_offset_benchmark_tool_runs(tmp_path):
     ]
     assert len(rows) == 4
     assert all(float(row.split("|")[-2].strip().rstrip("x")) > 0 for row in rows)
+
+
+@needs_native
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
+def test_native_takes_any_memory_layout(layout):
+    """The kernels copy their inputs pixel-major; results (and their layout) follow the input."""
+    x, w, q, o = _inputs(3, 2, 2, 1, (5, 6), None, seed=10)
+
+    def arrange(t):
+        if layout == "channels_last":
+            return t.contiguous(memory_format=torch.channels_last)
+        if layout == "transposed":
+            return t.transpose(2, 3).contiguous().transpose(2, 3)
+        return t
+
+    inputs = [arrange(t).requires_grad_() for t in (x, w, q, o)]
+    ax, aw, aq, ao = inputs
+    out = reassemble(ax, aw, 3, 2, scale_factor=2, offsets=ao, backend="native")
+    sim = window_similarity(aq, ax, 3, 2, scale_factor=2, offsets=ao, backend="native")
+    assert_close(out, reassemble(x, w, 3, 2, scale_factor=2, offsets=o, backend="torch"))
+    assert_close(sim, window_similarity(q, x, 3, 2, scale_factor=2, offsets=o, backend="torch"))
+    if layout == "channels_last":
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    grads = torch.autograd.grad((out.sum() + sim.square().sum()), inputs)
+    plain = [t.clone().requires_grad_() for t in (x, w, q, o)]
+    px, pw, pq, po = plain
+    expected = (
+        reassemble(px, pw, 3, 2, scale_factor=2, offsets=po, backend="torch").sum()
+        + window_similarity(pq, px, 3, 2, scale_factor=2, offsets=po, backend="torch").square().sum()
+    )
+    for a, b in zip(grads, torch.autograd.grad(expected, plain)):
+        assert_close(a, b)

@@ -817,48 +817,34 @@ DEFINE_OFFSET_KERNELS(float, f32)
 DEFINE_OFFSET_KERNELS(double, f64)
 
 /* Layout changes for the offset kernels, in 16 x 16 blocks (torch's strided copy of a
- * permuted tensor runs far below the copy bandwidth).  dims: N, C, H, W, pad.
- *   pixels_from_planes  N x C x H x W  ->  N x (H + 2 pad) x (W + 2 pad) x C (the border
- *                       is left as the caller made it: zeroed)
- *   planes_from_pixels  the inverse, reading the interior
- * Tasks are rows (n, y). */
+ * permuted tensor runs far below the copy bandwidth).  dims: N, C, H, W, pad, to_pixels:
+ *   to_pixels 1: N x C x H x W -> N x (H + 2 pad) x (W + 2 pad) x C (the border is left as
+ *                the caller made it: zeroed)
+ *   to_pixels 0: the inverse, reading the interior.
+ * Each block is copied along the destination's contiguous axis.  Tasks are rows (n, y). */
 #define RS_TRANSPOSE_BLOCK 16
 #define DEFINE_LAYOUT_KERNELS(T, SUFFIX)                                                    \
 RS_MULTIVERSION                                                                            \
-int reassemble_pixels_from_planes_##SUFFIX(const T *src, T *dst, const int64_t *dims,     \
-                                           int64_t task_begin, int64_t task_end) {        \
-    const int64_t C = dims[1], H = dims[2], W = dims[3], pad = dims[4];                    \
+int reassemble_change_layout_##SUFFIX(const T *src, T *dst, const int64_t *dims,          \
+                                      int64_t task_begin, int64_t task_end) {             \
+    const int64_t C = dims[1], H = dims[2], W = dims[3], pad = dims[4], to_pixels = dims[5]; \
     const int64_t Wp = W + 2 * pad, Hp = H + 2 * pad, plane = H * W;                       \
+    /* outer axis: x for pixels (dst stride C), c for planes (dst stride plane); the inner \
+     * axis is the other one, contiguous in dst; the outer one is contiguous in src. */    \
+    const int64_t outer_n = to_pixels ? W : C, inner_n = to_pixels ? C : W;                \
+    const int64_t dst_outer = to_pixels ? C : plane, src_inner = to_pixels ? plane : C;    \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / H, y = task % H;                                          \
-        const T *s = src + n * C * plane + y * W;                                          \
-        T *d = dst + ((n * Hp + y + pad) * Wp + pad) * C;                                  \
-        for (int64_t x0 = 0; x0 < W; x0 += RS_TRANSPOSE_BLOCK)                             \
-            for (int64_t c0 = 0; c0 < C; c0 += RS_TRANSPOSE_BLOCK) {                       \
-                const int64_t x1 = x0 + RS_TRANSPOSE_BLOCK < W ? x0 + RS_TRANSPOSE_BLOCK : W; \
-                const int64_t c1 = c0 + RS_TRANSPOSE_BLOCK < C ? c0 + RS_TRANSPOSE_BLOCK : C; \
-                for (int64_t x = x0; x < x1; ++x)                                          \
-                    for (int64_t c = c0; c < c1; ++c) d[x * C + c] = s[c * plane + x];    \
-            }                                                                              \
-    }                                                                                      \
-    return RS_OK;                                                                          \
-}                                                                                          \
-                                                                                           \
-RS_MULTIVERSION                                                                            \
-int reassemble_planes_from_pixels_##SUFFIX(const T *src, T *dst, const int64_t *dims,     \
-                                           int64_t task_begin, int64_t task_end) {        \
-    const int64_t C = dims[1], H = dims[2], W = dims[3], pad = dims[4];                    \
-    const int64_t Wp = W + 2 * pad, Hp = H + 2 * pad, plane = H * W;                       \
-    for (int64_t task = task_begin; task < task_end; ++task) {                             \
-        const int64_t n = task / H, y = task % H;                                          \
-        const T *s = src + ((n * Hp + y + pad) * Wp + pad) * C;                            \
-        T *d = dst + n * C * plane + y * W;                                                \
-        for (int64_t c0 = 0; c0 < C; c0 += RS_TRANSPOSE_BLOCK)                             \
-            for (int64_t x0 = 0; x0 < W; x0 += RS_TRANSPOSE_BLOCK) {                       \
-                const int64_t x1 = x0 + RS_TRANSPOSE_BLOCK < W ? x0 + RS_TRANSPOSE_BLOCK : W; \
-                const int64_t c1 = c0 + RS_TRANSPOSE_BLOCK < C ? c0 + RS_TRANSPOSE_BLOCK : C; \
-                for (int64_t c = c0; c < c1; ++c)                                          \
-                    for (int64_t x = x0; x < x1; ++x) d[c * plane + x] = s[x * C + c];    \
+        const int64_t planes_row = n * C * plane + y * W;                                  \
+        const int64_t pixels_row = ((n * Hp + y + pad) * Wp + pad) * C;                    \
+        const T *s = src + (to_pixels ? planes_row : pixels_row);                          \
+        T *d = dst + (to_pixels ? pixels_row : planes_row);                                \
+        for (int64_t o0 = 0; o0 < outer_n; o0 += RS_TRANSPOSE_BLOCK)                       \
+            for (int64_t i0 = 0; i0 < inner_n; i0 += RS_TRANSPOSE_BLOCK) {                 \
+                const int64_t o1 = o0 + RS_TRANSPOSE_BLOCK < outer_n ? o0 + RS_TRANSPOSE_BLOCK : outer_n; \
+                const int64_t i1 = i0 + RS_TRANSPOSE_BLOCK < inner_n ? i0 + RS_TRANSPOSE_BLOCK : inner_n; \
+                for (int64_t o = o0; o < o1; ++o)                                          \
+                    for (int64_t i = i0; i < i1; ++i) d[o * dst_outer + i] = s[o + i * src_inner]; \
             }                                                                              \
     }                                                                                      \
     return RS_OK;                                                                          \

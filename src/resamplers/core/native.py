@@ -34,7 +34,6 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,7 +46,7 @@ from .custom_ops import (
     register_core_ops,
 )
 from .geometry import Geometry
-from .offset_path import composite_gradients
+from .offset_path import Gradients, TapsCall, offset_taps_function
 
 __all__ = [
     "native_available",
@@ -84,10 +83,9 @@ def _load_library() -> ctypes.CDLL | None:
                 fn = getattr(lib, f"reassemble_{kind}_{suffix}")
                 fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_int64]
-            for kind in ("pixels_from_planes", "planes_from_pixels"):
-                fn = getattr(lib, f"reassemble_{kind}_{suffix}")
-                fn.restype = ctypes.c_int
-                fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64]
+            fn = getattr(lib, f"reassemble_change_layout_{suffix}")
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64]
     except (OSError, AttributeError):
         return None
     return lib
@@ -318,7 +316,7 @@ def _to_pixels(planes: Tensor, pad: int = 0) -> Tensor:
     if pad:  # zero only the border: the interior is written once below
         out[:, :pad], out[:, h + pad :], out[:, :, :pad], out[:, :, w + pad :] = 0, 0, 0, 0
     if planes.numel():
-        _run("pixels_from_planes", planes.dtype, (planes, out), _layout_dims(planes, pad), n * h)
+        _run("change_layout", planes.dtype, (planes, out), _layout_dims(planes, pad, to_pixels=True), n * h)
     return out
 
 
@@ -332,13 +330,14 @@ def _to_planes(pixels: Tensor, reference: Tensor, pad: int = 0) -> Tensor:
         return interior.contiguous(memory_format=torch.channels_last)
     out = pixels.new_empty((n, c, h, w))
     if out.numel():
-        _run("planes_from_pixels", pixels.dtype, (pixels.contiguous(), out), _layout_dims(out, pad), n * h)
+        dims = _layout_dims(out, pad, to_pixels=False)
+        _run("change_layout", pixels.dtype, (pixels.contiguous(), out), dims, n * h)
     return out
 
 
-def _layout_dims(planes: Tensor, pad: int) -> Tensor:
+def _layout_dims(planes: Tensor, pad: int, to_pixels: bool) -> Tensor:
     n, c, h, w = planes.shape
-    return torch.tensor([n, c, h, w, pad], dtype=torch.int64)
+    return torch.tensor([n, c, h, w, pad, int(to_pixels)], dtype=torch.int64)
 
 
 def _is_channels_last(t: Tensor) -> bool:
@@ -464,55 +463,47 @@ def _times_taps(derivatives: Tensor, per_tap: Tensor) -> Tensor:
     return (derivatives.view(n, taps, 2, h, w) * per_tap.unsqueeze(2)).view(n, 2 * taps, h, w)
 
 
-class NativeOffsetTaps(torch.autograd.Function):
-    """Taps sampled at offsets on the native kernels, both kinds, with their first derivatives.
+def _native_values(call: TapsCall) -> Tensor:
+    kind, sampled, other, offsets, geometry = call
+    if kind == "reassemble":
+        return _offset_reassemble_op(sampled, other, offsets, geometry.as_list())
+    return _offset_correlate_op(sampled, other, offsets, geometry.as_list(), False)[0]
 
-    ``kind`` is ``"reassemble"`` (``sampled`` = features, ``other`` = kernels) or
-    ``"similarity"`` (``sampled`` = keys, ``other`` = query), as for
-    :class:`~resamplers.core.offset_path.OffsetTaps`.  Backward:
+
+def _native_gradients(call: TapsCall, grad: Tensor, needs: tuple[bool, ...]) -> Gradients:
+    kind, sampled, other, offsets, geometry = call
+    need_sampled, need_other, need_offsets = needs
+    geo = geometry.as_list()
+    grad = grad.contiguous()
+    grad_sampled = grad_other = grad_offsets = None
+    if kind == "reassemble":
+        if need_sampled:
+            grad_sampled = _offset_scatter_op(other, grad, offsets, sampled, geo)
+        if need_other or need_offsets:
+            dot, deriv = _offset_correlate_op(sampled, grad, offsets, geo, need_offsets)
+            grad_other = dot if need_other else None
+            grad_offsets = _times_taps(deriv, other) if need_offsets else None
+    else:
+        if need_other:
+            grad_other = _offset_reassemble_op(sampled, grad, offsets, geo)
+        if need_sampled:
+            grad_sampled = _offset_scatter_op(grad, other, offsets, sampled, geo)
+        if need_offsets:
+            deriv = _offset_correlate_op(sampled, other, offsets, geo, True)[1]
+            grad_offsets = _times_taps(deriv, grad)
+    return grad_sampled, grad_other, grad_offsets
+
+
+NativeOffsetTaps = offset_taps_function(
+    "NativeOffsetTaps",
+    _native_values,
+    _native_gradients,
+    """Taps sampled at offsets on the native kernels, both kinds, with their first derivatives
+    (``apply(kind, sampled, other, offsets, geometry)`` as
+    :data:`~resamplers.core.offset_path.OffsetTaps`).  Backward:
 
     * reassembly ``out = sum_t m_t S_t(f)``: ``d f = scatter(m, g)``, ``d m`` and the
       offsets' derivatives from one ``correlate(f, g)`` pass (``d offsets_t = m_t * D_t``);
     * similarity ``sim_t = sum_c q_c S_t(k)_c``: ``d q = offset_reassemble(k, g)``,
-      ``d k = scatter(g, q)``, ``d offsets_t = g_t * D_t`` with ``D`` from ``correlate(k, q)``.
-
-    A second derivative (``create_graph``) differentiates the torch composite instead.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, kind: str, sampled: Tensor, other: Tensor, offsets: Tensor, geometry: Geometry
-    ) -> Tensor:
-        ctx.save_for_backward(sampled, other, offsets)
-        ctx.kind, ctx.geometry = kind, geometry
-        if kind == "reassemble":
-            return _offset_reassemble_op(sampled, other, offsets, geometry.as_list())
-        return _offset_correlate_op(sampled, other, offsets, geometry.as_list(), False)[0]
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        sampled, other, offsets = ctx.saved_tensors
-        kind, geometry = ctx.kind, ctx.geometry
-        need_sampled, need_other, need_offsets = ctx.needs_input_grad[1:4]
-        if torch.is_grad_enabled():
-            needs = (need_sampled, need_other, need_offsets)
-            return (None, *composite_gradients(kind, sampled, other, offsets, geometry, grad, needs), None)
-        geo = geometry.as_list()
-        grad = grad.contiguous()
-        grad_sampled = grad_other = grad_offsets = None
-        if kind == "reassemble":
-            if need_sampled:
-                grad_sampled = _offset_scatter_op(other, grad, offsets, sampled, geo)
-            if need_other or need_offsets:
-                dot, deriv = _offset_correlate_op(sampled, grad, offsets, geo, bool(need_offsets))
-                grad_other = dot if need_other else None
-                grad_offsets = _times_taps(deriv, other) if need_offsets else None
-        else:
-            if need_other:
-                grad_other = _offset_reassemble_op(sampled, grad, offsets, geo)
-            if need_sampled:
-                grad_sampled = _offset_scatter_op(grad, other, offsets, sampled, geo)
-            if need_offsets:
-                deriv = _offset_correlate_op(sampled, other, offsets, geo, True)[1]
-                grad_offsets = _times_taps(deriv, grad)
-        return None, grad_sampled, grad_other, grad_offsets, None
+      ``d k = scatter(g, q)``, ``d offsets_t = g_t * D_t`` with ``D`` from ``correlate(k, q)``.""",
+)

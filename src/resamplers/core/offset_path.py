@@ -33,7 +33,8 @@ peak extra memory stays a few output sizes.  Compile and export trace the compos
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,10 @@ __all__ = [
     "reassemble_offsets_torch",
     "similarity_offsets_torch",
     "OffsetTaps",
+    "TapsCall",
+    "composite",
     "composite_gradients",
+    "offset_taps_function",
 ]
 
 
@@ -126,68 +130,67 @@ def similarity_offsets_torch(query: Tensor, keys: Tensor, offsets: Tensor, geome
     return torch.stack(sims, dim=2).reshape(n, groups * k2, h_out, w_out)
 
 
-def _composite(kind: str, sampled: Tensor, other: Tensor, offsets: Tensor, geometry: Geometry) -> Tensor:
-    if kind == "reassemble":
-        return reassemble_offsets_torch(sampled, other, offsets, geometry)
-    return similarity_offsets_torch(other, sampled, offsets, geometry)
+class TapsCall(NamedTuple):
+    """One call of taps sampled at offsets: ``kind`` is ``"reassemble"`` (``sampled`` =
+    features, ``other`` = kernels) or ``"similarity"`` (``sampled`` = keys, ``other`` =
+    query)."""
+
+    kind: str
+    sampled: Tensor
+    other: Tensor
+    offsets: Tensor
+    geometry: Geometry
 
 
-def composite_gradients(
-    kind: str,
-    sampled: Tensor,
-    other: Tensor,
-    offsets: Tensor,
-    geometry: Geometry,
-    grad: Tensor,
-    needs: tuple[bool, ...],
-) -> tuple[Tensor | None, ...]:
+Gradients = tuple[Tensor | None, Tensor | None, Tensor | None]
+
+
+def composite(call: TapsCall) -> Tensor:
+    """The call's value on the torch path (what compile and export trace)."""
+    if call.kind == "reassemble":
+        return reassemble_offsets_torch(call.sampled, call.other, call.offsets, call.geometry)
+    return similarity_offsets_torch(call.other, call.sampled, call.offsets, call.geometry)
+
+
+def composite_gradients(call: TapsCall, grad: Tensor, needs: tuple[bool, ...]) -> Gradients:
     """The gradients of the composite at ``grad``, as differentiable functions of the inputs
     (``create_graph=True``): the second-derivative path of every backend's offset taps."""
-    inputs = [t for t, need in zip((sampled, other, offsets), needs) if need]
-    out = _composite(kind, sampled, other, offsets, geometry)
-    found = iter(torch.autograd.grad(out, inputs, grad, create_graph=True, allow_unused=True))
-    return tuple(next(found) if need else None for need in needs)
+    inputs = [t for t, need in zip((call.sampled, call.other, call.offsets), needs) if need]
+    found = iter(torch.autograd.grad(composite(call), inputs, grad, create_graph=True, allow_unused=True))
+    sampled, other, offsets = (next(found) if need else None for need in needs)
+    return sampled, other, offsets
 
 
-class OffsetTaps(torch.autograd.Function):
-    """The offset path with a backward pass that recomputes one tap at a time (eager only).
+def offset_taps_function(
+    name: str,
+    values: Callable[[TapsCall], Tensor],
+    first_gradients: Callable[[TapsCall, Tensor, tuple[bool, ...]], Gradients],
+    doc: str,
+) -> type[torch.autograd.Function]:
+    """An autograd function ``apply(kind, sampled, other, offsets, geometry)`` for one
+    backend of the offset taps: ``values`` computes the forward, ``first_gradients`` the
+    backward (gradients of sampled, other and offsets, ``None`` where not needed).  A
+    backward that must itself be differentiable (``create_graph``) differentiates the
+    torch composite instead, so every backend has exact second derivatives."""
 
-    ``kind`` is ``"reassemble"`` (``sampled`` = features, ``other`` = kernels) or
-    ``"similarity"`` (``sampled`` = keys, ``other`` = query).  Backward, per tap: the
-    samples are recomputed by ``grid_sample`` under autograd, the gradient of ``other``
-    is a product with them, and ``grid_sample``'s own backward gives the gradients of the
-    sampled tensor and of the tap's offsets.  Temporaries are output-sized; nothing is
-    kept from the forward pass but its inputs.  A second derivative (``create_graph``)
-    differentiates the composite instead.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, kind: str, sampled: Tensor, other: Tensor, offsets: Tensor, geometry: Geometry
-    ) -> Tensor:
+    def forward(ctx: Any, kind: str, sampled: Tensor, other: Tensor, offsets: Tensor, geometry: Geometry) -> Tensor:
         ctx.save_for_backward(sampled, other, offsets)
         ctx.kind, ctx.geometry = kind, geometry
-        return _composite(kind, sampled, other, offsets, geometry)
+        return values(TapsCall(kind, sampled, other, offsets, geometry))
 
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         sampled, other, offsets = ctx.saved_tensors
-        kind, geometry = ctx.kind, ctx.geometry
+        call = TapsCall(ctx.kind, sampled, other, offsets, ctx.geometry)
         needs = tuple(ctx.needs_input_grad[1:4])
-        if torch.is_grad_enabled():
-            return (None, *composite_gradients(kind, sampled, other, offsets, geometry, grad, needs), None)
-        return (None, *_tap_by_tap_gradients(kind, sampled, other, offsets, geometry, grad, needs), None)
+        gradients = composite_gradients if torch.is_grad_enabled() else first_gradients
+        return (None, *gradients(call, grad, needs), None)
+
+    members = {"forward": staticmethod(forward), "backward": staticmethod(backward), "__doc__": doc}
+    return type(name, (torch.autograd.Function,), members)
 
 
-def _tap_by_tap_gradients(
-    kind: str,
-    sampled: Tensor,
-    other: Tensor,
-    offsets: Tensor,
-    geometry: Geometry,
-    grad: Tensor,
-    needs: tuple[bool, ...],
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+def _tap_by_tap_gradients(call: TapsCall, grad: Tensor, needs: tuple[bool, ...]) -> Gradients:
+    kind, sampled, other, offsets, geometry = call
     need_sampled, need_other, need_offsets = needs
     n, c, h, w = sampled.shape
     k2, groups = geometry.kernel_size**2, geometry.groups
@@ -227,3 +230,15 @@ def _tap_by_tap_gradients(
         grad_other.reshape(other.shape) if grad_other is not None else None,
         grad_offsets.reshape(offsets.shape) if grad_offsets is not None else None,
     )
+
+
+OffsetTaps = offset_taps_function(
+    "OffsetTaps",
+    composite,
+    _tap_by_tap_gradients,
+    """The torch path of the offset taps with a backward pass that recomputes one tap at a
+    time (eager only).  Backward, per tap: the samples are recomputed by ``grid_sample``
+    under autograd, the gradient of ``other`` is a product with them, and ``grid_sample``'s
+    own backward gives the gradients of the sampled tensor and of the tap's offsets.
+    Temporaries are output-sized; nothing is kept from the forward pass but its inputs.""",
+)
