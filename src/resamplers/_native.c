@@ -598,6 +598,21 @@ DEFINE_KERNELS(double, int64_t, f64)
  *   offset_scatter    grad_x = sum_t S_t^T(m_t * v)                 (the feature gradient)
  * A tap with no corner inside the image contributes nothing, whatever its weight (as the
  * plain kernels treat taps outside the image). */
+/* Strides of the offset kernels' padded pixel-major images, in elements. */
+typedef struct {
+    int64_t k2;    /* taps a group */
+    int64_t row;   /* one padded row: (Win + 2) * C */
+    int64_t image; /* one padded image: (Hin + 2) * row */
+} offset_strides_t;
+
+static offset_strides_t offset_strides(const geom_t *g) {
+    offset_strides_t st;
+    st.k2 = g->K * g->K;
+    st.row = (g->Win + 2) * g->C;
+    st.image = (g->Hin + 2) * st.row;
+    return st;
+}
+
 #define DEFINE_OFFSET_KERNELS(T, SUFFIX)                                                            \
 /* Where a tap reads: `o` points at its (column, row) offsets, `row` and `col` are its              \
  * whole-pixel grid position.  Gives the index of the top-left corner among the pixels of           \
@@ -652,8 +667,8 @@ int reassemble_offset_forward_##SUFFIX(const T *x, const T *m, const T *off, T *
     (void)unused;                                                                                   \
     geom_t g = read_geom(gp);                                                                       \
     if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
-    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, row = (g.Win + 2) * C;                        \
-    const int64_t image = (g.Hin + 2) * row;                                                        \
+    const offset_strides_t st = offset_strides(&g);                                                 \
+    const int64_t k2 = st.k2, C = g.C, Cg = g.Cg, row = st.row, image = st.image;                   \
     offset_taps_##SUFFIX s;                                                                         \
     if (!offset_taps_alloc_##SUFFIX(&s, k2)) return RS_NO_MEMORY;                                   \
     for (int64_t task = task_begin; task < task_end; ++task) {                                      \
@@ -714,8 +729,8 @@ int reassemble_offset_correlate_##SUFFIX(const T *x, const T *v, const T *off, T
                                          const int64_t *gp, int64_t task_begin, int64_t task_end) { \
     geom_t g = read_geom(gp);                                                                       \
     if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
-    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, row = (g.Win + 2) * C;                        \
-    const int64_t image = (g.Hin + 2) * row;                                                        \
+    const offset_strides_t st = offset_strides(&g);                                                 \
+    const int64_t k2 = st.k2, C = g.C, Cg = g.Cg, row = st.row, image = st.image;                   \
     for (int64_t task = task_begin; task < task_end; ++task) {                                      \
         const int64_t n = task / g.Hout, y = task % g.Hout;                                         \
         const int64_t row0 = window_row_##SUFFIX(&g, y);                                            \
@@ -775,8 +790,8 @@ int reassemble_offset_scatter_##SUFFIX(const T *m, const T *v, const T *off, T *
     (void)unused;                                                                                   \
     geom_t g = read_geom(gp);                                                                       \
     if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
-    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, row = (g.Win + 2) * C;                        \
-    const int64_t image = (g.Hin + 2) * row;                                                        \
+    const offset_strides_t st = offset_strides(&g);                                                 \
+    const int64_t k2 = st.k2, C = g.C, Cg = g.Cg, row = st.row, image = st.image;                   \
     const int64_t span = gp[12] > 0 && gp[12] < Cg ? gp[12] : Cg;                                   \
     const int64_t blocks = (Cg + span - 1) / span;                                                  \
     for (int64_t task = task_begin; task < task_end; ++task) {                                      \
