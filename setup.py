@@ -13,7 +13,7 @@ setup(
             sources=["src/resamplers/_native.c"],
             # -fopenmp-simd: the `omp simd` loops vectorise (reductions in a fixed order
             # per build); it links no OpenMP runtime.
-            extra_compile_args=["-O3", "-std=c99", "-fopenmp-simd"],
+            extra_compile_args=["-O3", "-std=c99", "-fopenmp-simd", "-ffp-contract=fast"],
             optional=True,
         )
     ]

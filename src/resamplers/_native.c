@@ -165,12 +165,6 @@ RS_INLINE vec_##SUFFIX masked_##SUFFIX(vec_##SUFFIX v, ivec_##SUFFIX mask) {    
     return (vec_##SUFFIX)((ivec_##SUFFIX)v & mask);                                        \
 }                                                                                          \
                                                                                            \
-/* A full-vector load where all VL lanes lie inside [base, end), else lanes [i0, i1) only. */ \
-RS_INLINE vec_##SUFFIX load_inside_##SUFFIX(const T *p, const T *base, const T *end,       \
-                                            int64_t i0, int64_t i1) {                      \
-    return (p >= base && p + VL_##SUFFIX <= end) ? load_##SUFFIX(p) : load_part_##SUFFIX(p, i0, i1); \
-}                                                                                          \
-                                                                                           \
 RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {            \
     for (int64_t r = 0; r < g->stride; ++r) {                                              \
         T *ph = phase + r * g->phase_len;                                                   \
@@ -459,41 +453,61 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
     return RS_OK;                                                                          \
 }                                                                                          \
                                                                                            \
-/* d out / d features in gather form.  Tasks are (n, source row).  Phase r, entry j       \
- * gathers w * grad_out at output column j - up * (b / stride) over the taps b = r mod    \
- * stride of every output row that reads the source row (tap rows, then output rows, then \
- * tap columns: the order of the forward's sums), CB channels at once; the phases are     \
- * then folded back onto the row's columns. */                                             \
+/* d out / d features in gather form.  Tasks are (n, source row).  Phase r, entry j        \
+ * gathers w * grad_out at output column j - up * (b / stride) over the taps b = r mod     \
+ * stride of every output row that reads the source row (tap rows, then output rows, then  \
+ * tap columns: the order of the forward's sums), CB channels at once; the phases are      \
+ * then folded back onto the row's columns, dropping entries whose source column lies      \
+ * outside the image.  Every entry reads whole vectors from zero-padded rows, so no block  \
+ * needs a mask (the padding's zeros stand where a tap's output column leaves the row):    \
+ * `m` comes padded (row stride gp[12], output column x at gp[13] + x), and the grad_out   \
+ * rows a task reads are copied, for all channels, into a ring of padded rows that         \
+ * consecutive tasks share (each row is copied about once a thread).  The caller pads      \
+ * gp[13] >= up * ((K - 1) / stride) and gp[12] - gp[13] >= phase_len + VL. */             \
 RS_MULTIVERSION                                                                            \
-int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,           \
+int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,            \
                                        const int64_t *gp, int64_t task_begin,              \
                                        int64_t task_end) {                                 \
     geom_t g = read_geom(gp);                                                              \
     if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                           \
+    const int64_t VL = VL_##SUFFIX, plane = g.stride * g.phase_len;                        \
+    const int64_t row = gp[12], left = gp[13];                                             \
+    if (left < g.up * ((g.K - 1) / g.stride) || row - left < g.phase_len + VL) return RS_BAD_GEOMETRY;\
+    /* Output rows one task reads: ceil(K / stride) row groups of up rows, consecutive. */ \
+    const int64_t ring_rows = (g.K + g.stride - 1) / g.stride * g.up;                      \
     scratch_##SUFFIX s;                                                                    \
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
-    const int64_t VL = VL_##SUFFIX, plane = g.stride * g.phase_len;                        \
-    const int64_t group_kernels = g.K * g.K * g.Hout * g.Wout;                             \
-    const T *m_end = m + g.N * g.G * group_kernels;                                        \
-    const T *go_end = grad_out + g.N * g.C * g.Hout * g.Wout;                              \
+    T *ring = (T *)calloc((size_t)(g.C * ring_rows * row), sizeof(T));                     \
+    int64_t *ring_tag = (int64_t *)malloc(sizeof(int64_t) * (size_t)ring_rows);            \
+    if (!ring || !ring_tag) { free(ring); free(ring_tag); scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; }\
+    for (int64_t k = 0; k < ring_rows; ++k) ring_tag[k] = -1;                              \
+    const int64_t kernel_plane = g.Hout * row, group_kernels = g.K * g.K * kernel_plane;   \
+    const int64_t channel_ring = ring_rows * row;                                          \
     for (int64_t task = task_begin; task < task_end; ++task) {                             \
         const int64_t n = task / g.Hin, sr = task % g.Hin;                                 \
-        /* Entries (tap column b, kernel row offset minus shift, grad_out row offset       \
-         * minus shift) per phase r, in the forward's order. */                            \
+        /* Entries (kernel row offset minus shift, ring row offset minus shift) per phase  \
+         * r, in the forward's order; the grad_out rows they read are brought into the ring. */\
         int64_t count = 0;                                                                 \
         for (int64_t r = 0; r < g.stride; ++r) {                                           \
             s.r_start[r] = count;                                                          \
             for (int64_t a = 0; a < g.K; ++a) {                                            \
                 const int64_t num = sr + g.pad_top - a;                                    \
-                if (num < 0 || num % g.stride != 0 || num / g.stride >= g.Hq) continue;   \
+                if (num < 0 || num % g.stride != 0 || num / g.stride >= g.Hq) continue;    \
                 const int64_t q = num / g.stride, y_end = row_group_end(&g, q);            \
-                for (int64_t y = q * g.up; y < y_end; ++y)                                 \
+                for (int64_t y = q * g.up; y < y_end; ++y) {                               \
+                    const int64_t slot = y % ring_rows;                                    \
+                    if (ring_tag[slot] != n * g.Hout + y) {                                \
+                        for (int64_t c = 0; c < g.C; ++c)                                  \
+                            memcpy(ring + c * channel_ring + slot * row + left,            \
+                                   grad_out + output_plane(&g, n, c) + y * g.Wout, sizeof(T) * (size_t)g.Wout);\
+                        ring_tag[slot] = n * g.Hout + y;                                   \
+                    }                                                                      \
                     for (int64_t b = r; b < g.K; b += g.stride, ++count) {                 \
                         const int64_t shift = g.up * (b / g.stride);                       \
-                        s.tap_b[count] = b;                                                \
-                        s.tap_w[count] = kernel_row(&g, n, 0, a, b, y) - shift;            \
-                        s.tap_o[count] = y * g.Wout - shift;                               \
+                        s.tap_w[count] = (n * g.G * g.K * g.K + a * g.K + b) * kernel_plane + y * row + left - shift;\
+                        s.tap_o[count] = slot * row + left - shift;                        \
                     }                                                                      \
+                }                                                                          \
             }                                                                              \
         }                                                                                  \
         s.r_start[g.stride] = count;                                                       \
@@ -502,55 +516,21 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
             const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                   \
             cb = group_end - c0 < CB ? group_end - c0 : CB;                                \
             const T *w = m + grp * group_kernels;                                          \
+            /* A block of fewer than CB channels repeats its first one in the unused slots \
+             * (computed, never stored). */                                                \
             const T *go[CB];                                                               \
-            for (int64_t ci = 0; ci < CB; ++ci)                                            \
-                go[ci] = grad_out + output_plane(&g, n, c0 + (ci < cb ? ci : 0));          \
+            for (int64_t ci = 0; ci < CB; ++ci) go[ci] = ring + (c0 + (ci < cb ? ci : 0)) * channel_ring;\
             for (int64_t r = 0; r < g.stride; ++r) {                                       \
                 const int64_t first = s.r_start[r], last = s.r_start[r + 1];               \
                 for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                         \
                     RS_ACC_ZERO(vec_##SUFFIX);                                             \
-                    if (cb == CB && j0 >= s.r_lo[r] && j0 + VL <= s.r_hi[r]) {             \
-                        for (int64_t t = first; t < last; ++t) {                           \
-                            const vec_##SUFFIX wv = load_##SUFFIX(w + s.tap_w[t] + j0);    \
-                            const int64_t o = s.tap_o[t] + j0;                             \
-                            acc0 += wv * load_##SUFFIX(go[0] + o);                         \
-                            acc1 += wv * load_##SUFFIX(go[1] + o);                         \
-                            acc2 += wv * load_##SUFFIX(go[2] + o);                         \
-                            acc3 += wv * load_##SUFFIX(go[3] + o);                         \
-                        }                                                                  \
-                    } else if (cb == CB) {                                                 \
-                        /* A border block: whole-vector loads where they stay inside the \
-                         * tensors, both factors masked to the tap's columns (the lanes  \
-                         * outside may read a neighbouring row). */                        \
-                        for (int64_t t = first; t < last; ++t) {                           \
-                            const int64_t b = s.tap_b[t];                                  \
-                            const int64_t x0 = j0 - g.up * (b / g.stride);                 \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
-                            if (lo >= VL || hi <= 0) continue;                             \
-                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
-                            const ivec_##SUFFIX mask = lane_mask_##SUFFIX(i0, i1);          \
-                            const vec_##SUFFIX wv = masked_##SUFFIX(                       \
-                                load_inside_##SUFFIX(w + s.tap_w[t] + j0, m, m_end, i0, i1), mask); \
-                            const int64_t o = s.tap_o[t] + j0;                             \
-                            acc0 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[0] + o, grad_out, go_end, i0, i1), mask); \
-                            acc1 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[1] + o, grad_out, go_end, i0, i1), mask); \
-                            acc2 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[2] + o, grad_out, go_end, i0, i1), mask); \
-                            acc3 += wv * masked_##SUFFIX(load_inside_##SUFFIX(go[3] + o, grad_out, go_end, i0, i1), mask); \
-                        }                                                                  \
-                    } else {                                                               \
-                        for (int64_t t = first; t < last; ++t) {                           \
-                            const int64_t b = s.tap_b[t];                                  \
-                            const int64_t x0 = j0 - g.up * (b / g.stride);                 \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
-                            if (lo >= VL || hi <= 0) continue;                             \
-                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
-                            const vec_##SUFFIX wv = load_part_##SUFFIX(w + s.tap_w[t] + j0, i0, i1); \
-                            const int64_t o = s.tap_o[t] + j0;                             \
-                            acc0 += wv * load_part_##SUFFIX(go[0] + o, i0, i1);            \
-                            if (cb > 1) acc1 += wv * load_part_##SUFFIX(go[1] + o, i0, i1); \
-                            if (cb > 2) acc2 += wv * load_part_##SUFFIX(go[2] + o, i0, i1); \
-                            if (cb > 3) acc3 += wv * load_part_##SUFFIX(go[3] + o, i0, i1); \
-                        }                                                                  \
+                    for (int64_t t = first; t < last; ++t) {                               \
+                        const vec_##SUFFIX wv = load_##SUFFIX(w + s.tap_w[t] + j0);        \
+                        const int64_t o = s.tap_o[t] + j0;                                 \
+                        acc0 += wv * load_##SUFFIX(go[0] + o);                             \
+                        acc1 += wv * load_##SUFFIX(go[1] + o);                             \
+                        acc2 += wv * load_##SUFFIX(go[2] + o);                             \
+                        acc3 += wv * load_##SUFFIX(go[3] + o);                             \
                     }                                                                      \
                     const int64_t width = g.phase_len - j0 < VL ? g.phase_len - j0 : VL;   \
                     T *fold = s.fold + r * g.phase_len + j0;                               \
@@ -560,6 +540,7 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                     if (cb > 3) store_part_##SUFFIX(fold + 3 * plane, acc3, 0, width);     \
                 }                                                                          \
             }                                                                              \
+            /* Fold phase entry j = qc * up + u onto column qc * stride + r - pad_left. */ \
             for (int64_t ci = 0; ci < cb; ++ci) {                                          \
                 T *gx = grad_x + source_row(&g, n, c0 + ci, sr);                           \
                 for (int64_t r = 0; r < g.stride; ++r) {                                   \
@@ -573,6 +554,7 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
+    free(ring); free(ring_tag);                                                            \
     scratch_free_##SUFFIX(&s);                                                             \
     return RS_OK;                                                                          \
 }

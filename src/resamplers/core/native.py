@@ -221,12 +221,29 @@ def _check_grad_op_args(op: str, grad_out: Tensor, features: Tensor, kernels: Te
 @torch.library.custom_op("resamplers::reassemble_grad_features", mutates_args=())
 def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
     _check_grad_op_args("reassemble_grad_features", grad_out, features, kernels, geometry)
-    grad_out, kernels = grad_out.contiguous(), kernels.contiguous()
     grad_x = torch.zeros(features.shape, dtype=features.dtype)
     if grad_x.numel() and grad_out.numel():
-        geo = _geometry_tensor(features, kernels, geometry)
-        _run("grad_features", features.dtype, (kernels, grad_out, grad_x), geo, features.shape[0] * features.shape[2])
+        left, right = _grad_features_padding(kernels.shape[-1], geometry)
+        padded = torch.nn.functional.pad(kernels, (left, right))  # grad_out is padded row by row in the kernel
+        row = left + kernels.shape[-1] + right
+        geo = torch.cat([_geometry_tensor(features, kernels, geometry), torch.tensor([row, left])])
+        tasks = features.shape[0] * features.shape[2]
+        _run("grad_features", features.dtype, (padded, grad_out.contiguous(), grad_x), geo, tasks)
     return grad_x
+
+
+# Lanes of the widest vector the kernels use (64 bytes of float32).
+_VECTOR_LANES = 16
+
+
+def _grad_features_padding(w_out: int, geometry: list[int]) -> tuple[int, int]:
+    """Zero columns the feature gradient reads its rows with (left, right): its phase entries
+    reach ``up * ((K - 1) // stride)`` columns left of a row and a vector past its phases."""
+    kernel_size, _, up, stride = geometry[:4]
+    reach = (kernel_size - 1) // stride
+    phase_len = up * (-(-w_out // up) + reach)
+    left = up * reach
+    return left, max(0, phase_len + _VECTOR_LANES - w_out)
 
 
 @torch.library.custom_op("resamplers::reassemble_grad_kernels", mutates_args=())
