@@ -104,6 +104,9 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
  * non-finite weight there still contributes nothing.
  */
 #define CB 4
+/* The kernel gradient's channel blocks: twice as wide, so that each kernel-gradient vector
+ * is read and written once for eight channels. */
+#define CBK 8
 /* Row groups per tile of the forward and kernel-gradient passes. */
 #define RS_TILE 8
 
@@ -216,7 +219,7 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     const size_t plane = (size_t)(g->stride * g->phase_len), K = (size_t)g->K;             \
     const size_t taps = K * K * (size_t)g->up;                                             \
     /* VL elements of padding: full-vector loads of a block's unused lanes stay inside. */ \
-    s->phase = (T *)malloc(sizeof(T) * (CB * K * plane + VL_##SUFFIX));                    \
+    s->phase = (T *)malloc(sizeof(T) * (CBK * K * plane + VL_##SUFFIX));                   \
     s->fold = (T *)malloc(sizeof(T) * (CB * plane + VL_##SUFFIX));                         \
     s->lo = (int64_t *)malloc(sizeof(int64_t) * (5 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
     s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
@@ -368,10 +371,10 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
     return RS_OK;                                                                          \
 }                                                                                          \
                                                                                            \
-/* d out / d kernels: same traversal, a dot product over the group's channels (CB at a    \
+/* d out / d kernels: same traversal, a dot product over the group's channels (CBK at a    \
  * time, added to grad_m, which the caller zeroes). */                                     \
 RS_MULTIVERSION                                                                            \
-int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,            \
+int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,             \
                                       const int64_t *gp, int64_t task_begin,               \
                                       int64_t task_end) {                                  \
     geom_t g = read_geom(gp);                                                              \
@@ -385,7 +388,7 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
     const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                  \
     for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                     \
         const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                       \
-        cb = group_end - c0 < CB ? group_end - c0 : CB;                                    \
+        cb = group_end - c0 < CBK ? group_end - c0 : CBK;                                  \
         ring_reset_##SUFFIX(&s, &g);                                                       \
         for (int64_t task = t0; task < t1; ++task) {                                       \
             const int64_t n = task / g.Hq, q = task % g.Hq;                                \
@@ -393,56 +396,51 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
             block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                \
             for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
                 const int64_t taps = row_taps_##SUFFIX(&s, &g, grad_m, n, grp, y);         \
-                const T *go[CB];                                                           \
-                for (int64_t ci = 0; ci < CB; ++ci)                                        \
-                    go[ci] = grad_out + output_plane(&g, n, c0 + (ci < cb ? ci : 0)) + y * g.Wout; \
+                const T *go = grad_out + output_plane(&g, n, c0) + y * g.Wout;             \
+                const int64_t go_step = g.Hout * g.Wout;                                   \
                 for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                              \
                     const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;             \
-                    const vec_##SUFFIX zero = {0};                                         \
-                    const vec_##SUFFIX g0 = (width == VL ? load_##SUFFIX(go[0] + x0) : load_part_##SUFFIX(go[0] + x0, 0, width));      \
-                    const vec_##SUFFIX g1 = cb > 1 ? (width == VL ? load_##SUFFIX(go[1] + x0) : load_part_##SUFFIX(go[1] + x0, 0, width)) : zero; \
-                    const vec_##SUFFIX g2 = cb > 2 ? (width == VL ? load_##SUFFIX(go[2] + x0) : load_part_##SUFFIX(go[2] + x0, 0, width)) : zero; \
-                    const vec_##SUFFIX g3 = cb > 3 ? (width == VL ? load_##SUFFIX(go[3] + x0) : load_part_##SUFFIX(go[3] + x0, 0, width)) : zero; \
-                    if (cb == CB && x0 >= s.full_lo && x0 + VL <= s.full_hi) {             \
+                    if (cb == CBK && width == VL) {                                        \
+                        /* Eight channels with whole vectors; taps whose columns leave the \
+                         * image at this block add a masked sum (the lanes outside add zero). */\
+                        const vec_##SUFFIX g0 = load_##SUFFIX(go + x0), g1 = load_##SUFFIX(go + go_step + x0);\
+                        const vec_##SUFFIX g2 = load_##SUFFIX(go + 2 * go_step + x0), g3 = load_##SUFFIX(go + 3 * go_step + x0);\
+                        const vec_##SUFFIX g4 = load_##SUFFIX(go + 4 * go_step + x0), g5 = load_##SUFFIX(go + 5 * go_step + x0);\
+                        const vec_##SUFFIX g6 = load_##SUFFIX(go + 6 * go_step + x0), g7 = load_##SUFFIX(go + 7 * go_step + x0);\
+                        const int full = x0 >= s.full_lo && x0 + VL <= s.full_hi;          \
                         for (int64_t t = 0; t < taps; ++t) {                               \
+                            const int64_t b = s.tap_b[t];                                  \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
+                            if (!full && (lo >= VL || hi <= 0)) continue;                  \
                             const T *src = s.src[t] + x0;                                  \
                             vec_##SUFFIX sum = g0 * load_##SUFFIX(src);                    \
                             sum += g1 * load_##SUFFIX(src + cstep);                        \
                             sum += g2 * load_##SUFFIX(src + 2 * cstep);                    \
                             sum += g3 * load_##SUFFIX(src + 3 * cstep);                    \
+                            sum += g4 * load_##SUFFIX(src + 4 * cstep);                    \
+                            sum += g5 * load_##SUFFIX(src + 5 * cstep);                    \
+                            sum += g6 * load_##SUFFIX(src + 6 * cstep);                    \
+                            sum += g7 * load_##SUFFIX(src + 7 * cstep);                    \
+                            if (!full) sum = masked_##SUFFIX(sum, lane_mask_##SUFFIX(lo, hi));\
                             const vec_##SUFFIX total = load_##SUFFIX(s.dst[t] + x0) + sum; \
                             memcpy(s.dst[t] + x0, &total, sizeof total);                   \
                         }                                                                  \
-                    } else if (cb == CB && width == VL) {                                  \
-                        /* A border block: whole-vector loads and stores (the lanes outside \
-                         * the tap's columns add a masked zero to their own values). */     \
-                        for (int64_t t = 0; t < taps; ++t) {                               \
-                            const int64_t b = s.tap_b[t];                                  \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
-                            if (lo >= VL || hi <= 0) continue;                             \
-                            const T *src = s.src[t] + x0;                                  \
-                            vec_##SUFFIX sum = g0 * load_##SUFFIX(src);                    \
-                            sum += g1 * load_##SUFFIX(src + cstep);                        \
-                            sum += g2 * load_##SUFFIX(src + 2 * cstep);                    \
-                            sum += g3 * load_##SUFFIX(src + 3 * cstep);                    \
-                            const vec_##SUFFIX total =                                     \
-                                load_##SUFFIX(s.dst[t] + x0) + masked_##SUFFIX(sum, lane_mask_##SUFFIX(lo, hi)); \
-                            memcpy(s.dst[t] + x0, &total, sizeof total);                   \
-                        }                                                                  \
-                    } else {                                                               \
-                        for (int64_t t = 0; t < taps; ++t) {                               \
-                            const int64_t b = s.tap_b[t];                                  \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
-                            if (lo >= VL || hi <= 0) continue;                             \
-                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
-                            const T *src = s.src[t] + x0;                                  \
-                            vec_##SUFFIX sum = g0 * load_part_##SUFFIX(src, i0, i1);       \
-                            if (cb > 1) sum += g1 * load_part_##SUFFIX(src + cstep, i0, i1); \
-                            if (cb > 2) sum += g2 * load_part_##SUFFIX(src + 2 * cstep, i0, i1); \
-                            if (cb > 3) sum += g3 * load_part_##SUFFIX(src + 3 * cstep, i0, i1); \
-                            const vec_##SUFFIX total = load_part_##SUFFIX(s.dst[t] + x0, i0, i1) + sum; \
-                            store_part_##SUFFIX(s.dst[t] + x0, total, i0, i1);             \
-                        }                                                                  \
+                        continue;                                                          \
+                    }                                                                      \
+                    /* Fewer channels or a partial vector: lanes [i0, i1) only. */         \
+                    for (int64_t t = 0; t < taps; ++t) {                                   \
+                        const int64_t b = s.tap_b[t];                                      \
+                        const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;                \
+                        if (lo >= VL || hi <= 0) continue;                                 \
+                        const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < width ? hi : width;  \
+                        if (i0 >= i1) continue;                                            \
+                        const T *src = s.src[t] + x0;                                      \
+                        vec_##SUFFIX sum = {0};                                            \
+                        for (int64_t ci = 0; ci < cb; ++ci)                                \
+                            sum += load_part_##SUFFIX(go + ci * go_step + x0, i0, i1) *    \
+                                   load_part_##SUFFIX(src + ci * cstep, i0, i1);           \
+                        const vec_##SUFFIX total = load_part_##SUFFIX(s.dst[t] + x0, i0, i1) + sum;\
+                        store_part_##SUFFIX(s.dst[t] + x0, total, i0, i1);                 \
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
