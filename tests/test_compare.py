@@ -9,6 +9,7 @@ import pytest
 from resamplers.cli import main
 from resamplers.compare import TASKS
 from resamplers.compare.runner import parse_shard, run_compare
+from resamplers.compare.tasks import get_task
 
 
 def test_tasks_are_registered_with_four_documented_presets():
@@ -145,6 +146,33 @@ def test_reconstruction_shards_resume_and_merge(tmp_path, capsys):
     assert json.loads((out / "compare.json").read_text())["seeds"] == 2
     paired = (out / "report.md").read_text().split("## Paired comparison")[1]
     assert "| 2 x 4 |" in paired and "vs bilinear (95% CI)" in paired  # 2 seeds x 4 test crops per operator
+
+
+def test_precision_and_layout_are_part_of_the_budget():
+    preset = get_task("matting").presets()["quick"]
+    assert preset.with_precision() == preset  # float32 runs keep matching their records
+    fast = preset.with_precision("bf16", channels_last=True)
+    assert fast.precision() == {"amp": "bf16", "channels_last": True}
+    assert fast.budget() != preset.budget() and fast.with_precision() == preset
+    with pytest.raises(ValueError, match="`amp`"):
+        preset.with_precision("fp16")
+
+
+def test_compare_trains_under_bf16_autocast_in_channels_last(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    common = ["compare", "--task", "reconstruction", "--preset", "smoke", "--ops", "carafe", "--data", "synthetic"]
+    common += ["--out", str(out), "--no-progress"]
+    assert main([*common, "--amp", "bf16", "--channels-last", "--jobs", "2"]) == 0  # the flags reach the shards
+    spec = json.loads((out / "compare.json").read_text())
+    assert spec["amp"] == "bf16" and spec["channels_last"] is True
+    record = json.loads((out / "runs" / "reconstruction" / "carafe" / "seed-0" / "result.json").read_text())
+    assert record["preset"]["extra"]["amp"] == "bf16" and record["preset"]["extra"]["channels_last"] is True
+    config = json.loads((out / "runs" / "reconstruction" / "carafe" / "seed-0" / "config.json").read_text())
+    assert '"amp": "bf16"' in json.dumps(config) and '"channels_last": true' in json.dumps(config)
+    assert "trained in bf16 autocast, channels-last layout" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(common) == 2  # the same folder in float32 is another comparison
+    assert "amp='bf16'" in capsys.readouterr().err
 
 
 def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):

@@ -158,13 +158,16 @@ class TestOperatorMatrix:
             with torch.no_grad():
                 assert_all_close([torch.from_numpy(g) for g in got], module(*feed))
 
-    def test_cpu_autocast_bfloat16_forward_and_backward(self, case):
+    @pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16], ids=["float32-in", "bfloat16-in"])
+    def test_cpu_autocast_bfloat16_forward_and_backward(self, case, input_dtype):
+        """Under autocast, inputs come as they arrive in a network: float32, or the bfloat16
+        output of an autocast convolution before the operator."""
         module = case.module()
         h, w = case.sizes((6, 8))
         flat, spec = tree_flatten(case.inputs(2, h, w))
-        flat = [t.requires_grad_() for t in flat]
+        flat = [t.to(input_dtype).requires_grad_() if t.is_floating_point() else t for t in flat]
         with torch.no_grad():
-            expected = leaves(module(*tree_unflatten(flat, spec)))
+            expected = leaves(module(*tree_unflatten([t.float() if t.is_floating_point() else t for t in flat], spec)))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             outs = leaves(module(*tree_unflatten(flat, spec)))
         for out, ref in zip(outs, expected, strict=True):

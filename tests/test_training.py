@@ -141,6 +141,25 @@ def test_resumed_run_matches_uninterrupted(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
 
 
+def test_channels_last_training_computes_the_same_step_and_saves_plain_weights(tmp_path):
+    """The layout changes only the memory order: the first loss equals the NCHW run's, the
+    weights stay channels-last while training, and the checkpoint loads into a plain network."""
+    losses = {}
+    for layout in (False, True):
+        run = tmp_path / f"cl-{layout}"
+        config = _config(run, pair="carafe", steps=2, channels_last=layout)
+        assert train(config, dataset=FakeComposites(64, seed=3), progress=False).step == 2
+        log = [json.loads(line) for line in (run / "run" / "log.jsonl").read_text().splitlines()]
+        losses[layout] = log[0]["loss"]
+        weights = _weights(run / "run")
+        plain = create_matting_model("carafe", width=0.25)
+        plain.load_state_dict(weights)  # strict: every key, every shape
+        assert all(t.is_contiguous() for t in plain.state_dict().values())
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+    with pytest.raises(TypeError, match="`channels_last`"):
+        _config(tmp_path, channels_last="yes").validate()
+
+
 def test_batch_norm_on_pooled_context_needs_two_samples_per_process(tmp_path):
     with pytest.raises(ValueError, match="`batch_size`"):
         train(_config(tmp_path, batch_size=1), dataset=FakeComposites(64, seed=3), progress=False)

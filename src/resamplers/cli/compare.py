@@ -29,6 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MINUTES",
         help="then add seeds to the operators not separable from the best until the verdict settles or time is out",
     )
+    parser.add_argument(
+        "--amp",
+        default="none",
+        choices=["none", "bf16"],
+        help="train under bfloat16 autocast (weights, optimiser and checkpoints stay float32; part of the budget)",
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="train the networks in channels-last layout (part of the budget)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="run N shard processes here in parallel, then report")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
     parser.add_argument(
@@ -50,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         data_root=args.data_root,
         layout=args.layout,
+        amp=args.amp,
+        channels_last=args.channels_last,
         shard=parse_shard(args.shard),
         jobs=args.jobs,
         time_budget=args.time_budget,

@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-aspp", dest="aspp", action="store_false", default=None, help="1x1 context instead of ASPP"
     )
     parser.add_argument(
+        "--channels-last",
+        dest="channels_last",
+        action="store_true",
+        default=None,
+        help="network and batches in channels-last layout (faster convolutions on CPU)",
+    )
+    parser.add_argument(
         "--pair-kwarg",
         action="append",
         default=[],

@@ -11,8 +11,12 @@ from torch import Tensor, nn
 
 from ..bench.timing import median_ms
 from ..complexity import count_macs, count_parameters
+from ..training.loop import channels_last_batch
 
-__all__ = ["operator_costs", "latency_ms", "inference_probe", "train_step_probe"]
+__all__ = ["AMP_DTYPES", "operator_costs", "latency_ms", "inference_probe", "train_step_probe"]
+
+# The autocast settings a comparison or a profile may train under, by name.
+AMP_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16}
 
 
 @torch.no_grad()
@@ -119,10 +123,7 @@ def train_step_probe(
     trained = copy.deepcopy(model).train()
     if channels_last:
         trained = trained.to(memory_format=torch.channels_last)
-        batch = {
-            k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, Tensor) and v.dim() == 4 else v
-            for k, v in batch.items()
-        }
+        batch = channels_last_batch(batch)
     optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=1e-4)
     device = next(trained.parameters()).device.type
 

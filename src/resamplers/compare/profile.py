@@ -24,7 +24,7 @@ import torch
 
 from .._checks import check_choice
 from .costs import summarise, time_rounds
-from .measure import train_step_probe
+from .measure import AMP_DTYPES, train_step_probe
 from .tasks import RunSpec, get_task
 
 __all__ = ["CATEGORIES", "categorise", "profile_call", "profile_training", "profile_markdown"]
@@ -42,7 +42,6 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("copies and layout", ("copy_", "clone", "contiguous", "cat", "to_copy", "empty_strided", "pad", "fill_", "zero_")),
 )
 OTHER = "elementwise and other"
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16}
 
 
 def categorise(name: str) -> str:

@@ -537,6 +537,12 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _precision_text(spec: dict[str, Any]) -> str:
+    amp = spec.get("amp", "none")
+    layout = "channels-last" if spec.get("channels_last") else "contiguous (NCHW)"
+    return f"trained in {'float32' if amp == 'none' else f'{amp} autocast'}, {layout} layout"
+
+
 def _budget_text(spec: dict[str, Any]) -> str:
     budget = spec.get("time_budget")
     if not budget:
@@ -581,7 +587,7 @@ def write_report(out: Path, log: Callable[[str], None] = print) -> Path:
             pictures["Visual sheet"] = out / "visual_sheet.png"
     intro = [
         f"# {task.title}",
-        f"Preset `{spec['preset']}` ({preset['description']}); data: {spec['data']}; "
+        f"Preset `{spec['preset']}` ({preset['description']}); {_precision_text(spec)}; data: {spec['data']}; "
         f"{len(records)} of {expected} runs finished (last {finished or 'n/a'})"
         f"{f', {len(failures)} of them failed' if failures else ''}; wall time "
         f"{'n/a' if wall is None else f'{wall:.1f} min'} (runs summed: {summed / 60:.1f} min).",

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ class CompareSpec:
     data: str
     data_root: str | None
     layout: str | None = None  # of a folder:PATH data set (voc, ade, generic)
+    amp: str = "none"  # autocast of the training steps
+    channels_last: bool = False  # networks and batches in channels-last layout while training
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,8 @@ class CompareSpec:
             "data": self.data,
             "data_root": self.data_root,
             "layout": self.layout,
+            "amp": self.amp,
+            "channels_last": self.channels_last,
         }
 
 
@@ -127,8 +131,8 @@ def _merge_spec(out: Path, spec: CompareSpec) -> CompareSpec:
     path = out / "compare.json"
     if not path.is_file():
         return spec
-    old = read_json(path)
-    for key in ("task", "preset", "data", "layout"):
+    old = {"amp": "none", "channels_last": False, **read_json(path)}  # folders from before these settings
+    for key in ("task", "preset", "data", "layout", "amp", "channels_last"):
         if old.get(key) != getattr(spec, key):
             raise ValueError(
                 f"argument `--out`: {out} holds a {old['task']}/{old['preset']} comparison with {key}={old.get(key)!r}, "
@@ -136,7 +140,7 @@ def _merge_spec(out: Path, spec: CompareSpec) -> CompareSpec:
             )
     ops = tuple(dict.fromkeys([*old["ops"], *spec.ops]))
     seeds = max(int(old["seeds"]), spec.seeds)
-    return CompareSpec(spec.task, spec.preset, ops, seeds, spec.data, spec.data_root, spec.layout)
+    return replace(spec, ops=ops, seeds=seeds)
 
 
 def run_compare(
@@ -149,6 +153,8 @@ def run_compare(
     data: str = "auto",
     data_root: str | None = None,
     layout: str | None = None,
+    amp: str = "none",
+    channels_last: bool = False,
     shard: tuple[int, int] = (0, 1),
     jobs: int = 1,
     threads: int | None = None,
@@ -164,7 +170,9 @@ def run_compare(
     ``time_budget`` (minutes, counted from this call) then keeps adding seeds, round-robin
     over the operators not yet separated from the best, until the verdict settles, every
     open operator has :data:`MAX_SEEDS` seeds, or the next run would not fit in the time.
-    ``finish=False`` leaves the reference rows, the cost phase and the report to another
+    ``amp`` (``"none"`` or ``"bf16"``) and ``channels_last`` are the training steps'
+    precision and layout (:meth:`Preset.with_precision`; recorded in ``compare.json`` and
+    in every run's budget).  ``finish=False`` leaves the reference rows, the cost phase and the report to another
     process.  The cost phase (:mod:`resamplers.compare.costs`) runs once every run of the
     comparison has finished.
     """
@@ -183,7 +191,7 @@ def run_compare(
     presets = task.presets()
     if preset not in presets:
         raise ValueError(f"argument `--preset`: expected one of {sorted(presets)}, got {preset!r}")
-    chosen = presets[preset]
+    chosen = presets[preset].with_precision(amp, channels_last)
     n_seeds = chosen.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise ValueError(f"argument `--seeds`: expected at least 1, got {n_seeds}")
@@ -194,7 +202,8 @@ def run_compare(
         raise ValueError(
             f"argument `--layout`: expected one of {', '.join(task.folder_layouts)} for folder data, got {layout!r}"
         )
-    spec = _merge_spec(out, CompareSpec(task.name, preset, requested, n_seeds, resolved, data_root, layout))
+    asked = CompareSpec(task.name, preset, requested, n_seeds, resolved, data_root, layout, amp, channels_last)
+    spec = _merge_spec(out, asked)
     if shard[1] > 1:
         say = log
         log = lambda message: say(f"[shard {shard[0]}/{shard[1]}] {message}")  # noqa: E731
@@ -422,6 +431,7 @@ def _run_shard_processes(
     command += ["--ops", ",".join(ops), "--seeds", str(spec.seeds), "--data", spec.data, "--out", str(out)]
     command += ["--data-root", spec.data_root] if spec.data_root else []
     command += ["--layout", spec.layout] if spec.layout else []
+    command += ["--amp", spec.amp] + (["--channels-last"] if spec.channels_last else [])
     command += ["--threads", str(per_process), "--no-progress", "--no-finish"]
     log(f"{spec.task}/{spec.preset}: {jobs} shard processes of {per_process} thread(s) each")
     environment = {**os.environ, "OMP_NUM_THREADS": str(per_process)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -28,8 +29,16 @@ class ChannelLayerNorm(nn.LayerNorm):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.permute(0, 2, 3, 1)
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        # The permuted result is channels-last; handed on as it is, that layout spreads into the
+        # next convolutions and their gradients as transposing copies of wider tensors.
+        return y.permute(0, 3, 1, 2).contiguous(memory_format=_layout_of(x))
+
+
+def _layout_of(x: Tensor) -> torch.memory_format:
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def channel_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:

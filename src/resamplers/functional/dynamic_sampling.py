@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_feature, check_int, check_same_dtype_device
+from ..core.api import autocast_dtype
 
 __all__ = ["sub_pixel_positions", "dynamic_sample"]
 
@@ -52,10 +53,15 @@ def sub_pixel_positions(
     return positions.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
-def _check_offsets(features: Tensor, offsets: Tensor, scale_factor: int, groups: int) -> None:
+def _check_offsets(features: Tensor, offsets: Tensor, scale_factor: int, groups: int, same_dtype: bool) -> None:
     check_feature(features, "features")
     check_feature(offsets, "offsets")
-    check_same_dtype_device(features, "features", offsets, "offsets")
+    if same_dtype:
+        check_same_dtype_device(features, "features", offsets, "offsets")
+    elif features.device != offsets.device:
+        raise ValueError(
+            f"argument `offsets`: expected device {features.device} (the device of `features`), got {offsets.device}"
+        )
     s = check_int(scale_factor, "scale_factor", minimum=1)
     g = check_int(groups, "groups", minimum=1)
     n, c, h, w = features.shape
@@ -90,6 +96,11 @@ def dynamic_sample(features: Tensor, offsets: Tensor, scale_factor: int, groups:
         scale_factor: integer ``s >= 1``.
         groups: ``G``, a divisor of ``C``; each group shares one set of sampling positions.
 
+    Precision: outside autocast ``features`` and ``offsets`` share one dtype.  Under
+    autocast (where the offset predictor and the layer before may return different
+    low-precision dtypes) both are sampled in float32 (float64 if either is), as the
+    reassembly core does, and the output comes back in the dtype of ``features``.
+
     Returns:
         ``N x C x sH x sW``, dtype of ``features``.
 
@@ -102,7 +113,15 @@ def dynamic_sample(features: Tensor, offsets: Tensor, scale_factor: int, groups:
         >>> torch.allclose(y, torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear"))
         True
     """
-    _check_offsets(features, offsets, scale_factor, groups)
+    compute = autocast_dtype(features, offsets)
+    _check_offsets(features, offsets, scale_factor, groups, same_dtype=compute is None)
+    if compute is not None:
+        with torch.autocast(features.device.type, enabled=False):
+            return _sample(features.to(compute), offsets.to(compute), scale_factor, groups).to(features.dtype)
+    return _sample(features, offsets, scale_factor, groups)
+
+
+def _sample(features: Tensor, offsets: Tensor, scale_factor: int, groups: int) -> Tensor:
     n, c, h, w = features.shape
     s, g = scale_factor, groups
     # Normalised grid coordinates u = 2 * (p + 0.5) / size - 1 of position p; the sizes are

@@ -104,7 +104,7 @@ def _flatten_optimizer(state: Mapping[str, Any]) -> tuple[dict[str, Tensor], dic
     for index, values in state["state"].items():
         for name, value in values.items():
             if isinstance(value, Tensor):
-                tensors[f"optimizer.{index}.{name}"] = value
+                tensors[f"optimizer.{index}.{name}"] = value.contiguous()  # channels-last state in file order
             else:
                 scalars.setdefault(str(index), {})[name] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..._checks import check_choice
 from ...registry import Registry
 
 __all__ = [
@@ -62,6 +63,24 @@ class Preset:
     def to_dict(self) -> dict[str, Any]:
         """As JSON holds it (lists, not tuples), so that a record read back compares equal."""
         return {**asdict(self), "ops": list(self.ops)}
+
+    def with_precision(self, amp: str = "none", channels_last: bool = False) -> Preset:
+        """The budget trained under autocast ``amp`` and/or in channels-last layout.  Both are
+        part of the budget (a run is kept only under the settings it was trained with); the
+        defaults leave the preset as it is, so float32 runs keep matching their records."""
+        from ..measure import AMP_DTYPES
+
+        check_choice(amp, "amp", list(AMP_DTYPES))
+        extra = {k: v for k, v in self.extra.items() if k not in ("amp", "channels_last")}
+        if amp != "none":
+            extra["amp"] = amp
+        if channels_last:
+            extra["channels_last"] = True
+        return replace(self, extra=extra)
+
+    def precision(self) -> dict[str, Any]:
+        """The training loop's ``amp`` and ``channels_last`` settings of this budget."""
+        return {"amp": self.extra.get("amp", "none"), "channels_last": bool(self.extra.get("channels_last", False))}
 
     def budget(self) -> dict[str, Any]:
         """What a run's result depends on: everything but the name, the documented time,
@@ -136,15 +155,20 @@ class Task(ABC):
         ``latency_ms`` (inference at the evaluation resolution, batch 1) and
         ``train_ms_per_step`` (forward, backward and optimiser step on one training batch).
         A task without :meth:`step_parts` keeps the figures its runs measured while training."""
-        from ..measure import inference_probe, train_step_probe
+        from ..measure import AMP_DTYPES, inference_probe, train_step_probe
 
         parts = self.step_parts(spec)
         if parts is None:
             return {}
-        return {
-            "latency_ms": inference_probe(parts.model, parts.example),
-            "train_ms_per_step": train_step_probe(parts.model, parts.loss, parts.batch),
-        }
+        precision = spec.preset.precision()
+        step = train_step_probe(
+            parts.model,
+            parts.loss,
+            parts.batch,
+            amp=AMP_DTYPES[precision["amp"]],
+            channels_last=precision["channels_last"],
+        )
+        return {"latency_ms": inference_probe(parts.model, parts.example), "train_ms_per_step": step}
 
     def reference_rows(self, spec: RunSpec) -> list[dict[str, Any]]:
         """Rows of non-learned references (e.g. closed-form matting), cached by the task."""

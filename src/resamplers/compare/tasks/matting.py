@@ -188,6 +188,7 @@ class MattingTask(Task):
                 checkpoint_every=max(1, p.steps // 5),
                 log_every=max(1, p.steps // 50),
                 seed=spec.seed,
+                **p.precision(),
             )
         )
 

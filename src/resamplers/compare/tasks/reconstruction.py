@@ -235,6 +235,7 @@ class ReconstructionTask(Task):
             log_every=max(1, p.steps // 50),
             workers=0,
             seed=spec.seed,
+            **p.precision(),
         )
         run_config = {"task": self.name, "op": spec.op, "seed": spec.seed, "preset": p.to_dict(), "data": spec.data}
         start = time.perf_counter()
