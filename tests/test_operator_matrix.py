@@ -115,6 +115,27 @@ class TestOperatorMatrix:
             assert_all_close(module(*map_inputs(inputs, transposed_storage)), expected)
             assert_all_close(module(*map_inputs(inputs, strided_channels)), expected)
 
+    def test_channels_last_network_gives_the_same_gradients(self, case):
+        """The operator and its inputs in channels-last layout, as in a network converted
+        with ``.to(memory_format=torch.channels_last)``: outputs, input and parameter
+        gradients equal those of the contiguous layout."""
+        module = case.module()
+        h, w = case.sizes((6, 5))
+        inputs = case.inputs(2, h, w)
+        results = []
+        for layout in (torch.contiguous_format, torch.channels_last):
+            net = copy.deepcopy(module).to(memory_format=layout)
+            feed = map_inputs(inputs, lambda t, f=layout: t.detach().clone(memory_format=f).requires_grad_())
+            outs = leaves(net(*feed))
+            weights = torch.Generator().manual_seed(1)
+            loss = sum((o * torch.randn(o.shape, generator=weights, dtype=o.dtype)).sum() for o in outs)
+            wrt = [t for t in leaves(feed) if t.requires_grad] + [p for p in net.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+            results.append((outs, [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]))
+        (outs_a, grads_a), (outs_b, grads_b) = results
+        assert_all_close(outs_b, outs_a)
+        assert_all_close(grads_b, grads_a)
+
     def test_eval_determinism(self, case):
         module = case.module()
         h, w = case.sizes((7, 6))

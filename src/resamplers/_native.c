@@ -560,6 +560,244 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
 DEFINE_KERNELS(float, int32_t, f32)
 DEFINE_KERNELS(double, int64_t, f64)
 
+/*
+ * Pixel-major (channels-last) plain kernels: the sums of the kernels above on
+ * N x H x W x C features and outputs and N x H x W x (G K^2) kernels, with the channels of
+ * a group contiguous, so that each tap is one run of whole vectors.  A tap whose source
+ * pixel lies outside the image is skipped, as above.  They differ from the plane-major
+ * kernels only in the order of the sums.
+ */
+
+/* The taps of output pixel (y, xo) whose source pixel is inside the image: tap index
+ * a K + b and the source pixel's index in its image; returns their count. */
+static int64_t pixel_taps(const geom_t *g, int64_t y, int64_t xo, int64_t *tap, int64_t *src) {
+    const int64_t r0 = (y / g->up) * g->stride - g->pad_top;
+    const int64_t c0 = (xo / g->up) * g->stride - g->pad_left;
+    int64_t count = 0;
+    for (int64_t a = 0; a < g->K; ++a) {
+        const int64_t sr = r0 + a;
+        if (sr < 0 || sr >= g->Hin) continue;
+        for (int64_t b = 0; b < g->K; ++b) {
+            const int64_t sc = c0 + b;
+            if (sc < 0 || sc >= g->Win) continue;
+            tap[count] = a * g->K + b;
+            src[count] = sr * g->Win + sc;
+            ++count;
+        }
+    }
+    return count;
+}
+
+/* The output pixels that read source pixel (sr, sc) of image n, and through which tap:
+ * pixel index among all N x Hout x Wout pixels and tap index, in the order (a, b, y, x);
+ * returns their count (at most K^2 up^2). */
+static int64_t pixel_readers(const geom_t *g, int64_t n, int64_t sr, int64_t sc, int64_t *at, int64_t *tap) {
+    int64_t count = 0;
+    for (int64_t a = 0; a < g->K; ++a) {
+        const int64_t rows = sr + g->pad_top - a;
+        if (rows < 0 || rows % g->stride) continue;
+        const int64_t y0 = rows / g->stride * g->up, y1 = y0 + g->up < g->Hout ? y0 + g->up : g->Hout;
+        for (int64_t b = 0; b < g->K; ++b) {
+            const int64_t cols = sc + g->pad_left - b;
+            if (cols < 0 || cols % g->stride) continue;
+            const int64_t x0 = cols / g->stride * g->up, x1 = x0 + g->up < g->Wout ? x0 + g->up : g->Wout;
+            for (int64_t y = y0; y < y1; ++y)
+                for (int64_t xo = x0; xo < x1; ++xo) {
+                    at[count] = (n * g->Hout + y) * g->Wout + xo;
+                    tap[count] = a * g->K + b;
+                    ++count;
+                }
+        }
+    }
+    return count;
+}
+
+#define DEFINE_PIXEL_KERNELS(T, IT, SUFFIX)                                                            \
+/* dst[c] = sum_i w[i] * src_i[c] for c < width, over `count` rows src_i = base + offset[i]:        \
+ * four vectors of channels at a time in registers, then two, then one, the last partial. */             \
+RS_INLINE void weighted_rows_##SUFFIX(T *dst, const T *base, const int64_t *offset, const T *w,     \
+                                      int64_t count, int64_t width) {                               \
+    const int64_t VL = VL_##SUFFIX;                                                                 \
+    int64_t c = 0;                                                                                  \
+    for (; c + 4 * VL <= width; c += 4 * VL) {                                                      \
+        RS_ACC_ZERO(vec_##SUFFIX);                                                                  \
+        for (int64_t i = 0; i < count; ++i) {                                                       \
+            const T *p = base + offset[i] + c;                                                      \
+            acc0 += w[i] * load_##SUFFIX(p);                                                        \
+            acc1 += w[i] * load_##SUFFIX(p + VL);                                                   \
+            acc2 += w[i] * load_##SUFFIX(p + 2 * VL);                                               \
+            acc3 += w[i] * load_##SUFFIX(p + 3 * VL);                                               \
+        }                                                                                           \
+        memcpy(dst + c, &acc0, sizeof acc0);                                                        \
+        memcpy(dst + c + VL, &acc1, sizeof acc1);                                                   \
+        memcpy(dst + c + 2 * VL, &acc2, sizeof acc2);                                               \
+        memcpy(dst + c + 3 * VL, &acc3, sizeof acc3);                                               \
+    }                                                                                               \
+    if (c + 2 * VL <= width) {                                                                      \
+        vec_##SUFFIX acc0 = {0}, acc1 = {0};                                                        \
+        for (int64_t i = 0; i < count; ++i) {                                                       \
+            const T *p = base + offset[i] + c;                                                      \
+            acc0 += w[i] * load_##SUFFIX(p);                                                        \
+            acc1 += w[i] * load_##SUFFIX(p + VL);                                                   \
+        }                                                                                           \
+        memcpy(dst + c, &acc0, sizeof acc0);                                                        \
+        memcpy(dst + c + VL, &acc1, sizeof acc1);                                                   \
+        c += 2 * VL;                                                                                \
+    }                                                                                               \
+    for (; c < width; c += VL) {                                                                    \
+        const int64_t lanes = width - c < VL ? width - c : VL;                                      \
+        vec_##SUFFIX acc = {0};                                                                     \
+        for (int64_t i = 0; i < count; ++i) acc += w[i] * load_part_##SUFFIX(base + offset[i] + c, 0, lanes); \
+        store_part_##SUFFIX(dst + c, acc, 0, lanes);                                                \
+    }                                                                                               \
+}                                                                                                   \
+                                                                                                    \
+/* The four sums over the lanes of a, b, c and d, in lanes 0, VL/4, VL/2 and 3 VL/4:       \
+ * halves added pairwise, then quarters, then within the quarters (a fixed order, and        \
+ * about two shuffles a sum instead of a tree for each). */                                        \
+RS_INLINE vec_##SUFFIX lane_sums4_##SUFFIX(vec_##SUFFIX a, vec_##SUFFIX b, vec_##SUFFIX c,         \
+                                           vec_##SUFFIX d) {                                       \
+    enum { L = VL_##SUFFIX, H = VL_##SUFFIX / 2, Q = VL_##SUFFIX / 4 };                             \
+    ivec_##SUFFIX lo, hi, lo2, hi2;                                                                 \
+    for (int i = 0; i < L; ++i) {                                                                   \
+        const int half = i / H, j = i % H;                                                          \
+        lo[i] = (IT)(half * L + j); hi[i] = (IT)(half * L + H + j);                                 \
+        const int src = i / Q, k = i % Q;                                                           \
+        const int base = (src / 2) * L + (src % 2) * H;                                             \
+        lo2[i] = (IT)(base + k); hi2[i] = (IT)(base + Q + k);                                       \
+    }                                                                                               \
+    const vec_##SUFFIX ab = __builtin_shuffle(a, b, lo) + __builtin_shuffle(a, b, hi);              \
+    const vec_##SUFFIX cd = __builtin_shuffle(c, d, lo) + __builtin_shuffle(c, d, hi);              \
+    vec_##SUFFIX q = __builtin_shuffle(ab, cd, lo2) + __builtin_shuffle(ab, cd, hi2);               \
+    for (int step = Q / 2; step > 0; step /= 2) {                                                   \
+        ivec_##SUFFIX x;                                                                            \
+        for (int i = 0; i < L; ++i) x[i] = (IT)(i ^ step);                                          \
+        q += __builtin_shuffle(q, x);                                                               \
+    }                                                                                               \
+    return q;                                                                                       \
+}                                                                                                   \
+                                                                                                    \
+/* out[t] = sum_c v[c] * rows_t[c] over c < width for the `count` rows rows_t = base +        \
+ * offset[t]: four rows at a time share each load of v; the channels run in whole vectors     \
+ * (the last one zero-filled), then lane_sums4 sums the lanes. */                                  \
+RS_INLINE void row_dots_##SUFFIX(T *out, const T *v, const T *base, const int64_t *offset,         \
+                                 const int64_t *slot, int64_t count, int64_t width) {              \
+    const int64_t VL = VL_##SUFFIX;                                                                 \
+    for (int64_t t = 0; t < count; t += 4) {                                                        \
+        const int64_t last = count - 1;                                                             \
+        const T *r0 = base + offset[t], *r1 = base + offset[t + 1 < count ? t + 1 : last];          \
+        const T *r2 = base + offset[t + 2 < count ? t + 2 : last];                                  \
+        const T *r3 = base + offset[t + 3 < count ? t + 3 : last];                                  \
+        vec_##SUFFIX a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                        \
+        int64_t c = 0;                                                                              \
+        for (; c + VL <= width; c += VL) {                                                          \
+            const vec_##SUFFIX vv = load_##SUFFIX(v + c);                                           \
+            a0 += vv * load_##SUFFIX(r0 + c); a1 += vv * load_##SUFFIX(r1 + c);                     \
+            a2 += vv * load_##SUFFIX(r2 + c); a3 += vv * load_##SUFFIX(r3 + c);                     \
+        }                                                                                           \
+        if (c < width) {                                                                            \
+            const int64_t n = width - c;                                                            \
+            const vec_##SUFFIX vv = load_part_##SUFFIX(v + c, 0, n);                                \
+            a0 += vv * load_part_##SUFFIX(r0 + c, 0, n); a1 += vv * load_part_##SUFFIX(r1 + c, 0, n); \
+            a2 += vv * load_part_##SUFFIX(r2 + c, 0, n); a3 += vv * load_part_##SUFFIX(r3 + c, 0, n); \
+        }                                                                                           \
+        const vec_##SUFFIX sums = lane_sums4_##SUFFIX(a0, a1, a2, a3);                              \
+        for (int64_t i = 0; i < 4 && t + i < count; ++i) out[slot[t + i]] = sums[i * (VL / 4)];     \
+    }                                                                                               \
+}                                                                                                   \
+                                                                                                    \
+/* out[n, y, x, c] = sum_t m[n, y, x, g K^2 + t] x[n, source of t, c]: every element of out        \
+ * is written.  Tasks are output rows (n, y). */                                                   \
+RS_MULTIVERSION                                                                                     \
+int reassemble_forward_pixels_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,          \
+                                       int64_t task_begin, int64_t task_end) {                      \
+    geom_t g = read_geom(gp);                                                                       \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
+    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg;                                               \
+    int64_t *tap = malloc(sizeof(int64_t) * (size_t)(2 * k2));                                      \
+    T *w = malloc(sizeof(T) * (size_t)k2);                                                          \
+    if (!tap || !w) { free(tap); free(w); return RS_NO_MEMORY; }                                    \
+    int64_t *src = tap + k2;                                                                        \
+    for (int64_t task = task_begin; task < task_end; ++task) {                                      \
+        const int64_t n = task / g.Hout, y = task % g.Hout;                                         \
+        const T *image = x + n * g.Hin * g.Win * C;                                                 \
+        for (int64_t xo = 0; xo < g.Wout; ++xo) {                                                   \
+            const int64_t at = (n * g.Hout + y) * g.Wout + xo;                                      \
+            const int64_t taps = pixel_taps(&g, y, xo, tap, src);                                   \
+            for (int64_t t = 0; t < taps; ++t) src[t] *= C;                                         \
+            for (int64_t grp = 0; grp < g.G; ++grp) {                                               \
+                const T *mg = m + (at * g.G + grp) * k2;                                            \
+                for (int64_t t = 0; t < taps; ++t) w[t] = mg[tap[t]];                               \
+                weighted_rows_##SUFFIX(out + at * C + grp * Cg, image + grp * Cg, src, w, taps, Cg); \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    free(tap); free(w);                                                                             \
+    return RS_OK;                                                                                   \
+}                                                                                                   \
+                                                                                                    \
+/* grad_m[n, y, x, g K^2 + t] = sum_{c in g} grad_out[n, y, x, c] x[n, source of t, c] for the     \
+ * taps inside the image (the caller zeroes grad_m).  Tasks are output rows (n, y). */            \
+RS_MULTIVERSION                                                                                     \
+int reassemble_grad_kernels_pixels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,              \
+                                            const int64_t *gp, int64_t task_begin,                  \
+                                            int64_t task_end) {                                     \
+    geom_t g = read_geom(gp);                                                                       \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
+    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg;                                               \
+    int64_t *tap = malloc(sizeof(int64_t) * (size_t)(2 * k2));                                      \
+    if (!tap) return RS_NO_MEMORY;                                                                  \
+    int64_t *src = tap + k2;                                                                        \
+    for (int64_t task = task_begin; task < task_end; ++task) {                                      \
+        const int64_t n = task / g.Hout, y = task % g.Hout;                                         \
+        const T *image = x + n * g.Hin * g.Win * C;                                                 \
+        for (int64_t xo = 0; xo < g.Wout; ++xo) {                                                   \
+            const int64_t at = (n * g.Hout + y) * g.Wout + xo;                                      \
+            const int64_t taps = pixel_taps(&g, y, xo, tap, src);                                   \
+            for (int64_t t = 0; t < taps; ++t) src[t] *= C;                                         \
+            for (int64_t grp = 0; grp < g.G; ++grp)                                                 \
+                row_dots_##SUFFIX(grad_m + (at * g.G + grp) * k2, grad_out + at * C + grp * Cg,     \
+                                  image + grp * Cg, src, tap, taps, Cg);                            \
+        }                                                                                           \
+    }                                                                                               \
+    free(tap);                                                                                      \
+    return RS_OK;                                                                                   \
+}                                                                                                   \
+                                                                                                    \
+/* grad_x[n, r, s, c] = sum over the output pixels p and taps t that read (r, s) of               \
+ * m[n, p, g K^2 + t] grad_out[n, p, c], gathered (no two tasks write one element, and every      \
+ * element sums in one order whatever the threads): every element of grad_x is written.           \
+ * Tasks are source rows (n, r). */                                                                \
+RS_MULTIVERSION                                                                                     \
+int reassemble_grad_features_pixels_##SUFFIX(const T *m, const T *grad_out, T *grad_x,             \
+                                             const int64_t *gp, int64_t task_begin,                 \
+                                             int64_t task_end) {                                    \
+    geom_t g = read_geom(gp);                                                                       \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                                    \
+    const int64_t k2 = g.K * g.K, C = g.C, Cg = g.Cg, most = k2 * g.up * g.up;                      \
+    int64_t *at = malloc(sizeof(int64_t) * (size_t)(3 * most));                                     \
+    T *w = malloc(sizeof(T) * (size_t)most);                                                        \
+    if (!at || !w) { free(at); free(w); return RS_NO_MEMORY; }                                      \
+    int64_t *tap = at + most, *row = at + 2 * most;                                                 \
+    for (int64_t task = task_begin; task < task_end; ++task) {                                      \
+        const int64_t n = task / g.Hin, sr = task % g.Hin;                                          \
+        for (int64_t sc = 0; sc < g.Win; ++sc) {                                                    \
+            const int64_t readers = pixel_readers(&g, n, sr, sc, at, tap);                          \
+            for (int64_t i = 0; i < readers; ++i) row[i] = at[i] * C;                               \
+            T *gx = grad_x + ((n * g.Hin + sr) * g.Win + sc) * C;                                   \
+            for (int64_t grp = 0; grp < g.G; ++grp) {                                               \
+                for (int64_t i = 0; i < readers; ++i) w[i] = m[(at[i] * g.G + grp) * k2 + tap[i]];  \
+                weighted_rows_##SUFFIX(gx + grp * Cg, grad_out + grp * Cg, row, w, readers, Cg);    \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    free(at); free(w);                                                                              \
+    return RS_OK;                                                                                   \
+}
+
+DEFINE_PIXEL_KERNELS(float, int32_t, f32)
+DEFINE_PIXEL_KERNELS(double, int64_t, f64)
+
 /* Taps sampled at offsets (``offsets=`` of reassemble and window_similarity): tap t of
  * group g at output pixel (y, x) reads the source bilinearly, zero outside the image, at
  * row (y / up) * stride + a - pad_top + off[n, 2 (g K^2 + t) + 1, y, x] and column
@@ -849,7 +1087,7 @@ DEFINE_LAYOUT_KERNELS(float, f32)
 DEFINE_LAYOUT_KERNELS(double, f64)
 
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
-int64_t reassemble_abi_version(void) { return 4; }
+int64_t reassemble_abi_version(void) { return 5; }
 
 /* The instruction-set level whose clone the kernels run: 4 (x86-64-v4: AVX-512),
  * 3 (x86-64-v3: AVX2 and FMA), 1 (the baseline build: SSE2 on x86-64, or whatever the

@@ -25,7 +25,45 @@ from torch.utils.flop_counter import register_flop_formula
 
 from .geometry import Geometry
 
-__all__ = ["check_geometry_list", "check_op_shapes", "check_grad_shape", "check_similarity_shapes", "register_core_ops"]
+__all__ = [
+    "check_geometry_list",
+    "check_op_shapes",
+    "check_grad_shape",
+    "check_similarity_shapes",
+    "is_channels_last",
+    "register_core_ops",
+    "takes_pixel_major",
+]
+
+# Channels a group from which a native op takes its pixel-major kernel for channels-last
+# input.  A pixel-major vector holds channels: fewer than a vector's worth leave it part
+# empty, and the kernel gradient sums each vector across its lanes once a tap, which only
+# pays when a group spans several vectors (measured with tools/bench_channels_last.py).
+PIXEL_MAJOR_MIN_GROUP_CHANNELS = {
+    "reassemble": 16,
+    "reassemble_grad_features": 16,
+    "reassemble_grad_kernels": 64,
+    "window_similarity": 64,
+}
+
+
+def is_channels_last(t: Tensor) -> bool:
+    """Whether ``t`` is laid out channels-last and not also contiguous (a tensor with one
+    channel or one pixel is both, and takes the plane-major kernels)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def takes_pixel_major(op: str, t: Tensor, groups: int) -> bool:
+    """Whether native op ``op`` computes on ``t`` (its features, or keys) in channels-last
+    layout, returning channels-last outputs; otherwise it computes on planes and returns
+    contiguous ones."""
+    return is_channels_last(t) and t.shape[1] // groups >= PIXEL_MAJOR_MIN_GROUP_CHANNELS[op]
+
+
+def _empty(shape: tuple[int, ...], like: Tensor, channels_last: bool) -> Tensor:
+    if channels_last:
+        return like.new_empty(shape).contiguous(memory_format=torch.channels_last)
+    return like.new_empty(shape)
 
 
 def check_geometry_list(op: str, geometry: object) -> Geometry:
@@ -119,26 +157,39 @@ def _save_triple(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor, list[int]], out
     ctx.geometry = geometry
 
 
-def register_core_ops(reassemble: Any, grad_features: Any, grad_kernels: Any, similarity: Any) -> None:
+def register_core_ops(
+    reassemble: Any, grad_features: Any, grad_kernels: Any, similarity: Any, *, pixel_major: bool = False
+) -> None:
     """Register fakes, autograd and FLOP formulas for one backend's four custom ops
-    (objects made by ``torch.library.custom_op``)."""
+    (objects made by ``torch.library.custom_op``).
+
+    ``pixel_major``: the backend computes channels-last features (keys, for the
+    similarity) with channels-last kernels where :func:`takes_pixel_major` says so and
+    returns those outputs channels-last; otherwise (and always without it) outputs are
+    contiguous.  The fakes say which, so that ``torch.compile``
+    plans with the real strides."""
+
+    def follows(op: str, t: Tensor, geometry: list[int]) -> bool:
+        return pixel_major and takes_pixel_major(op, t, geometry[1])
 
     @reassemble.register_fake
     def _(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-        return features.new_empty((features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1]))
+        shape = (features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1])
+        return _empty(shape, features, follows("reassemble", features, geometry))
 
     @grad_features.register_fake
     def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-        return torch.empty_like(features, memory_format=torch.contiguous_format)
+        return _empty(tuple(features.shape), features, follows("reassemble_grad_features", features, geometry))
 
     @grad_kernels.register_fake
     def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-        return torch.empty_like(kernels, memory_format=torch.contiguous_format)
+        return _empty(tuple(kernels.shape), kernels, follows("reassemble_grad_kernels", features, geometry))
 
     @similarity.register_fake
     def _(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
         taps = geometry[1] * geometry[0] * geometry[0]
-        return keys.new_empty((keys.shape[0], taps, query.shape[-2], query.shape[-1]))
+        shape = (keys.shape[0], taps, query.shape[-2], query.shape[-1])
+        return _empty(shape, keys, follows("window_similarity", keys, geometry))
 
     def reassemble_backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         features, kernels = ctx.saved_tensors

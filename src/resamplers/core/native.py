@@ -43,7 +43,9 @@ from .custom_ops import (
     check_grad_shape,
     check_op_shapes,
     check_similarity_shapes,
+    is_channels_last,
     register_core_ops,
+    takes_pixel_major,
 )
 from .geometry import Geometry
 from .offset_path import Gradients, TapsCall, offset_taps_function
@@ -57,7 +59,7 @@ __all__ = [
     "NATIVE_DTYPES",
 ]
 
-_ABI_VERSION = 4
+_ABI_VERSION = 5
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
 
@@ -75,7 +77,14 @@ def _load_library() -> ctypes.CDLL | None:
             return None
         lib.native_isa_level.restype = ctypes.c_int64
         for suffix in _DTYPE_SUFFIX.values():
-            for kind in ("forward", "grad_kernels", "grad_features"):
+            for kind in (
+                "forward",
+                "grad_kernels",
+                "grad_features",
+                "forward_pixels",
+                "grad_kernels_pixels",
+                "grad_features_pixels",
+            ):
                 fn = getattr(lib, f"reassemble_{kind}_{suffix}")
                 fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64]
@@ -199,9 +208,16 @@ def _reassemble_op(features: Tensor, kernels: Tensor, geometry: list[int]) -> Te
     check_op_shapes(
         "reassemble", features, tuple(kernels.shape), check_geometry_list("reassemble", geometry), "kernels"
     )
-    features, kernels = features.contiguous(), kernels.contiguous()
     n, c = features.shape[:2]
     h_out, w_out = kernels.shape[-2:]
+    if takes_pixel_major("reassemble", features, geometry[1]):
+        kernels = kernels.contiguous(memory_format=torch.channels_last)
+        out = torch.empty((n, c, h_out, w_out), dtype=features.dtype, memory_format=torch.channels_last)
+        if out.numel():
+            geo = _geometry_tensor(features, kernels, geometry)
+            _run("forward_pixels", features.dtype, (features, kernels, out), geo, n * h_out)
+        return out
+    features, kernels = _planes(features), _planes(kernels)
     out = torch.empty((n, c, h_out, w_out), dtype=features.dtype)
     if out.numel():
         geo = _geometry_tensor(features, kernels, geometry)
@@ -221,14 +237,29 @@ def _check_grad_op_args(op: str, grad_out: Tensor, features: Tensor, kernels: Te
 @torch.library.custom_op("resamplers::reassemble_grad_features", mutates_args=())
 def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
     _check_grad_op_args("reassemble_grad_features", grad_out, features, kernels, geometry)
+    if takes_pixel_major("reassemble_grad_features", features, geometry[1]):
+        grad_x = torch.empty(features.shape, dtype=features.dtype, memory_format=torch.channels_last)
+        if grad_x.numel():
+            cl = torch.channels_last
+            kernels, grad_out = kernels.contiguous(memory_format=cl), grad_out.contiguous(memory_format=cl)
+            geo = _geometry_tensor(features, kernels, geometry)
+            _run(
+                "grad_features_pixels",
+                features.dtype,
+                (kernels, grad_out, grad_x),
+                geo,
+                grad_x.shape[0] * grad_x.shape[2],
+            )
+        return grad_x
     grad_x = torch.zeros(features.shape, dtype=features.dtype)
     if grad_x.numel() and grad_out.numel():
         left, right = _grad_features_padding(kernels.shape[-1], geometry)
-        padded = torch.nn.functional.pad(kernels, (left, right))  # grad_out is padded row by row in the kernel
+        # grad_out is padded row by row in the kernel; `pad` keeps a channels-last layout, the kernel reads planes
+        padded = torch.nn.functional.pad(_planes(kernels), (left, right))
         row = left + kernels.shape[-1] + right
         geo = torch.cat([_geometry_tensor(features, kernels, geometry), torch.tensor([row, left])])
         tasks = features.shape[0] * features.shape[2]
-        _run("grad_features", features.dtype, (padded, grad_out.contiguous(), grad_x), geo, tasks)
+        _run("grad_features", features.dtype, (padded, _planes(grad_out), grad_x), geo, tasks)
     return grad_x
 
 
@@ -249,7 +280,15 @@ def _grad_features_padding(w_out: int, geometry: list[int]) -> tuple[int, int]:
 @torch.library.custom_op("resamplers::reassemble_grad_kernels", mutates_args=())
 def _grad_kernels_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
     _check_grad_op_args("reassemble_grad_kernels", grad_out, features, kernels, geometry)
-    grad_out, features = grad_out.contiguous(), features.contiguous()
+    if takes_pixel_major("reassemble_grad_kernels", features, geometry[1]):
+        grad_k = torch.zeros(kernels.shape, dtype=kernels.dtype).contiguous(memory_format=torch.channels_last)
+        if grad_k.numel() and features.numel():
+            grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+            geo = _geometry_tensor(features, kernels, geometry)
+            tasks = grad_k.shape[0] * grad_k.shape[2]
+            _run("grad_kernels_pixels", features.dtype, (features, grad_out, grad_k), geo, tasks)
+        return grad_k
+    grad_out, features = _planes(grad_out), _planes(features)
     grad_k = torch.zeros(kernels.shape, dtype=kernels.dtype)
     if grad_k.numel() and features.numel():
         geo = _geometry_tensor(features, kernels, geometry)
@@ -269,10 +308,18 @@ def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
     _check_tensor("window_similarity", query, "query")
     _check_tensor("window_similarity", keys, "keys", query.dtype)
     check_similarity_shapes("window_similarity", query, keys, geometry)
-    query, keys = query.contiguous(), keys.contiguous()
     kernel_size, groups, up = geometry[0], geometry[1], geometry[2]
     n = keys.shape[0]
     h_out, w_out = query.shape[-2:]
+    if takes_pixel_major("window_similarity", keys, groups):
+        shape = (n, groups * kernel_size * kernel_size, h_out, w_out)
+        out = torch.zeros(shape, dtype=keys.dtype).contiguous(memory_format=torch.channels_last)
+        if out.numel() and keys.numel():
+            query = query.contiguous(memory_format=torch.channels_last)
+            geo = _geometry_tensor(keys, out, geometry)
+            _run("grad_kernels_pixels", keys.dtype, (keys, query, out), geo, n * h_out)
+        return out
+    query, keys = _planes(query), _planes(keys)
     out = torch.zeros((n, groups * kernel_size * kernel_size, h_out, w_out), dtype=keys.dtype)
     if out.numel() and keys.numel():
         geo = _geometry_tensor(keys, out, geometry)
@@ -280,7 +327,7 @@ def _similarity_op(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
     return out
 
 
-register_core_ops(_reassemble_op, _grad_features_op, _grad_kernels_op, _similarity_op)
+register_core_ops(_reassemble_op, _grad_features_op, _grad_kernels_op, _similarity_op, pixel_major=True)
 
 
 def _in_native_dtype(
@@ -316,13 +363,30 @@ def _scatter_block(batch: int, groups: int, group_channels: int, threads: int) -
     return min(group_channels, -(-block // _SCATTER_QUANTUM) * _SCATTER_QUANTUM)
 
 
+def _planes(t: Tensor) -> Tensor:
+    """``t`` as contiguous planes; a channels-last ``t`` through the blocked layout kernel
+    (torch's copy of a permuted tensor runs far below the copy bandwidth)."""
+    if not is_channels_last(t):
+        return t.contiguous()
+    out = t.new_empty(t.shape)
+    if out.numel():
+        dims = _layout_dims(out, 0, to_pixels=False)
+        _run("change_layout", t.dtype, (t.permute(0, 2, 3, 1), out), dims, t.shape[0] * t.shape[2])
+    return out
+
+
+def _channels_last(planes: Tensor) -> Tensor:
+    """Contiguous ``planes`` as a channels-last tensor of the same shape."""
+    return _to_pixels(planes).permute(0, 3, 1, 2)
+
+
 def _to_pixels(planes: Tensor, pad: int = 0) -> Tensor:
     """``N x C x H x W`` as the offset kernels read it, pixel-major: ``N x (H + 2 pad) x
     (W + 2 pad) x C`` with a zero border (so that corners outside the image read zeros and
     the kernels need no per-corner branches).  A channels-last input is already pixel-major."""
     n, c, h, w = planes.shape
     shape = (n, h + 2 * pad, w + 2 * pad, c)
-    if _is_channels_last(planes):
+    if is_channels_last(planes):
         if not pad:
             return planes.permute(0, 2, 3, 1)
         out = planes.new_zeros(shape)
@@ -342,7 +406,7 @@ def _to_planes(pixels: Tensor, reference: Tensor, pad: int = 0) -> Tensor:
     as ``N x C x H x W`` in ``reference``'s memory format (channels last, or contiguous)."""
     n, hp, wp, c = pixels.shape
     h, w = hp - 2 * pad, wp - 2 * pad
-    if _is_channels_last(reference):
+    if is_channels_last(reference):
         interior = pixels[:, pad : h + pad, pad : w + pad].permute(0, 3, 1, 2)
         return interior.contiguous(memory_format=torch.channels_last)
     out = pixels.new_empty((n, c, h, w))
@@ -357,13 +421,9 @@ def _layout_dims(planes: Tensor, pad: int, to_pixels: bool) -> Tensor:
     return torch.tensor([n, c, h, w, pad, int(to_pixels)], dtype=torch.int64)
 
 
-def _is_channels_last(t: Tensor) -> bool:
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-
-
 def _empty_in_layout_of(reference: Tensor, shape: tuple[int, ...]) -> Tensor:
     out = reference.new_empty(shape)
-    return out.contiguous(memory_format=torch.channels_last) if _is_channels_last(reference) else out
+    return out.contiguous(memory_format=torch.channels_last) if is_channels_last(reference) else out
 
 
 def _check_offset_args(
