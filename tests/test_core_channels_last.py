@@ -155,3 +155,20 @@ def test_the_fakes_give_the_strides_of_the_real_ops(layout, group_channels):
         with FakeTensorMode(allow_non_fake_inputs=True) as mode:
             fake = call(mode.from_tensor(a), mode.from_tensor(b), mode.from_tensor(grad_out))
         assert fake.shape == real.shape and fake.stride() == real.stride(), name
+
+
+def test_layout_benchmark_tool_runs():
+    """``tools/bench_channels_last.py`` at tiny sizes: a row per op and shape, the kernel named."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_channels_last.py"
+    args = [sys.executable, str(tool), "--rounds", "1", "--shape", "1x8x4", "--shape", "1x64x4"]
+    printed = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rows = [line for line in printed.splitlines() if line.startswith("| 1x")]
+    assert len(rows) == 8
+    assert all(float(row.split("|")[5].strip().rstrip("x")) > 0 for row in rows)
+    assert sum("pixel-major" in row for row in rows) == 4  # 8 channels: none; 64: all four
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run([sys.executable, str(tool), "--shape", "8x64"], capture_output=True, check=True)

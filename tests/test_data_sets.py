@@ -336,3 +336,23 @@ def test_real_data_composites_when_fetched():
     assert len(source.foregrounds("test")) == 35 and len(source.backgrounds("test")) == 14
     sample = TrainingComposites(source, size=64, per_foreground=1)[0]
     check_sample(sample, (64, 64))
+
+
+def test_real_foregrounds_are_cached_read_only_and_compose_the_same():
+    """The decoded stamps are kept (the composites cycle through them in order) and shared,
+    so they are read-only; a composite is the same with and without the cache."""
+    from resamplers.data import DebianSource
+
+    try:
+        cached, uncached = DebianSource(), DebianSource(cache_foregrounds=0)
+    except DataError:
+        pytest.skip("the real data is not fetched")
+    name = cached.foregrounds("train")[0]
+    first = cached.load_foreground(name)
+    assert cached.load_foreground(name) is first
+    assert not first.color.flags.writeable and not first.alpha.flags.writeable
+    again = TrainingComposites(cached, size=64, per_foreground=2)
+    plain = TrainingComposites(uncached, size=64, per_foreground=2)
+    for index in (0, 1, len(cached.foregrounds("train"))):  # the last one from the cache
+        a, b = again[index], plain[index]
+        assert all(torch.equal(a[key], b[key]) for key in a if isinstance(a[key], torch.Tensor))
