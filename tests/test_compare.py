@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -173,6 +176,11 @@ def test_compare_trains_under_bf16_autocast_in_channels_last(tmp_path, capsys):
     capsys.readouterr()
     assert main(common) == 2  # the same folder in float32 is another comparison
     assert "amp='bf16'" in capsys.readouterr().err
+    tool = Path(__file__).resolve().parents[1] / "tools" / "paired_between_folders.py"
+    printed = subprocess.run(
+        [sys.executable, str(tool), str(out), str(out)], capture_output=True, text=True, check=True
+    )
+    assert "| `carafe` | 1 x " in printed.stdout and "+0.000 [+0.000, +0.000]" in printed.stdout
 
 
 def test_unknown_operator_and_other_comparison_are_refused(tmp_path, capsys):

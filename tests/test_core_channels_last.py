@@ -13,7 +13,7 @@ from reference import reassemble_loop
 from resamplers.core import Geometry
 from resamplers.core.torch_path import reassemble_torch
 from resamplers.functional import native_available, reassemble, window_similarity
-from test_reassembly import GEOMETRIES, _case
+from test_reassembly import GEOMETRIES, _case, assert_same_at_thread_counts
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="no native build")
 
@@ -103,18 +103,7 @@ def test_gradgradcheck_in_channels_last(geometry):
 def test_pixel_major_kernels_do_not_depend_on_the_thread_count():
     x, kernels, kw = _wide_case((5, 2, 2, 1, None, (9, 11)), 64, dtype=torch.float32)
     a, b = _in(x, "pixels").requires_grad_(), _in(kernels, "pixels").requires_grad_()
-    results = []
-    before = torch.get_num_threads()
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            out = reassemble(a, b, **kw, backend="native")
-            results.append((out, *torch.autograd.grad(out.square().sum(), (a, b))))
-    finally:
-        torch.set_num_threads(before)
-    for other in results[1:]:
-        for first, again in zip(results[0], other, strict=True):
-            assert torch.equal(first, again)
+    assert_same_at_thread_counts(a, b, kw, (1, 2, 3))
 
 
 @pytest.mark.parametrize("groups, scale, kernel_size, channels", [(1, 2, 5, 72), (2, 2, 3, 128), (4, 1, 3, 24)])

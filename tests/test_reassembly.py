@@ -46,6 +46,22 @@ def _case(k, groups, up, stride, padding, size, dtype=torch.float64, seed=0):
     return x, kernels, dict(kernel_size=k, groups=groups, scale_factor=up, stride=stride, padding=(pt, pl))
 
 
+def assert_same_at_thread_counts(x, kernels, kw, counts):
+    """The native reassembly's output and both gradients, bit for bit, at each thread count."""
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in counts:
+            torch.set_num_threads(threads)
+            out = reassemble(x, kernels, **kw, backend="native")
+            results.append((out, *torch.autograd.grad(out.square().sum(), (x, kernels))))
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert torch.equal(a, b)
+
+
 def _loop(x, kernels, kw):
     return reassemble_loop(x, kernels, kw["kernel_size"], kw["groups"], kw["scale_factor"], kw["stride"], kw["padding"])
 
@@ -101,20 +117,7 @@ class TestReassemble:
     @pytest.mark.skipif(not native_available(), reason="no native build")
     def test_native_is_deterministic_across_thread_counts(self):
         x, kernels, kw = _case(5, 2, 2, 1, None, (9, 11), dtype=torch.float32)
-        x.requires_grad_()
-        kernels.requires_grad_()
-        results = []
-        before = torch.get_num_threads()
-        try:
-            for threads in (1, 2, 2):
-                torch.set_num_threads(threads)
-                out = reassemble(x, kernels, **kw, backend="native")
-                results.append((out, *torch.autograd.grad(out.square().sum(), (x, kernels))))
-        finally:
-            torch.set_num_threads(before)
-        for other in results[1:]:
-            for a, b in zip(results[0], other):
-                assert torch.equal(a, b)
+        assert_same_at_thread_counts(x.requires_grad_(), kernels.requires_grad_(), kw, (1, 2, 2))
 
     @pytest.mark.parametrize("backend", BACKENDS)
     @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
