@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_int
+from ..core.custom_ops import is_channels_last
 
 __all__ = ["ChannelLayerNorm", "channel_norm"]
 
@@ -32,13 +33,8 @@ class ChannelLayerNorm(nn.LayerNorm):
         y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         # The permuted result is channels-last; handed on as it is, that layout spreads into the
         # next convolutions and their gradients as transposing copies of wider tensors.
-        return y.permute(0, 3, 1, 2).contiguous(memory_format=_layout_of(x))
-
-
-def _layout_of(x: Tensor) -> torch.memory_format:
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+        layout = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        return y.permute(0, 3, 1, 2).contiguous(memory_format=layout)
 
 
 def channel_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:

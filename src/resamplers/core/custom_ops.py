@@ -30,6 +30,7 @@ __all__ = [
     "check_op_shapes",
     "check_grad_shape",
     "check_similarity_shapes",
+    "empty_in_layout",
     "is_channels_last",
     "register_core_ops",
     "takes_pixel_major",
@@ -60,7 +61,8 @@ def takes_pixel_major(op: str, t: Tensor, groups: int) -> bool:
     return is_channels_last(t) and t.shape[1] // groups >= PIXEL_MAJOR_MIN_GROUP_CHANNELS[op]
 
 
-def _empty(shape: tuple[int, ...], like: Tensor, channels_last: bool) -> Tensor:
+def empty_in_layout(shape: tuple[int, ...], like: Tensor, channels_last: bool) -> Tensor:
+    """``like.new_empty(shape)``, channels-last when ``channels_last``."""
     if channels_last:
         return like.new_empty(shape).contiguous(memory_format=torch.channels_last)
     return like.new_empty(shape)
@@ -175,21 +177,21 @@ def register_core_ops(
     @reassemble.register_fake
     def _(features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
         shape = (features.shape[0], features.shape[1], kernels.shape[-2], kernels.shape[-1])
-        return _empty(shape, features, follows("reassemble", features, geometry))
+        return empty_in_layout(shape, features, follows("reassemble", features, geometry))
 
     @grad_features.register_fake
     def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-        return _empty(tuple(features.shape), features, follows("reassemble_grad_features", features, geometry))
+        return empty_in_layout(tuple(features.shape), features, follows("reassemble_grad_features", features, geometry))
 
     @grad_kernels.register_fake
     def _(grad_out: Tensor, features: Tensor, kernels: Tensor, geometry: list[int]) -> Tensor:
-        return _empty(tuple(kernels.shape), kernels, follows("reassemble_grad_kernels", features, geometry))
+        return empty_in_layout(tuple(kernels.shape), kernels, follows("reassemble_grad_kernels", features, geometry))
 
     @similarity.register_fake
     def _(query: Tensor, keys: Tensor, geometry: list[int]) -> Tensor:
         taps = geometry[1] * geometry[0] * geometry[0]
         shape = (keys.shape[0], taps, query.shape[-2], query.shape[-1])
-        return _empty(shape, keys, follows("window_similarity", keys, geometry))
+        return empty_in_layout(shape, keys, follows("window_similarity", keys, geometry))
 
     def reassemble_backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         features, kernels = ctx.saved_tensors

@@ -43,6 +43,7 @@ from .custom_ops import (
     check_grad_shape,
     check_op_shapes,
     check_similarity_shapes,
+    empty_in_layout,
     is_channels_last,
     register_core_ops,
     takes_pixel_major,
@@ -366,18 +367,7 @@ def _scatter_block(batch: int, groups: int, group_channels: int, threads: int) -
 def _planes(t: Tensor) -> Tensor:
     """``t`` as contiguous planes; a channels-last ``t`` through the blocked layout kernel
     (torch's copy of a permuted tensor runs far below the copy bandwidth)."""
-    if not is_channels_last(t):
-        return t.contiguous()
-    out = t.new_empty(t.shape)
-    if out.numel():
-        dims = _layout_dims(out, 0, to_pixels=False)
-        _run("change_layout", t.dtype, (t.permute(0, 2, 3, 1), out), dims, t.shape[0] * t.shape[2])
-    return out
-
-
-def _channels_last(planes: Tensor) -> Tensor:
-    """Contiguous ``planes`` as a channels-last tensor of the same shape."""
-    return _to_pixels(planes).permute(0, 3, 1, 2)
+    return _pixels_to_planes(t.permute(0, 2, 3, 1)) if is_channels_last(t) else t.contiguous()
 
 
 def _to_pixels(planes: Tensor, pad: int = 0) -> Tensor:
@@ -409,10 +399,16 @@ def _to_planes(pixels: Tensor, reference: Tensor, pad: int = 0) -> Tensor:
     if is_channels_last(reference):
         interior = pixels[:, pad : h + pad, pad : w + pad].permute(0, 3, 1, 2)
         return interior.contiguous(memory_format=torch.channels_last)
-    out = pixels.new_empty((n, c, h, w))
+    return _pixels_to_planes(pixels, pad)
+
+
+def _pixels_to_planes(pixels: Tensor, pad: int = 0) -> Tensor:
+    """The interior of ``N x (H + 2 pad) x (W + 2 pad) x C`` as contiguous ``N x C x H x W``."""
+    n, hp, wp, c = pixels.shape
+    out = pixels.new_empty((n, c, hp - 2 * pad, wp - 2 * pad))
     if out.numel():
         dims = _layout_dims(out, pad, to_pixels=False)
-        _run("change_layout", pixels.dtype, (pixels.contiguous(), out), dims, n * h)
+        _run("change_layout", pixels.dtype, (pixels.contiguous(), out), dims, n * out.shape[2])
     return out
 
 
@@ -422,8 +418,7 @@ def _layout_dims(planes: Tensor, pad: int, to_pixels: bool) -> Tensor:
 
 
 def _empty_in_layout_of(reference: Tensor, shape: tuple[int, ...]) -> Tensor:
-    out = reference.new_empty(shape)
-    return out.contiguous(memory_format=torch.channels_last) if is_channels_last(reference) else out
+    return empty_in_layout(shape, reference, is_channels_last(reference))
 
 
 def _check_offset_args(
