@@ -569,7 +569,8 @@ DEFINE_KERNELS(double, int64_t, f64)
  */
 
 /* The taps of output pixel (y, xo) whose source pixel is inside the image: tap index
- * a K + b and the source pixel's index in its image; returns their count. */
+ * a K + b and the offset of the source pixel's first channel in its (pixel-major) image;
+ * returns their count. */
 static int64_t pixel_taps(const geom_t *g, int64_t y, int64_t xo, int64_t *tap, int64_t *src) {
     const int64_t r0 = (y / g->up) * g->stride - g->pad_top;
     const int64_t c0 = (xo / g->up) * g->stride - g->pad_left;
@@ -581,7 +582,7 @@ static int64_t pixel_taps(const geom_t *g, int64_t y, int64_t xo, int64_t *tap, 
             const int64_t sc = c0 + b;
             if (sc < 0 || sc >= g->Win) continue;
             tap[count] = a * g->K + b;
-            src[count] = sr * g->Win + sc;
+            src[count] = (sr * g->Win + sc) * g->C;
             ++count;
         }
     }
@@ -724,7 +725,6 @@ int reassemble_forward_pixels_##SUFFIX(const T *x, const T *m, T *out, const int
         for (int64_t xo = 0; xo < g.Wout; ++xo) {                                                   \
             const int64_t at = (n * g.Hout + y) * g.Wout + xo;                                      \
             const int64_t taps = pixel_taps(&g, y, xo, tap, src);                                   \
-            for (int64_t t = 0; t < taps; ++t) src[t] *= C;                                         \
             for (int64_t grp = 0; grp < g.G; ++grp) {                                               \
                 const T *mg = m + (at * g.G + grp) * k2;                                            \
                 for (int64_t t = 0; t < taps; ++t) w[t] = mg[tap[t]];                               \
@@ -754,7 +754,6 @@ int reassemble_grad_kernels_pixels_##SUFFIX(const T *x, const T *grad_out, T *gr
         for (int64_t xo = 0; xo < g.Wout; ++xo) {                                                   \
             const int64_t at = (n * g.Hout + y) * g.Wout + xo;                                      \
             const int64_t taps = pixel_taps(&g, y, xo, tap, src);                                   \
-            for (int64_t t = 0; t < taps; ++t) src[t] *= C;                                         \
             for (int64_t grp = 0; grp < g.G; ++grp)                                                 \
                 row_dots_##SUFFIX(grad_m + (at * g.G + grp) * k2, grad_out + at * C + grp * Cg,     \
                                   image + grp * Cg, src, tap, taps, Cg);                            \
