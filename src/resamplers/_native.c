@@ -158,12 +158,6 @@ RS_INLINE void store_part_##SUFFIX(T *p, vec_##SUFFIX v, int64_t i0, int64_t i1)
  * outside a range, so 0 * inf never happens there). */                                    \
 typedef IT ivec_##SUFFIX __attribute__((vector_size(64)));                                 \
                                                                                            \
-RS_INLINE ivec_##SUFFIX lane_mask_##SUFFIX(int64_t i0, int64_t i1) {                       \
-    ivec_##SUFFIX lane;                                                                    \
-    for (int i = 0; i < VL_##SUFFIX; ++i) lane[i] = (IT)i;                                 \
-    return (lane >= (IT)i0) & (lane < (IT)i1);                                             \
-}                                                                                          \
-                                                                                           \
 RS_INLINE vec_##SUFFIX masked_##SUFFIX(vec_##SUFFIX v, ivec_##SUFFIX mask) {               \
     return (vec_##SUFFIX)((ivec_##SUFFIX)v & mask);                                        \
 }                                                                                          \
@@ -205,6 +199,7 @@ RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) { 
  * one output row (pointers, tap column, shift). */                                        \
 typedef struct {                                                                           \
     T *phase, *fold;                                                                       \
+    IT *masks; /* per block of VL output columns and tap column b: lanes inside the row */ \
     int64_t *lo, *hi, *offset, *slot, *tag, *tap_b, *tap_w, *tap_o, *r_start, *r_lo, *r_hi;\
     const T **src; T **dst;                                                                \
     int *ok;                                                                               \
@@ -213,6 +208,7 @@ typedef struct {                                                                
                                                                                            \
 static void scratch_free_##SUFFIX(scratch_##SUFFIX *s) {                                  \
     free(s->phase); free(s->fold); free(s->lo); free(s->src); free(s->dst); free(s->ok);   \
+    free(s->masks);                                                                        \
 }                                                                                          \
                                                                                            \
 static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {                 \
@@ -225,7 +221,9 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
     s->dst = (T **)malloc(sizeof(T *) * taps);                                             \
     s->ok = (int *)malloc(sizeof(int) * K);                                                \
-    if (!s->phase || !s->fold || !s->lo || !s->src || !s->dst || !s->ok) {                 \
+    const int64_t blocks = (g->Wout + VL_##SUFFIX - 1) / VL_##SUFFIX;                      \
+    s->masks = (IT *)malloc(sizeof(IT) * (size_t)(blocks * g->K * VL_##SUFFIX + 1));     \
+    if (!s->phase || !s->fold || !s->lo || !s->src || !s->dst || !s->ok || !s->masks) {    \
         scratch_free_##SUFFIX(s); return 0;                                                \
     }                                                                                      \
     s->hi = s->lo + K; s->offset = s->hi + K;                                              \
@@ -244,7 +242,22 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
         if (s->lo[b] + shift > s->r_lo[r]) s->r_lo[r] = s->lo[b] + shift;                  \
         if (s->hi[b] + shift < s->r_hi[r]) s->r_hi[r] = s->hi[b] + shift;                  \
     }                                                                                      \
+    /* The border blocks' lane masks, built once a call rather than once a tap. */         \
+    for (int64_t j = 0; j < blocks; ++j)                                                   \
+        for (int64_t b = 0; b < g->K; ++b)                                                 \
+            for (int64_t i = 0; i < VL_##SUFFIX; ++i) {                                    \
+                const int64_t col = j * VL_##SUFFIX + i;                                   \
+                s->masks[(j * g->K + b) * VL_##SUFFIX + i] = col >= s->lo[b] && col < s->hi[b] ? (IT)-1 : 0;\
+            }                                                                              \
     return 1;                                                                              \
+}                                                                                          \
+                                                                                           \
+/* The lanes of the block at output column x0 whose tap column b reads inside the row. */ \
+RS_INLINE ivec_##SUFFIX tap_mask_##SUFFIX(const scratch_##SUFFIX *s, const geom_t *g,       \
+                                          int64_t x0, int64_t b) {                         \
+    ivec_##SUFFIX mask;                                                                    \
+    memcpy(&mask, s->masks + (x0 / VL_##SUFFIX * g->K + b) * VL_##SUFFIX, sizeof mask);    \
+    return mask;                                                                           \
 }                                                                                          \
                                                                                            \
 /* The phase rows of channels c0 .. c0 + cb - 1 live in a ring of K slots per channel:     \
@@ -335,7 +348,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                             const int64_t b = s.tap_b[t];                                  \
                             const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
                             if (lo >= VL || hi <= 0) continue;                             \
-                            const ivec_##SUFFIX mask = lane_mask_##SUFFIX(lo, hi);          \
+                            const ivec_##SUFFIX mask = tap_mask_##SUFFIX(&s, &g, x0, b);    \
                             const vec_##SUFFIX wv = masked_##SUFFIX(load_##SUFFIX(s.dst[t] + x0), mask); \
                             const T *src = s.src[t] + x0;                                  \
                             acc0 += wv * load_##SUFFIX(src);                               \
@@ -421,7 +434,7 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
                             sum += g5 * load_##SUFFIX(src + 5 * cstep);                    \
                             sum += g6 * load_##SUFFIX(src + 6 * cstep);                    \
                             sum += g7 * load_##SUFFIX(src + 7 * cstep);                    \
-                            if (!full) sum = masked_##SUFFIX(sum, lane_mask_##SUFFIX(lo, hi));\
+                            if (!full) sum = masked_##SUFFIX(sum, tap_mask_##SUFFIX(&s, &g, x0, b));\
                             const vec_##SUFFIX total = load_##SUFFIX(s.dst[t] + x0) + sum; \
                             memcpy(s.dst[t] + x0, &total, sizeof total);                   \
                         }                                                                  \
