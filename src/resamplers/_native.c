@@ -127,6 +127,15 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define RS_INLINE static inline __attribute__((always_inline))
 
+/* GCC permutes a vector's lanes by an index vector; other compilers take the scalar loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RS_HAVE_SHUFFLE 1
+#define RS_SHUFFLE(V, IDX) __builtin_shuffle((V), (IDX))
+#else
+#define RS_HAVE_SHUFFLE 0
+#define RS_SHUFFLE(V, IDX) (V) /* never run: the callers test RS_HAVE_SHUFFLE */
+#endif
+
 /* Channel blocks of CB channels; the fast paths name their accumulators acc0 .. acc3
  * (literal names keep them in registers). */
 #define RS_ACC_ZERO(V) V acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}
@@ -162,6 +171,18 @@ RS_INLINE vec_##SUFFIX masked_##SUFFIX(vec_##SUFFIX v, ivec_##SUFFIX mask) {    
     return (vec_##SUFFIX)((ivec_##SUFFIX)v & mask);                                        \
 }                                                                                          \
                                                                                            \
+/* Each of the VL values at src twice, into dst[0 .. 2 VL). */                          \
+RS_INLINE void repeat_twice_##SUFFIX(const T *src, T *dst) {                               \
+    const vec_##SUFFIX v = load_##SUFFIX(src);                                             \
+    ivec_##SUFFIX first, second;                                                           \
+    for (int i = 0; i < VL_##SUFFIX; ++i) {                                                \
+        first[i] = (IT)(i / 2); second[i] = (IT)(VL_##SUFFIX / 2 + i / 2);                \
+    }                                                                                      \
+    const vec_##SUFFIX lo = RS_SHUFFLE(v, first), hi = RS_SHUFFLE(v, second);             \
+    memcpy(dst, &lo, sizeof lo);                                                           \
+    memcpy(dst + VL_##SUFFIX, &hi, sizeof hi);                                             \
+}                                                                                          \
+                                                                                           \
 RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {            \
     for (int64_t r = 0; r < g->stride; ++r) {                                              \
         T *ph = phase + r * g->phase_len;                                                   \
@@ -178,6 +199,12 @@ RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) { 
             memcpy(ph + q_lo, src + q_lo, sizeof(T) * (size_t)(q_hi - q_lo));               \
         } else if (g->up == 1) {                                                           \
             for (int64_t qc = q_lo; qc < q_hi; ++qc) ph[qc] = src[qc * g->stride];         \
+        } else if (g->up == 2 && g->stride == 1) {                                         \
+            int64_t qc = q_lo;                                                             \
+            if (RS_HAVE_SHUFFLE)                                                           \
+                for (; qc + VL_##SUFFIX <= q_hi; qc += VL_##SUFFIX)                        \
+                    repeat_twice_##SUFFIX(src + qc, ph + 2 * qc);                          \
+            for (; qc < q_hi; ++qc) { ph[2 * qc] = src[qc]; ph[2 * qc + 1] = src[qc]; }    \
         } else if (g->up == 2) {                                                           \
             for (int64_t qc = q_lo; qc < q_hi; ++qc) {                                     \
                 const T v = src[qc * g->stride];                                           \
@@ -341,9 +368,13 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                             acc2 += wv * load_##SUFFIX(src + 2 * cstep);                   \
                             acc3 += wv * load_##SUFFIX(src + 3 * cstep);                   \
                         }                                                                  \
-                    } else if (cb == CB && x0 + VL <= g.Wout) {                            \
-                        /* A border block: whole-vector loads (the phases are zero outside \
-                         * the image), weights masked to the tap's columns. */            \
+                    } else if (x0 + VL <= g.Wout) {                                        \
+                        /* A border block or fewer than CB channels: whole-vector loads    \
+                         * (the phases are zero outside the image), weights masked to the  \
+                         * tap's columns; unused channel slots reread channel c0 and are   \
+                         * never stored. */                                                \
+                        const int64_t step1 = cb > 1 ? cstep : 0, step2 = cb > 2 ? 2 * cstep : 0; \
+                        const int64_t step3 = cb > 3 ? 3 * cstep : 0;                      \
                         for (int64_t t = 0; t < taps; ++t) {                               \
                             const int64_t b = s.tap_b[t];                                  \
                             const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
@@ -352,9 +383,9 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                             const vec_##SUFFIX wv = masked_##SUFFIX(load_##SUFFIX(s.dst[t] + x0), mask); \
                             const T *src = s.src[t] + x0;                                  \
                             acc0 += wv * load_##SUFFIX(src);                               \
-                            acc1 += wv * load_##SUFFIX(src + cstep);                       \
-                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                   \
-                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                   \
+                            acc1 += wv * load_##SUFFIX(src + step1);                       \
+                            acc2 += wv * load_##SUFFIX(src + step2);                       \
+                            acc3 += wv * load_##SUFFIX(src + step3);                       \
                         }                                                                  \
                     } else {                                                               \
                         for (int64_t t = 0; t < taps; ++t) {                               \
