@@ -110,16 +110,14 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
 /* Row groups per tile of the forward and kernel-gradient passes. */
 #define RS_TILE 8
 
-/* One clone per instruction-set level, chosen at load time by the dynamic linker (ifunc);
- * native_isa_level() reports which one runs. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define RS_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define RS_HAVE_CLONES 1
-#endif
-#endif
-#ifndef RS_MULTIVERSION
-#define RS_MULTIVERSION
+/* One copy of every kernel per instruction-set level, each compiled for its target with
+ * vectors of its registers' width (64 bytes for AVX-512, 32 for AVX2; 64-byte vectors on
+ * AVX2 spill: they ran 4x slower than the baseline's), and exported wrappers that call the
+ * level chosen once per process (native_isa_level / native_select_isa). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RS_HAVE_LEVELS 1
+#define RS_TARGET_V4 __attribute__((target("arch=x86-64-v4")))
+#define RS_TARGET_V3 __attribute__((target("arch=x86-64-v3")))
 #endif
 
 /* The helpers below pass 64-byte vectors by value; they are static and always inlined
@@ -131,18 +129,33 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
 #if defined(__GNUC__) && !defined(__clang__)
 #define RS_HAVE_SHUFFLE 1
 #define RS_SHUFFLE(V, IDX) __builtin_shuffle((V), (IDX))
+#define RS_SHUFFLE2(A, B, IDX) __builtin_shuffle((A), (B), (IDX))
 #else
 #define RS_HAVE_SHUFFLE 0
 #define RS_SHUFFLE(V, IDX) (V) /* never run: the callers test RS_HAVE_SHUFFLE */
+#define RS_SHUFFLE2(A, B, IDX) (A)
 #endif
 
 /* Channel blocks of CB channels; the fast paths name their accumulators acc0 .. acc3
  * (literal names keep them in registers). */
 #define RS_ACC_ZERO(V) V acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}
+#define RS_ACC_ZERO8(V) RS_ACC_ZERO(V), acc4 = {0}, acc5 = {0}, acc6 = {0}, acc7 = {0}
 
-#define DEFINE_KERNELS(T, IT, SUFFIX)                                                        \
-typedef T vec_##SUFFIX __attribute__((vector_size(64)));                                   \
-enum { VL_##SUFFIX = (int)(64 / sizeof(T)) };                                              \
+/* Instantiate a kernel family once per level: suffixes S_v4, S_v3 and S_base (only S_base
+ * off x86-64 GCC). */
+#ifdef RS_HAVE_LEVELS
+#define RS_EACH_LEVEL(DEF, T, IT, S) DEF(T, IT, S##_v4, 64, RS_TARGET_V4) DEF(T, IT, S##_v3, 32, RS_TARGET_V3) DEF(T, IT, S##_base, 64, )
+#define RS_EACH_LEVEL_NOWIDTH(DEF, T, IT, S) DEF(T, IT, S##_v4, RS_TARGET_V4) DEF(T, IT, S##_v3, RS_TARGET_V3) DEF(T, IT, S##_base, )
+#define RS_EACH_LEVEL_TYPED(DEF, T, S) DEF(T, S##_v4, RS_TARGET_V4) DEF(T, S##_v3, RS_TARGET_V3) DEF(T, S##_base, )
+#else
+#define RS_EACH_LEVEL(DEF, T, IT, S) DEF(T, IT, S##_base, 64, )
+#define RS_EACH_LEVEL_NOWIDTH(DEF, T, IT, S) DEF(T, IT, S##_base, )
+#define RS_EACH_LEVEL_TYPED(DEF, T, S) DEF(T, S##_base, )
+#endif
+
+#define DEFINE_KERNELS(T, IT, SUFFIX, VBYTES, TARGET)                                        \
+typedef T vec_##SUFFIX __attribute__((vector_size(VBYTES)));                               \
+enum { VL_##SUFFIX = (int)(VBYTES / sizeof(T)) };                                          \
                                                                                            \
 RS_INLINE vec_##SUFFIX load_##SUFFIX(const T *p) {                                         \
     vec_##SUFFIX v; memcpy(&v, p, sizeof v); return v;                                      \
@@ -165,7 +178,7 @@ RS_INLINE void store_part_##SUFFIX(T *p, vec_##SUFFIX v, int64_t i0, int64_t i1)
                                                                                            \
 /* Integer lanes of the vector's width, for lane masks (a bitwise AND zeroes the lanes    \
  * outside a range, so 0 * inf never happens there). */                                    \
-typedef IT ivec_##SUFFIX __attribute__((vector_size(64)));                                 \
+typedef IT ivec_##SUFFIX __attribute__((vector_size(VBYTES)));                             \
                                                                                            \
 RS_INLINE vec_##SUFFIX masked_##SUFFIX(vec_##SUFFIX v, ivec_##SUFFIX mask) {               \
     return (vec_##SUFFIX)((ivec_##SUFFIX)v & mask);                                        \
@@ -181,6 +194,15 @@ RS_INLINE void repeat_twice_##SUFFIX(const T *src, T *dst) {                    
     const vec_##SUFFIX lo = RS_SHUFFLE(v, first), hi = RS_SHUFFLE(v, second);             \
     memcpy(dst, &lo, sizeof lo);                                                           \
     memcpy(dst + VL_##SUFFIX, &hi, sizeof hi);                                             \
+}                                                                                          \
+                                                                                           \
+/* The sums of adjacent pairs of the 2 VL values at src: dst[i] += src[2 i] + src[2 i + 1]. */\
+RS_INLINE void add_pair_sums_##SUFFIX(const T *src, T *dst) {                              \
+    const vec_##SUFFIX a = load_##SUFFIX(src), b = load_##SUFFIX(src + VL_##SUFFIX);       \
+    ivec_##SUFFIX even, odd;                                                               \
+    for (int i = 0; i < VL_##SUFFIX; ++i) { even[i] = (IT)(2 * i); odd[i] = (IT)(2 * i + 1); }\
+    const vec_##SUFFIX sum = load_##SUFFIX(dst) + RS_SHUFFLE2(a, b, even) + RS_SHUFFLE2(a, b, odd);\
+    memcpy(dst, &sum, sizeof sum);                                                         \
 }                                                                                          \
                                                                                            \
 RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {            \
@@ -219,7 +241,7 @@ RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) { 
     }                                                                                      \
 }                                                                                          \
                                                                                            \
-/* Per-call scratch.  phase: CB channels x K source rows of phases; fold: CB channels of   \
+/* Per-call scratch.  phase: CBK channels x K source rows of phases; fold: CBK channels of \
  * feature-gradient phases; lo/hi/offset: per tap column, the output columns inside the    \
  * image and the phase offset; full_lo/full_hi: the output columns where every tap column  \
  * is inside (per phase r for the feature gradient, with its shifts); the tap lists of     \
@@ -233,6 +255,11 @@ typedef struct {                                                                
     int64_t full_lo, full_hi;                                                              \
 } scratch_##SUFFIX;                                                                        \
                                                                                            \
+/* The feature gradient's fold rows: phase_len rounded up to whole vectors. */              \
+RS_INLINE int64_t fold_len_##SUFFIX(const geom_t *g) {                                      \
+    return (g->phase_len + VL_##SUFFIX - 1) / VL_##SUFFIX * VL_##SUFFIX;                    \
+}                                                                                           \
+                                                                                            \
 static void scratch_free_##SUFFIX(scratch_##SUFFIX *s) {                                  \
     free(s->phase); free(s->fold); free(s->lo); free(s->src); free(s->dst); free(s->ok);   \
     free(s->masks);                                                                        \
@@ -243,7 +270,7 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     const size_t taps = K * K * (size_t)g->up;                                             \
     /* VL elements of padding: full-vector loads of a block's unused lanes stay inside. */ \
     s->phase = (T *)malloc(sizeof(T) * (CBK * K * plane + VL_##SUFFIX));                   \
-    s->fold = (T *)malloc(sizeof(T) * (CB * plane + VL_##SUFFIX));                         \
+    s->fold = (T *)malloc(sizeof(T) * (size_t)(CBK * g->stride * fold_len_##SUFFIX(g)));     \
     s->lo = (int64_t *)malloc(sizeof(int64_t) * (5 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
     s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
     s->dst = (T **)malloc(sizeof(T *) * taps);                                             \
@@ -332,7 +359,7 @@ RS_INLINE int64_t row_taps_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g, T *ker
 }                                                                                          \
                                                                                            \
 /* Tasks are (n, q): one group of `up` output rows sharing source rows. */                 \
-RS_MULTIVERSION                                                                            \
+TARGET                                                                                     \
 int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,        \
                                  int64_t task_begin, int64_t task_end) {                   \
     geom_t g = read_geom(gp);                                                              \
@@ -417,7 +444,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                                                                                            \
 /* d out / d kernels: same traversal, a dot product over the group's channels (CBK at a    \
  * time, added to grad_m, which the caller zeroes). */                                     \
-RS_MULTIVERSION                                                                            \
+TARGET                                                                                     \
 int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,             \
                                       const int64_t *gp, int64_t task_begin,               \
                                       int64_t task_end) {                                  \
@@ -498,111 +525,168 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
 /* d out / d features in gather form.  Tasks are (n, source row).  Phase r, entry j        \
  * gathers w * grad_out at output column j - up * (b / stride) over the taps b = r mod     \
  * stride of every output row that reads the source row (tap rows, then output rows, then  \
- * tap columns: the order of the forward's sums), CB channels at once; the phases are      \
+ * tap columns: the order of the forward's sums), CBK channels at once; the phases are     \
  * then folded back onto the row's columns, dropping entries whose source column lies      \
  * outside the image.  Every entry reads whole vectors from zero-padded rows, so no block  \
  * needs a mask (the padding's zeros stand where a tap's output column leaves the row):    \
  * `m` comes padded (row stride gp[12], output column x at gp[13] + x), and the grad_out   \
- * rows a task reads are copied, for all channels, into a ring of padded rows that         \
- * consecutive tasks share (each row is copied about once a thread).  The caller pads      \
+ * rows a task reads are copied, a channel block at a time, into a ring of padded rows    \
+ * that the consecutive tasks of a tile share (each row is copied about 1.5 times).        \
+ * Every element of the tasks' grad_x rows is written.  The caller pads                    \
  * gp[13] >= up * ((K - 1) / stride) and gp[12] - gp[13] >= phase_len + VL. */             \
-RS_MULTIVERSION                                                                            \
+TARGET                                                                                     \
 int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,            \
                                        const int64_t *gp, int64_t task_begin,              \
                                        int64_t task_end) {                                 \
     geom_t g = read_geom(gp);                                                              \
     if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                           \
-    const int64_t VL = VL_##SUFFIX, plane = g.stride * g.phase_len;                        \
+    const int64_t VL = VL_##SUFFIX, flen = fold_len_##SUFFIX(&g), fplane = g.stride * flen;   \
     const int64_t row = gp[12], left = gp[13];                                             \
     if (left < g.up * ((g.K - 1) / g.stride) || row - left < g.phase_len + VL) return RS_BAD_GEOMETRY;\
     /* Output rows one task reads: ceil(K / stride) row groups of up rows, consecutive. */ \
     const int64_t ring_rows = (g.K + g.stride - 1) / g.stride * g.up;                      \
     scratch_##SUFFIX s;                                                                    \
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
-    T *ring = (T *)calloc((size_t)(g.C * ring_rows * row), sizeof(T));                     \
+    T *ring = (T *)calloc((size_t)(CBK * ring_rows * row), sizeof(T));                    \
     int64_t *ring_tag = (int64_t *)malloc(sizeof(int64_t) * (size_t)ring_rows);            \
     if (!ring || !ring_tag) { free(ring); free(ring_tag); scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; }\
-    for (int64_t k = 0; k < ring_rows; ++k) ring_tag[k] = -1;                              \
-    const int64_t kernel_plane = g.Hout * row, group_kernels = g.K * g.K * kernel_plane;   \
-    const int64_t channel_ring = ring_rows * row;                                          \
-    for (int64_t task = task_begin; task < task_end; ++task) {                             \
-        const int64_t n = task / g.Hin, sr = task % g.Hin;                                 \
-        /* Entries (kernel row offset minus shift, ring row offset minus shift) per phase  \
-         * r, in the forward's order; the grad_out rows they read are brought into the ring. */\
-        int64_t count = 0;                                                                 \
-        for (int64_t r = 0; r < g.stride; ++r) {                                           \
-            s.r_start[r] = count;                                                          \
-            for (int64_t a = 0; a < g.K; ++a) {                                            \
-                const int64_t num = sr + g.pad_top - a;                                    \
-                if (num < 0 || num % g.stride != 0 || num / g.stride >= g.Hq) continue;    \
-                const int64_t q = num / g.stride, y_end = row_group_end(&g, q);            \
-                for (int64_t y = q * g.up; y < y_end; ++y) {                               \
-                    const int64_t slot = y % ring_rows;                                    \
-                    if (ring_tag[slot] != n * g.Hout + y) {                                \
-                        for (int64_t c = 0; c < g.C; ++c)                                  \
-                            memcpy(ring + c * channel_ring + slot * row + left,            \
-                                   grad_out + output_plane(&g, n, c) + y * g.Wout, sizeof(T) * (size_t)g.Wout);\
-                        ring_tag[slot] = n * g.Hout + y;                                   \
-                    }                                                                      \
-                    for (int64_t b = r; b < g.K; b += g.stride, ++count) {                 \
-                        const int64_t shift = g.up * (b / g.stride);                       \
-                        s.tap_w[count] = (n * g.G * g.K * g.K + a * g.K + b) * kernel_plane + y * row + left - shift;\
-                        s.tap_o[count] = slot * row + left - shift;                        \
-                    }                                                                      \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-        s.r_start[g.stride] = count;                                                       \
-        if (count == 0) continue;                                                          \
-        for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                 \
-            const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                   \
-            cb = group_end - c0 < CB ? group_end - c0 : CB;                                \
-            const T *w = m + grp * group_kernels;                                          \
-            /* A block of fewer than CB channels repeats its first one in the unused slots \
-             * (computed, never stored). */                                                \
-            const T *go[CB];                                                               \
-            for (int64_t ci = 0; ci < CB; ++ci) go[ci] = ring + (c0 + (ci < cb ? ci : 0)) * channel_ring;\
-            for (int64_t r = 0; r < g.stride; ++r) {                                       \
-                const int64_t first = s.r_start[r], last = s.r_start[r + 1];               \
-                for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                         \
-                    RS_ACC_ZERO(vec_##SUFFIX);                                             \
-                    for (int64_t t = first; t < last; ++t) {                               \
-                        const vec_##SUFFIX wv = load_##SUFFIX(w + s.tap_w[t] + j0);        \
-                        const int64_t o = s.tap_o[t] + j0;                                 \
-                        acc0 += wv * load_##SUFFIX(go[0] + o);                             \
-                        acc1 += wv * load_##SUFFIX(go[1] + o);                             \
-                        acc2 += wv * load_##SUFFIX(go[2] + o);                             \
-                        acc3 += wv * load_##SUFFIX(go[3] + o);                             \
-                    }                                                                      \
-                    const int64_t width = g.phase_len - j0 < VL ? g.phase_len - j0 : VL;   \
-                    T *fold = s.fold + r * g.phase_len + j0;                               \
-                    store_part_##SUFFIX(fold, acc0, 0, width);                             \
-                    if (cb > 1) store_part_##SUFFIX(fold + plane, acc1, 0, width);         \
-                    if (cb > 2) store_part_##SUFFIX(fold + 2 * plane, acc2, 0, width);     \
-                    if (cb > 3) store_part_##SUFFIX(fold + 3 * plane, acc3, 0, width);     \
-                }                                                                          \
-            }                                                                              \
-            /* Fold phase entry j = qc * up + u onto column qc * stride + r - pad_left. */ \
-            for (int64_t ci = 0; ci < cb; ++ci) {                                          \
-                T *gx = grad_x + source_row(&g, n, c0 + ci, sr);                           \
-                for (int64_t r = 0; r < g.stride; ++r) {                                   \
-                    const T *ph = s.fold + ci * plane + r * g.phase_len;                   \
-                    for (int64_t qc = 0; qc < g.Q; ++qc) {                                 \
-                        const int64_t col = qc * g.stride + r - g.pad_left;                \
-                        if (col < 0 || col >= g.Win) continue;                             \
-                        for (int64_t u = 0; u < g.up; ++u) gx[col] += ph[qc * g.up + u];   \
-                    }                                                                      \
-                }                                                                          \
-            }                                                                              \
-        }                                                                                  \
-    }                                                                                      \
+    const int64_t kernel_plane = g.Hout * row, group_kernels = g.K * g.K * kernel_plane;    \
+    const int64_t channel_ring = ring_rows * row;                                           \
+    /* Tiles of RS_TILE source rows: per channel block, the ring carries the shared         \
+     * grad_out rows from one task to the next and stays in cache (CBK channels), while     \
+     * the tile's kernel rows stay in cache across the channel blocks. */                   \
+    for (int64_t t0 = task_begin; t0 < task_end; t0 += RS_TILE) {                           \
+    const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                   \
+    for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                      \
+        const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                        \
+        cb = group_end - c0 < CBK ? group_end - c0 : CBK;                                   \
+        for (int64_t k = 0; k < ring_rows; ++k) ring_tag[k] = -1;                           \
+        for (int64_t task = t0; task < t1; ++task) {                                        \
+            const int64_t n = task / g.Hin, sr = task % g.Hin;                              \
+            /* Entries (kernel row offset minus shift, ring row offset minus shift) per     \
+             * phase r, in the forward's order; the grad_out rows they read are brought     \
+             * into the ring. */                                                            \
+            int64_t count = 0;                                                              \
+            for (int64_t r = 0; r < g.stride; ++r) {                                        \
+                s.r_start[r] = count;                                                       \
+                for (int64_t a = 0; a < g.K; ++a) {                                         \
+                    const int64_t num = sr + g.pad_top - a;                                 \
+                    if (num < 0 || num % g.stride != 0 || num / g.stride >= g.Hq) continue; \
+                    const int64_t q = num / g.stride, y_end = row_group_end(&g, q);         \
+                    for (int64_t y = q * g.up; y < y_end; ++y) {                            \
+                        const int64_t slot = y % ring_rows;                                 \
+                        if (ring_tag[slot] != n * g.Hout + y) {                             \
+                            for (int64_t ci = 0; ci < cb; ++ci)                             \
+                                memcpy(ring + ci * channel_ring + slot * row + left,        \
+                                       grad_out + output_plane(&g, n, c0 + ci) + y * g.Wout, sizeof(T) * (size_t)g.Wout); \
+                            ring_tag[slot] = n * g.Hout + y;                                \
+                        }                                                                   \
+                        /* Tap column b = r first (no shift); the entry's other taps follow at \
+                         * fixed steps. */                                                  \
+                        s.tap_w[count] = (n * g.G * g.K * g.K + a * g.K + r) * kernel_plane + y * row + left; \
+                        s.tap_o[count++] = slot * row + left;                               \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+            s.r_start[g.stride] = count;                                                    \
+            /* Every column of the task's rows is written: zero, then the folded sums. */   \
+            for (int64_t ci = 0; ci < cb; ++ci)                                             \
+                memset(grad_x + source_row(&g, n, c0 + ci, sr), 0, sizeof(T) * (size_t)g.Win); \
+            if (count == 0) continue;                                                       \
+            const T *w = m + grp * group_kernels;                                           \
+            /* Entry e, its i-th tap (tap column r + i stride): kernel row w + tap_w[e] + i dw, \
+             * ring row ring + tap_o[e] - i up.  Entry by entry, each vector of the phases  \
+             * sums the entry's taps in registers (their ring reads are shifts of one row) and \
+             * goes back to the fold rows: the same order of sums as tap by tap, few streams. \
+             * A block of fewer channels than its accumulators reads the ring's other slots \
+             * in the unused ones (computed, never stored). */                              \
+            const int64_t dw = g.stride * kernel_plane - g.up, cr = channel_ring;           \
+            for (int64_t r = 0; r < g.stride; ++r) {                                        \
+                const int64_t first = s.r_start[r], last = s.r_start[r + 1];                \
+                const int64_t taps_per_entry = (g.K - r + g.stride - 1) / g.stride;         \
+                T *fold = s.fold + r * flen;                                                \
+                if (first == last)                                                          \
+                    for (int64_t ci = 0; ci < CBK; ++ci) memset(fold + ci * fplane, 0, sizeof(T) * (size_t)flen); \
+                for (int64_t e = first; e < last; ++e) {                                    \
+                    const T *wp = w + s.tap_w[e], *gs = ring + s.tap_o[e];                  \
+                    for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                      \
+                        T *f = fold + j0;                                                   \
+                        if (cb > CB) {                                                      \
+                            RS_ACC_ZERO8(vec_##SUFFIX);                                     \
+                            if (e > first) {                                                \
+                                acc0 = load_##SUFFIX(f); acc1 = load_##SUFFIX(f + fplane);  \
+                                acc2 = load_##SUFFIX(f + 2 * fplane); acc3 = load_##SUFFIX(f + 3 * fplane); \
+                                acc4 = load_##SUFFIX(f + 4 * fplane); acc5 = load_##SUFFIX(f + 5 * fplane); \
+                                acc6 = load_##SUFFIX(f + 6 * fplane); acc7 = load_##SUFFIX(f + 7 * fplane); \
+                            }                                                               \
+                            for (int64_t i = 0; i < taps_per_entry; ++i) {                  \
+                                const vec_##SUFFIX wv = load_##SUFFIX(wp + i * dw + j0);    \
+                                const T *gi = gs - i * g.up + j0;                           \
+                                acc0 += wv * load_##SUFFIX(gi);                             \
+                                acc1 += wv * load_##SUFFIX(gi + cr);                        \
+                                acc2 += wv * load_##SUFFIX(gi + 2 * cr);                    \
+                                acc3 += wv * load_##SUFFIX(gi + 3 * cr);                    \
+                                acc4 += wv * load_##SUFFIX(gi + 4 * cr);                    \
+                                acc5 += wv * load_##SUFFIX(gi + 5 * cr);                    \
+                                acc6 += wv * load_##SUFFIX(gi + 6 * cr);                    \
+                                acc7 += wv * load_##SUFFIX(gi + 7 * cr);                    \
+                            }                                                               \
+                            memcpy(f, &acc0, sizeof acc0); memcpy(f + fplane, &acc1, sizeof acc1); \
+                            memcpy(f + 2 * fplane, &acc2, sizeof acc2); memcpy(f + 3 * fplane, &acc3, sizeof acc3); \
+                            memcpy(f + 4 * fplane, &acc4, sizeof acc4); memcpy(f + 5 * fplane, &acc5, sizeof acc5); \
+                            memcpy(f + 6 * fplane, &acc6, sizeof acc6); memcpy(f + 7 * fplane, &acc7, sizeof acc7); \
+                            continue;                                                       \
+                        }                                                                   \
+                        RS_ACC_ZERO(vec_##SUFFIX);                                          \
+                        if (e > first) {                                                    \
+                            acc0 = load_##SUFFIX(f); acc1 = load_##SUFFIX(f + fplane);      \
+                            acc2 = load_##SUFFIX(f + 2 * fplane); acc3 = load_##SUFFIX(f + 3 * fplane); \
+                        }                                                                   \
+                        for (int64_t i = 0; i < taps_per_entry; ++i) {                      \
+                            const vec_##SUFFIX wv = load_##SUFFIX(wp + i * dw + j0);        \
+                            const T *gi = gs - i * g.up + j0;                               \
+                            acc0 += wv * load_##SUFFIX(gi);                                 \
+                            acc1 += wv * load_##SUFFIX(gi + cr);                            \
+                            acc2 += wv * load_##SUFFIX(gi + 2 * cr);                        \
+                            acc3 += wv * load_##SUFFIX(gi + 3 * cr);                        \
+                        }                                                                   \
+                        memcpy(f, &acc0, sizeof acc0); memcpy(f + fplane, &acc1, sizeof acc1); \
+                        memcpy(f + 2 * fplane, &acc2, sizeof acc2); memcpy(f + 3 * fplane, &acc3, sizeof acc3); \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+            /* Fold phase entry j = qc * up + u onto column qc * stride + r - pad_left. */  \
+            const int64_t q_lo = g.pad_left > 0 ? g.pad_left : 0;                           \
+            const int64_t q_hi = g.pad_left + g.Win < g.Q ? g.pad_left + g.Win : g.Q;       \
+            for (int64_t ci = 0; ci < cb; ++ci) {                                           \
+                T *gx = grad_x + source_row(&g, n, c0 + ci, sr);                            \
+                if (RS_HAVE_SHUFFLE && g.up == 2 && g.stride == 1) {                        \
+                    /* Column qc - pad_left sums entries 2 qc and 2 qc + 1. */              \
+                    const T *ph = s.fold + ci * fplane;                                      \
+                    int64_t qc = q_lo;                                                      \
+                    for (; qc + VL <= q_hi; qc += VL) add_pair_sums_##SUFFIX(ph + 2 * qc, gx + qc - g.pad_left); \
+                    for (; qc < q_hi; ++qc) gx[qc - g.pad_left] += ph[2 * qc] + ph[2 * qc + 1]; \
+                    continue;                                                               \
+                }                                                                           \
+                for (int64_t r = 0; r < g.stride; ++r) {                                    \
+                    const T *ph = s.fold + ci * fplane + r * flen;                    \
+                    for (int64_t qc = 0; qc < g.Q; ++qc) {                                  \
+                        const int64_t col = qc * g.stride + r - g.pad_left;                 \
+                        if (col < 0 || col >= g.Win) continue;                              \
+                        for (int64_t u = 0; u < g.up; ++u) gx[col] += ph[qc * g.up + u];    \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    }                                                                                       \
     free(ring); free(ring_tag);                                                            \
     scratch_free_##SUFFIX(&s);                                                             \
     return RS_OK;                                                                          \
 }
 
-DEFINE_KERNELS(float, int32_t, f32)
-DEFINE_KERNELS(double, int64_t, f64)
+RS_EACH_LEVEL(DEFINE_KERNELS, float, int32_t, f32)
+RS_EACH_LEVEL(DEFINE_KERNELS, double, int64_t, f64)
 
 /*
  * Pixel-major (channels-last) plain kernels: the sums of the kernels above on
@@ -657,7 +741,7 @@ static int64_t pixel_readers(const geom_t *g, int64_t n, int64_t sr, int64_t sc,
     return count;
 }
 
-#define DEFINE_PIXEL_KERNELS(T, IT, SUFFIX)                                                            \
+#define DEFINE_PIXEL_KERNELS(T, IT, SUFFIX, TARGET)                                                            \
 /* dst[c] = sum_i w[i] * src_i[c] for c < width, over `count` rows src_i = base + offset[i]:        \
  * four vectors of channels at a time in registers, then two, then one, the last partial. */             \
 RS_INLINE void weighted_rows_##SUFFIX(T *dst, const T *base, const int64_t *offset, const T *w,     \
@@ -753,7 +837,7 @@ RS_INLINE void row_dots_##SUFFIX(T *out, const T *v, const T *base, const int64_
                                                                                                     \
 /* out[n, y, x, c] = sum_t m[n, y, x, g K^2 + t] x[n, source of t, c]: every element of out        \
  * is written.  Tasks are output rows (n, y). */                                                   \
-RS_MULTIVERSION                                                                                     \
+TARGET                                                                                              \
 int reassemble_forward_pixels_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,          \
                                        int64_t task_begin, int64_t task_end) {                      \
     geom_t g = read_geom(gp);                                                                       \
@@ -782,7 +866,7 @@ int reassemble_forward_pixels_##SUFFIX(const T *x, const T *m, T *out, const int
                                                                                                     \
 /* grad_m[n, y, x, g K^2 + t] = sum_{c in g} grad_out[n, y, x, c] x[n, source of t, c] for the     \
  * taps inside the image (the caller zeroes grad_m).  Tasks are output rows (n, y). */            \
-RS_MULTIVERSION                                                                                     \
+TARGET                                                                                              \
 int reassemble_grad_kernels_pixels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,              \
                                             const int64_t *gp, int64_t task_begin,                  \
                                             int64_t task_end) {                                     \
@@ -811,7 +895,7 @@ int reassemble_grad_kernels_pixels_##SUFFIX(const T *x, const T *grad_out, T *gr
  * m[n, p, g K^2 + t] grad_out[n, p, c], gathered (no two tasks write one element, and every      \
  * element sums in one order whatever the threads): every element of grad_x is written.           \
  * Tasks are source rows (n, r). */                                                                \
-RS_MULTIVERSION                                                                                     \
+TARGET                                                                                              \
 int reassemble_grad_features_pixels_##SUFFIX(const T *m, const T *grad_out, T *grad_x,             \
                                              const int64_t *gp, int64_t task_begin,                 \
                                              int64_t task_end) {                                    \
@@ -838,8 +922,8 @@ int reassemble_grad_features_pixels_##SUFFIX(const T *m, const T *grad_out, T *g
     return RS_OK;                                                                                   \
 }
 
-DEFINE_PIXEL_KERNELS(float, int32_t, f32)
-DEFINE_PIXEL_KERNELS(double, int64_t, f64)
+RS_EACH_LEVEL_NOWIDTH(DEFINE_PIXEL_KERNELS, float, int32_t, f32)
+RS_EACH_LEVEL_NOWIDTH(DEFINE_PIXEL_KERNELS, double, int64_t, f64)
 
 /* Taps sampled at offsets (``offsets=`` of reassemble and window_similarity): tap t of
  * group g at output pixel (y, x) reads the source bilinearly, zero outside the image, at
@@ -874,7 +958,7 @@ static offset_strides_t offset_strides(const geom_t *g) {
     return st;
 }
 
-#define DEFINE_OFFSET_KERNELS(T, SUFFIX)                                                            \
+#define DEFINE_OFFSET_KERNELS(T, SUFFIX, TARGET)                                                            \
 /* Where a tap reads: `o` points at its (column, row) offsets, `row` and `col` are its              \
  * whole-pixel grid position.  Gives the index of the top-left corner among the pixels of           \
  * the padded plane ((Hin + 2) x (Win + 2), one zero pixel on every side) and the                   \
@@ -922,7 +1006,7 @@ static void offset_taps_free_##SUFFIX(offset_taps_##SUFFIX *s) { free(s->base); 
  * x is N x (Hin+2) x (Win+2) x C (zero border), out N x Hout x Wout x C.                           \
  * Whole vectors of channels sum the taps in registers; out is zeroed by the caller.  Tasks         \
  * are output rows (n, y); `unused` is NULL. */                                                     \
-RS_MULTIVERSION                                                                                     \
+TARGET                                                                                              \
 int reassemble_offset_forward_##SUFFIX(const T *x, const T *m, const T *off, T *out, T *unused,     \
                                        const int64_t *gp, int64_t task_begin, int64_t task_end) {   \
     (void)unused;                                                                                   \
@@ -985,7 +1069,7 @@ int reassemble_offset_forward_##SUFFIX(const T *x, const T *m, const T *off, T *
 /* dot[n, y, x, g K^2 + t] = sum_{c in g} v[n, y, x, c] * bilinear(x[n, :, :, c], position of t)    \
  * and, when `deriv` is not NULL, its derivatives along the column and the row offsets,             \
  * deriv[n, y, x, 2 (g K^2 + t) + {0, 1}]; x padded as for the forward, v N x Hout x Wout x C.  Tasks are output rows (n, y); both outputs are zeroed by the caller. */\
-RS_MULTIVERSION                                                                                     \
+TARGET                                                                                              \
 int reassemble_offset_correlate_##SUFFIX(const T *x, const T *v, const T *off, T *dot, T *deriv,    \
                                          const int64_t *gp, int64_t task_begin, int64_t task_end) { \
     geom_t g = read_geom(gp);                                                                       \
@@ -1045,7 +1129,7 @@ int reassemble_offset_correlate_##SUFFIX(const T *x, const T *v, const T *off, T
  * block of a group may be narrower), so each task writes only channels it owns, and every          \
  * channel is summed in the same order whatever the block size; `grad_x` is zeroed by the           \
  * caller; `unused` is NULL. */                                                                     \
-RS_MULTIVERSION                                                                                     \
+TARGET                                                                                              \
 int reassemble_offset_scatter_##SUFFIX(const T *m, const T *v, const T *off, T *grad_x, T *unused,  \
                                        const int64_t *gp, int64_t task_begin, int64_t task_end) {   \
     (void)unused;                                                                                   \
@@ -1089,8 +1173,8 @@ int reassemble_offset_scatter_##SUFFIX(const T *m, const T *v, const T *off, T *
     return RS_OK;                                                                                   \
 }
 
-DEFINE_OFFSET_KERNELS(float, f32)
-DEFINE_OFFSET_KERNELS(double, f64)
+RS_EACH_LEVEL_TYPED(DEFINE_OFFSET_KERNELS, float, f32)
+RS_EACH_LEVEL_TYPED(DEFINE_OFFSET_KERNELS, double, f64)
 
 /* Layout changes for the offset kernels, in 16 x 16 blocks (torch's strided copy of a
  * permuted tensor runs far below the copy bandwidth).  dims: N, C, H, W, pad, to_pixels:
@@ -1099,8 +1183,8 @@ DEFINE_OFFSET_KERNELS(double, f64)
  *   to_pixels 0: the inverse, reading the interior.
  * Each block is copied along the destination's contiguous axis.  Tasks are rows (n, y). */
 #define RS_TRANSPOSE_BLOCK 16
-#define DEFINE_LAYOUT_KERNELS(T, SUFFIX)                                                    \
-RS_MULTIVERSION                                                                            \
+#define DEFINE_LAYOUT_KERNELS(T, SUFFIX, TARGET)                                                    \
+TARGET                                                                                     \
 int reassemble_change_layout_##SUFFIX(const T *src, T *dst, const int64_t *dims,          \
                                       int64_t task_begin, int64_t task_end) {             \
     const int64_t C = dims[1], H = dims[2], W = dims[3], pad = dims[4], to_pixels = dims[5]; \
@@ -1126,23 +1210,81 @@ int reassemble_change_layout_##SUFFIX(const T *src, T *dst, const int64_t *dims,
     return RS_OK;                                                                          \
 }
 
-DEFINE_LAYOUT_KERNELS(float, f32)
-DEFINE_LAYOUT_KERNELS(double, f64)
+RS_EACH_LEVEL_TYPED(DEFINE_LAYOUT_KERNELS, float, f32)
+RS_EACH_LEVEL_TYPED(DEFINE_LAYOUT_KERNELS, double, f64)
 
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
-int64_t reassemble_abi_version(void) { return 5; }
+int64_t reassemble_abi_version(void) { return 6; }
 
-/* The instruction-set level whose clone the kernels run: 4 (x86-64-v4: AVX-512),
- * 3 (x86-64-v3: AVX2 and FMA), 1 (the baseline build: SSE2 on x86-64, or whatever the
- * compiler targets elsewhere).  The same checks as the clones' resolver. */
-int64_t native_isa_level(void) {
-#ifdef RS_HAVE_CLONES
+/* The highest level this CPU runs: 4 (x86-64-v4: AVX-512), 3 (x86-64-v3: AVX2 and FMA),
+ * 1 (the baseline build: SSE2 on x86-64, or whatever the compiler targets elsewhere). */
+static int64_t rs_detected_level(void) {
+#ifdef RS_HAVE_LEVELS
     __builtin_cpu_init();
     if (__builtin_cpu_supports("x86-64-v4")) return 4;
     if (__builtin_cpu_supports("x86-64-v3")) return 3;
 #endif
     return 1;
 }
+
+/* The level the exported kernels call: the detected one unless native_select_isa lowered
+ * it (set once, when the library loads; every thread reads the same value). */
+static int64_t rs_level = -1;
+
+static int64_t rs_current_level(void) {
+    if (rs_level < 0) rs_level = rs_detected_level();
+    return rs_level;
+}
+
+/* The level the kernels run. */
+int64_t native_isa_level(void) { return rs_current_level(); }
+
+/* Run the kernels at `level` or the highest level below it that this CPU has (a level
+ * above the CPU's is lowered to it); returns the level now in use. */
+int64_t native_select_isa(int64_t level) {
+    const int64_t top = rs_detected_level();
+    rs_level = level >= top ? top : level >= 3 ? 3 : 1;
+    return rs_level;
+}
+
+#ifdef RS_HAVE_LEVELS
+#define RS_CALL_LEVEL(NAME, ARGS)                                                          \
+    switch (rs_current_level()) {                                                          \
+    case 4: return NAME##_v4 ARGS;                                                         \
+    case 3: return NAME##_v3 ARGS;                                                         \
+    default: return NAME##_base ARGS;                                                      \
+    }
+#else
+#define RS_CALL_LEVEL(NAME, ARGS) return NAME##_base ARGS;
+#endif
+
+/* The exported kernels (the names the Python loader binds). */
+#define RS_EXPORT_PLANES(NAME, T)                                                          \
+int NAME(const T *a, const T *b, T *c, const int64_t *gp, int64_t t0, int64_t t1) {        \
+    RS_CALL_LEVEL(NAME, (a, b, c, gp, t0, t1))                                             \
+}
+#define RS_EXPORT_OFFSETS(NAME, T)                                                         \
+int NAME(const T *a, const T *b, const T *c, T *d, T *e, const int64_t *gp, int64_t t0,    \
+         int64_t t1) {                                                                     \
+    RS_CALL_LEVEL(NAME, (a, b, c, d, e, gp, t0, t1))                                       \
+}
+#define RS_EXPORT_LAYOUT(NAME, T)                                                          \
+int NAME(const T *src, T *dst, const int64_t *dims, int64_t t0, int64_t t1) {              \
+    RS_CALL_LEVEL(NAME, (src, dst, dims, t0, t1))                                          \
+}
+#define RS_EXPORT_ALL(T, S)                                                                \
+    RS_EXPORT_PLANES(reassemble_forward_##S, T)                                            \
+    RS_EXPORT_PLANES(reassemble_grad_kernels_##S, T)                                       \
+    RS_EXPORT_PLANES(reassemble_grad_features_##S, T)                                      \
+    RS_EXPORT_PLANES(reassemble_forward_pixels_##S, T)                                     \
+    RS_EXPORT_PLANES(reassemble_grad_kernels_pixels_##S, T)                                \
+    RS_EXPORT_PLANES(reassemble_grad_features_pixels_##S, T)                               \
+    RS_EXPORT_OFFSETS(reassemble_offset_forward_##S, T)                                    \
+    RS_EXPORT_OFFSETS(reassemble_offset_correlate_##S, T)                                  \
+    RS_EXPORT_OFFSETS(reassemble_offset_scatter_##S, T)                                    \
+    RS_EXPORT_LAYOUT(reassemble_change_layout_##S, T)
+RS_EXPORT_ALL(float, f32)
+RS_EXPORT_ALL(double, f64)
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",

@@ -23,7 +23,8 @@ dot product over each group's channels with the samples of every tap, optionally
 derivatives along the offsets: the window similarity and the kernel and offset gradients)
 and ``resamplers::offset_scatter`` (the adjoint in the sampled tensor: the feature
 gradient).  :class:`NativeOffsetTaps` wires them into autograd for both kinds.
-Set ``RESAMPLERS_NATIVE=0`` to disable the native path (the pure-PyTorch path is used).
+Set ``RESAMPLERS_NATIVE=0`` to disable the native path (the pure-PyTorch path is used), and
+``RESAMPLERS_NATIVE_ISA=x86-64-v3`` or ``baseline`` to run a lower instruction-set level.
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ __all__ = [
     "NATIVE_DTYPES",
 ]
 
-_ABI_VERSION = 5
+_ABI_VERSION = 6
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
+_ISA_NAMES = {"x86-64-v4": 4, "v4": 4, "x86-64-v3": 3, "v3": 3, "baseline": 1}
 
 
 def _load_library() -> ctypes.CDLL | None:
@@ -77,6 +79,11 @@ def _load_library() -> ctypes.CDLL | None:
         if lib.reassemble_abi_version() != _ABI_VERSION:
             return None
         lib.native_isa_level.restype = ctypes.c_int64
+        lib.native_select_isa.restype = ctypes.c_int64
+        lib.native_select_isa.argtypes = [ctypes.c_int64]
+        requested = _requested_isa_level(os.environ.get("RESAMPLERS_NATIVE_ISA", ""))
+        if requested is not None:
+            lib.native_select_isa(requested)
         for suffix in _DTYPE_SUFFIX.values():
             for kind in (
                 "forward",
@@ -101,6 +108,19 @@ def _load_library() -> ctypes.CDLL | None:
     return lib
 
 
+def _requested_isa_level(value: str) -> int | None:
+    """The level ``RESAMPLERS_NATIVE_ISA`` asks for (``x86-64-v4``, ``x86-64-v3`` or
+    ``baseline``; a level above the CPU's runs the CPU's), ``None`` when unset."""
+    value = value.strip().lower()
+    if not value:
+        return None
+    if value not in _ISA_NAMES:
+        raise ValueError(
+            f"environment variable `RESAMPLERS_NATIVE_ISA`: expected one of x86-64-v4, x86-64-v3, baseline; got {value!r}"
+        )
+    return _ISA_NAMES[value]
+
+
 # Loaded once at import: the library is immutable, and a constant keeps the dispatch
 # decision free of Python calls that torch.compile would have to trace.
 _LIB = _load_library()
@@ -116,9 +136,11 @@ _ISA_LEVELS = {4: "x86-64-v4 (AVX-512)", 3: "x86-64-v3 (AVX2, FMA)", 1: "baselin
 
 def native_isa() -> str | None:
     """The instruction set the native kernels run on this CPU, chosen when the library
-    loads (one build holds a clone per level): ``"x86-64-v4 (AVX-512)"``,
+    loads (one build holds a copy of the kernels per level): ``"x86-64-v4 (AVX-512)"``,
     ``"x86-64-v3 (AVX2, FMA)"`` or ``"baseline"`` (the compiler's default target, SSE2 on
-    x86-64, or any non-x86 build); ``None`` without the native kernels."""
+    x86-64, or any non-x86 build); ``None`` without the native kernels.  The environment
+    variable ``RESAMPLERS_NATIVE_ISA`` (``x86-64-v3``, ``baseline``) lowers it, for tests
+    and comparisons."""
     if _LIB is None:
         return None
     level = int(_LIB.native_isa_level())
@@ -252,7 +274,8 @@ def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geome
                 grad_x.shape[0] * grad_x.shape[2],
             )
         return grad_x
-    grad_x = torch.zeros(features.shape, dtype=features.dtype)
+    # the kernel writes every element of every row it is given (an empty output reads none)
+    grad_x = (torch.empty if grad_out.numel() else torch.zeros)(features.shape, dtype=features.dtype)
     if grad_x.numel() and grad_out.numel():
         left, right = _grad_features_padding(kernels.shape[-1], geometry)
         # grad_out is padded row by row in the kernel; `pad` keeps a channels-last layout, the kernel reads planes
