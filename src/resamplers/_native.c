@@ -373,7 +373,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
     const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                  \
     for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                     \
         const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                       \
-        cb = group_end - c0 < CB ? group_end - c0 : CB;                                    \
+        cb = group_end - c0 < CBK ? group_end - c0 : CBK;                                  \
         ring_reset_##SUFFIX(&s, &g);                                                       \
         for (int64_t task = t0; task < t1; ++task) {                                       \
             const int64_t n = task / g.Hq, q = task % g.Hq;                                \
@@ -381,59 +381,86 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
             block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                \
             for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
                 const int64_t taps = row_taps_##SUFFIX(&s, &g, (T *)m, n, grp, y);         \
-                T *o[CB];                                                                  \
-                for (int64_t ci = 0; ci < CB; ++ci)                                        \
+                T *o[CBK];                                                                  \
+                for (int64_t ci = 0; ci < CBK; ++ci)                                        \
                     o[ci] = out + output_plane(&g, n, c0 + (ci < cb ? ci : 0)) + y * g.Wout; \
-                for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                              \
-                    RS_ACC_ZERO(vec_##SUFFIX);                                             \
-                    if (cb == CB && x0 >= s.full_lo && x0 + VL <= s.full_hi) {             \
-                        for (int64_t t = 0; t < taps; ++t) {                               \
-                            const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);          \
-                            const T *src = s.src[t] + x0;                                  \
-                            acc0 += wv * load_##SUFFIX(src);                               \
-                            acc1 += wv * load_##SUFFIX(src + cstep);                       \
-                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                   \
-                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                   \
-                        }                                                                  \
-                    } else if (x0 + VL <= g.Wout) {                                        \
-                        /* A border block or fewer than CB channels: whole-vector loads    \
-                         * (the phases are zero outside the image), weights masked to the  \
-                         * tap's columns; unused channel slots reread channel c0 and are   \
-                         * never stored. */                                                \
-                        const int64_t step1 = cb > 1 ? cstep : 0, step2 = cb > 2 ? 2 * cstep : 0; \
-                        const int64_t step3 = cb > 3 ? 3 * cstep : 0;                      \
-                        for (int64_t t = 0; t < taps; ++t) {                               \
-                            const int64_t b = s.tap_b[t];                                  \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
-                            if (lo >= VL || hi <= 0) continue;                             \
+                for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                               \
+                    const int interior = x0 >= s.full_lo && x0 + VL <= s.full_hi;           \
+                    if (cb == CBK && interior) {                                            \
+                        /* Eight channels: nine loads feed eight multiply-adds. */          \
+                        RS_ACC_ZERO8(vec_##SUFFIX);                                         \
+                        for (int64_t t = 0; t < taps; ++t) {                                \
+                            const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);           \
+                            const T *src = s.src[t] + x0;                                   \
+                            acc0 += wv * load_##SUFFIX(src);                                \
+                            acc1 += wv * load_##SUFFIX(src + cstep);                        \
+                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                    \
+                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                    \
+                            acc4 += wv * load_##SUFFIX(src + 4 * cstep);                    \
+                            acc5 += wv * load_##SUFFIX(src + 5 * cstep);                    \
+                            acc6 += wv * load_##SUFFIX(src + 6 * cstep);                    \
+                            acc7 += wv * load_##SUFFIX(src + 7 * cstep);                    \
+                        }                                                                   \
+                        memcpy(o[0] + x0, &acc0, sizeof acc0); memcpy(o[1] + x0, &acc1, sizeof acc1); \
+                        memcpy(o[2] + x0, &acc2, sizeof acc2); memcpy(o[3] + x0, &acc3, sizeof acc3); \
+                        memcpy(o[4] + x0, &acc4, sizeof acc4); memcpy(o[5] + x0, &acc5, sizeof acc5); \
+                        memcpy(o[6] + x0, &acc6, sizeof acc6); memcpy(o[7] + x0, &acc7, sizeof acc7); \
+                        continue;                                                           \
+                    }                                                                       \
+                    /* Otherwise CB channels at a time (the block's halves). */             \
+                    for (int64_t h = 0; h < cb; h += CB) {                                  \
+                    const int64_t hb = cb - h < CB ? cb - h : CB, hoff = h * cstep;         \
+                    T *const *oh = o + h;                                                   \
+                    RS_ACC_ZERO(vec_##SUFFIX);                                              \
+                    if (hb == CB && interior) {                                             \
+                        for (int64_t t = 0; t < taps; ++t) {                                \
+                            const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);           \
+                            const T *src = s.src[t] + x0 + hoff;                            \
+                            acc0 += wv * load_##SUFFIX(src);                                \
+                            acc1 += wv * load_##SUFFIX(src + cstep);                        \
+                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                    \
+                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                    \
+                        }                                                                   \
+                    } else if (x0 + VL <= g.Wout) {                                         \
+                        /* A border block or fewer than CB channels: whole-vector loads     \
+                         * (the phases are zero outside the image), weights masked to the   \
+                         * tap's columns; unused channel slots reread the half's first      \
+                         * channel and are never stored. */                                 \
+                        const int64_t step1 = hb > 1 ? cstep : 0, step2 = hb > 2 ? 2 * cstep : 0; \
+                        const int64_t step3 = hb > 3 ? 3 * cstep : 0;                       \
+                        for (int64_t t = 0; t < taps; ++t) {                                \
+                            const int64_t b = s.tap_b[t];                                   \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;             \
+                            if (lo >= VL || hi <= 0) continue;                              \
                             const ivec_##SUFFIX mask = tap_mask_##SUFFIX(&s, &g, x0, b);    \
                             const vec_##SUFFIX wv = masked_##SUFFIX(load_##SUFFIX(s.dst[t] + x0), mask); \
-                            const T *src = s.src[t] + x0;                                  \
-                            acc0 += wv * load_##SUFFIX(src);                               \
-                            acc1 += wv * load_##SUFFIX(src + step1);                       \
-                            acc2 += wv * load_##SUFFIX(src + step2);                       \
-                            acc3 += wv * load_##SUFFIX(src + step3);                       \
-                        }                                                                  \
-                    } else {                                                               \
-                        for (int64_t t = 0; t < taps; ++t) {                               \
-                            const int64_t b = s.tap_b[t];                                  \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;            \
-                            if (lo >= VL || hi <= 0) continue;                             \
-                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;    \
+                            const T *src = s.src[t] + x0 + hoff;                            \
+                            acc0 += wv * load_##SUFFIX(src);                                \
+                            acc1 += wv * load_##SUFFIX(src + step1);                        \
+                            acc2 += wv * load_##SUFFIX(src + step2);                        \
+                            acc3 += wv * load_##SUFFIX(src + step3);                        \
+                        }                                                                   \
+                    } else {                                                                \
+                        for (int64_t t = 0; t < taps; ++t) {                                \
+                            const int64_t b = s.tap_b[t];                                   \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;             \
+                            if (lo >= VL || hi <= 0) continue;                              \
+                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;     \
                             const vec_##SUFFIX wv = load_part_##SUFFIX(s.dst[t] + x0, i0, i1); \
-                            const T *src = s.src[t] + x0;                                  \
-                            acc0 += wv * load_part_##SUFFIX(src, i0, i1);                  \
-                            if (cb > 1) acc1 += wv * load_part_##SUFFIX(src + cstep, i0, i1); \
-                            if (cb > 2) acc2 += wv * load_part_##SUFFIX(src + 2 * cstep, i0, i1); \
-                            if (cb > 3) acc3 += wv * load_part_##SUFFIX(src + 3 * cstep, i0, i1); \
-                        }                                                                  \
-                    }                                                                      \
-                    const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;             \
-                    store_part_##SUFFIX(o[0] + x0, acc0, 0, width);                        \
-                    if (cb > 1) store_part_##SUFFIX(o[1] + x0, acc1, 0, width);            \
-                    if (cb > 2) store_part_##SUFFIX(o[2] + x0, acc2, 0, width);            \
-                    if (cb > 3) store_part_##SUFFIX(o[3] + x0, acc3, 0, width);            \
-                }                                                                          \
+                            const T *src = s.src[t] + x0 + hoff;                            \
+                            acc0 += wv * load_part_##SUFFIX(src, i0, i1);                   \
+                            if (hb > 1) acc1 += wv * load_part_##SUFFIX(src + cstep, i0, i1); \
+                            if (hb > 2) acc2 += wv * load_part_##SUFFIX(src + 2 * cstep, i0, i1); \
+                            if (hb > 3) acc3 += wv * load_part_##SUFFIX(src + 3 * cstep, i0, i1); \
+                        }                                                                   \
+                    }                                                                       \
+                    const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;              \
+                    store_part_##SUFFIX(oh[0] + x0, acc0, 0, width);                        \
+                    if (hb > 1) store_part_##SUFFIX(oh[1] + x0, acc1, 0, width);            \
+                    if (hb > 2) store_part_##SUFFIX(oh[2] + x0, acc2, 0, width);            \
+                    if (hb > 3) store_part_##SUFFIX(oh[3] + x0, acc3, 0, width);            \
+                    }                                                                       \
+                }                                                                           \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
