@@ -97,17 +97,18 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
 
 /*
  * Register blocking.  The kernels work on blocks of one SIMD vector of output columns
- * (64 bytes, written with the compiler's vector extension so that every instruction-set
- * clone below maps it onto its own registers) for CB channels at once: the CB channels of
- * a block share each kernel load, and the accumulators stay in registers across all K*K
- * taps.  Taps whose columns leave the image at a block's edge take a masked path, so a
- * non-finite weight there still contributes nothing.
+ * (written with the compiler's vector extension at each level's register width, below)
+ * for CB or CBK channels at once: the channels of a block share each kernel load, and the
+ * accumulators stay in registers across all K*K taps.  Taps whose columns leave the image
+ * at a block's edge take a masked path, so a non-finite weight there still contributes
+ * nothing.
  */
 #define CB 4
-/* The kernel gradient's channel blocks: twice as wide, so that each kernel-gradient vector
- * is read and written once for eight channels. */
+/* The wide channel blocks (the forward's interior, both gradients): nine loads feed eight
+ * multiply-adds, and each kernel-gradient vector is read and written once for eight
+ * channels. */
 #define CBK 8
-/* Row groups per tile of the forward and kernel-gradient passes. */
+/* Row groups (source rows for the feature gradient) per tile of every pass. */
 #define RS_TILE 8
 
 /* One copy of every kernel per instruction-set level, each compiled for its target with
@@ -120,8 +121,8 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
 #define RS_TARGET_V3 __attribute__((target("arch=x86-64-v3")))
 #endif
 
-/* The helpers below pass 64-byte vectors by value; they are static and always inlined
- * into the clones, so the baseline build's vector ABI never crosses a call. */
+/* The helpers below pass vectors by value; they are static and always inlined
+ * into the kernels of every level, so the baseline build's vector ABI never crosses a call. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define RS_INLINE static inline __attribute__((always_inline))
 
@@ -140,6 +141,42 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
  * (literal names keep them in registers). */
 #define RS_ACC_ZERO(V) V acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}
 #define RS_ACC_ZERO8(V) RS_ACC_ZERO(V), acc4 = {0}, acc5 = {0}, acc6 = {0}, acc7 = {0}
+/* acc0 .. acc3 (acc7) += W times the vectors at P, P + STEP, P + 2 STEP, ... (LOAD reads one). */
+#define RS_MADD4(LOAD, W, P, STEP)                                                          \
+    acc0 += (W) * LOAD(P); acc1 += (W) * LOAD((P) + (STEP));                                \
+    acc2 += (W) * LOAD((P) + 2 * (STEP)); acc3 += (W) * LOAD((P) + 3 * (STEP))
+#define RS_MADD8(LOAD, W, P, STEP)                                                          \
+    RS_MADD4(LOAD, W, P, STEP);                                                             \
+    acc4 += (W) * LOAD((P) + 4 * (STEP)); acc5 += (W) * LOAD((P) + 5 * (STEP));             \
+    acc6 += (W) * LOAD((P) + 6 * (STEP)); acc7 += (W) * LOAD((P) + 7 * (STEP))
+/* acc0 .. acc3 (acc7) read from / written to P, P + STEP, ... */
+#define RS_LOAD4(LOAD, P, STEP)                                                             \
+    acc0 = LOAD(P); acc1 = LOAD((P) + (STEP)); acc2 = LOAD((P) + 2 * (STEP)); acc3 = LOAD((P) + 3 * (STEP))
+#define RS_LOAD8(LOAD, P, STEP)                                                             \
+    RS_LOAD4(LOAD, P, STEP);                                                                \
+    acc4 = LOAD((P) + 4 * (STEP)); acc5 = LOAD((P) + 5 * (STEP));                           \
+    acc6 = LOAD((P) + 6 * (STEP)); acc7 = LOAD((P) + 7 * (STEP))
+#define RS_STORE4(P, STEP)                                                                  \
+    memcpy(P, &acc0, sizeof acc0); memcpy((P) + (STEP), &acc1, sizeof acc1);                \
+    memcpy((P) + 2 * (STEP), &acc2, sizeof acc2); memcpy((P) + 3 * (STEP), &acc3, sizeof acc3)
+#define RS_STORE8(P, STEP)                                                                  \
+    RS_STORE4(P, STEP);                                                                     \
+    memcpy((P) + 4 * (STEP), &acc4, sizeof acc4); memcpy((P) + 5 * (STEP), &acc5, sizeof acc5); \
+    memcpy((P) + 6 * (STEP), &acc6, sizeof acc6); memcpy((P) + 7 * (STEP), &acc7, sizeof acc7)
+#define RS_ACC_ZERO4 RS_ACC_ZERO
+/* The feature gradient's sums of one entry into W (4 or 8) fold rows at F, FS apart: from
+ * zero when FIRST, else from the rows; tap i's kernel vector at WP + i DW, its ring rows at
+ * GS - i UP, CR apart. */
+#define RS_ENTRY_TAPS(W, V, LOAD, F, FS, FIRST, TAPS, WP, DW, GS, UP, CR)                    \
+    do {                                                                                   \
+        RS_ACC_ZERO##W(V);                                                                 \
+        if (!(FIRST)) { RS_LOAD##W(LOAD, F, FS); }                                         \
+        for (int64_t tap_ = 0; tap_ < (TAPS); ++tap_) {                                    \
+            const V wv_ = LOAD((WP) + tap_ * (DW));                                        \
+            RS_MADD##W(LOAD, wv_, (GS) - tap_ * (UP), CR);                                 \
+        }                                                                                  \
+        RS_STORE##W(F, FS);                                                                \
+    } while (0)
 
 /* Instantiate a kernel family once per level: suffixes S_v4, S_v3 and S_base (only S_base
  * off x86-64 GCC). */
@@ -392,14 +429,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                         for (int64_t t = 0; t < taps; ++t) {                                \
                             const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);           \
                             const T *src = s.src[t] + x0;                                   \
-                            acc0 += wv * load_##SUFFIX(src);                                \
-                            acc1 += wv * load_##SUFFIX(src + cstep);                        \
-                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                    \
-                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                    \
-                            acc4 += wv * load_##SUFFIX(src + 4 * cstep);                    \
-                            acc5 += wv * load_##SUFFIX(src + 5 * cstep);                    \
-                            acc6 += wv * load_##SUFFIX(src + 6 * cstep);                    \
-                            acc7 += wv * load_##SUFFIX(src + 7 * cstep);                    \
+                            RS_MADD8(load_##SUFFIX, wv, src, cstep);                        \
                         }                                                                   \
                         memcpy(o[0] + x0, &acc0, sizeof acc0); memcpy(o[1] + x0, &acc1, sizeof acc1); \
                         memcpy(o[2] + x0, &acc2, sizeof acc2); memcpy(o[3] + x0, &acc3, sizeof acc3); \
@@ -416,10 +446,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                         for (int64_t t = 0; t < taps; ++t) {                                \
                             const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);           \
                             const T *src = s.src[t] + x0 + hoff;                            \
-                            acc0 += wv * load_##SUFFIX(src);                                \
-                            acc1 += wv * load_##SUFFIX(src + cstep);                        \
-                            acc2 += wv * load_##SUFFIX(src + 2 * cstep);                    \
-                            acc3 += wv * load_##SUFFIX(src + 3 * cstep);                    \
+                            RS_MADD4(load_##SUFFIX, wv, src, cstep);                        \
                         }                                                                   \
                     } else if (x0 + VL <= g.Wout) {                                         \
                         /* A border block or fewer than CB channels: whole-vector loads     \
@@ -638,47 +665,12 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                     const T *wp = w + s.tap_w[e], *gs = ring + s.tap_o[e];                  \
                     for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                      \
                         T *f = fold + j0;                                                   \
-                        if (cb > CB) {                                                      \
-                            RS_ACC_ZERO8(vec_##SUFFIX);                                     \
-                            if (e > first) {                                                \
-                                acc0 = load_##SUFFIX(f); acc1 = load_##SUFFIX(f + fplane);  \
-                                acc2 = load_##SUFFIX(f + 2 * fplane); acc3 = load_##SUFFIX(f + 3 * fplane); \
-                                acc4 = load_##SUFFIX(f + 4 * fplane); acc5 = load_##SUFFIX(f + 5 * fplane); \
-                                acc6 = load_##SUFFIX(f + 6 * fplane); acc7 = load_##SUFFIX(f + 7 * fplane); \
-                            }                                                               \
-                            for (int64_t i = 0; i < taps_per_entry; ++i) {                  \
-                                const vec_##SUFFIX wv = load_##SUFFIX(wp + i * dw + j0);    \
-                                const T *gi = gs - i * g.up + j0;                           \
-                                acc0 += wv * load_##SUFFIX(gi);                             \
-                                acc1 += wv * load_##SUFFIX(gi + cr);                        \
-                                acc2 += wv * load_##SUFFIX(gi + 2 * cr);                    \
-                                acc3 += wv * load_##SUFFIX(gi + 3 * cr);                    \
-                                acc4 += wv * load_##SUFFIX(gi + 4 * cr);                    \
-                                acc5 += wv * load_##SUFFIX(gi + 5 * cr);                    \
-                                acc6 += wv * load_##SUFFIX(gi + 6 * cr);                    \
-                                acc7 += wv * load_##SUFFIX(gi + 7 * cr);                    \
-                            }                                                               \
-                            memcpy(f, &acc0, sizeof acc0); memcpy(f + fplane, &acc1, sizeof acc1); \
-                            memcpy(f + 2 * fplane, &acc2, sizeof acc2); memcpy(f + 3 * fplane, &acc3, sizeof acc3); \
-                            memcpy(f + 4 * fplane, &acc4, sizeof acc4); memcpy(f + 5 * fplane, &acc5, sizeof acc5); \
-                            memcpy(f + 6 * fplane, &acc6, sizeof acc6); memcpy(f + 7 * fplane, &acc7, sizeof acc7); \
-                            continue;                                                       \
-                        }                                                                   \
-                        RS_ACC_ZERO(vec_##SUFFIX);                                          \
-                        if (e > first) {                                                    \
-                            acc0 = load_##SUFFIX(f); acc1 = load_##SUFFIX(f + fplane);      \
-                            acc2 = load_##SUFFIX(f + 2 * fplane); acc3 = load_##SUFFIX(f + 3 * fplane); \
-                        }                                                                   \
-                        for (int64_t i = 0; i < taps_per_entry; ++i) {                      \
-                            const vec_##SUFFIX wv = load_##SUFFIX(wp + i * dw + j0);        \
-                            const T *gi = gs - i * g.up + j0;                               \
-                            acc0 += wv * load_##SUFFIX(gi);                                 \
-                            acc1 += wv * load_##SUFFIX(gi + cr);                            \
-                            acc2 += wv * load_##SUFFIX(gi + 2 * cr);                        \
-                            acc3 += wv * load_##SUFFIX(gi + 3 * cr);                        \
-                        }                                                                   \
-                        memcpy(f, &acc0, sizeof acc0); memcpy(f + fplane, &acc1, sizeof acc1); \
-                        memcpy(f + 2 * fplane, &acc2, sizeof acc2); memcpy(f + 3 * fplane, &acc3, sizeof acc3); \
+                        if (cb > CB)                                                        \
+                            RS_ENTRY_TAPS(8, vec_##SUFFIX, load_##SUFFIX, f, fplane, e == first, taps_per_entry, \
+                                          wp + j0, dw, gs + j0, g.up, cr);                  \
+                        else                                                                \
+                            RS_ENTRY_TAPS(4, vec_##SUFFIX, load_##SUFFIX, f, fplane, e == first, taps_per_entry, \
+                                          wp + j0, dw, gs + j0, g.up, cr);                  \
                     }                                                                       \
                 }                                                                           \
             }                                                                               \
