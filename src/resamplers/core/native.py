@@ -82,8 +82,8 @@ def _load_library() -> ctypes.CDLL | None:
         lib.native_select_isa.restype = ctypes.c_int64
         lib.native_select_isa.argtypes = [ctypes.c_int64]
         requested = _requested_isa_level(os.environ.get("RESAMPLERS_NATIVE_ISA", ""))
-        if requested is not None:
-            lib.native_select_isa(requested)
+        # the level is fixed here, once, before any kernel thread reads it
+        lib.native_select_isa(requested if requested is not None else 4)
         for suffix in _DTYPE_SUFFIX.values():
             for kind in (
                 "forward",
