@@ -4,7 +4,8 @@ import pytest
 
 from resamplers.bench import BenchConfig, resolve_ops, run_bench
 from resamplers.bench.roofline import MachineLimits, Work, measure_limits, module_work, reassembly_work, similarity_work
-from resamplers.functional import native_available, native_isa
+from resamplers.bench.timing import machine_info
+from resamplers.functional import native_available, native_isa, native_threads
 
 
 def test_reassembly_work_counts_each_tensor_once_per_pass():
@@ -68,3 +69,12 @@ def test_native_isa_is_reported_with_the_build():
         assert isa in {"x86-64-v4 (AVX-512)", "x86-64-v3 (AVX2, FMA)", "baseline"}
     else:
         assert isa is None
+
+
+def test_where_the_native_kernels_run_is_reported_with_the_build():
+    threads = native_threads()
+    if native_available():
+        assert threads in {"torch's OpenMP threads", "thread pool"}
+        assert machine_info()["native_threads"] == threads
+    else:
+        assert threads is None

@@ -1,9 +1,10 @@
 /*
  * Native CPU kernels of the reassembly core (see functional/reassembly.py for the
  * definition).  Plain C with no torch headers: the library loads this file's shared
- * object with ctypes, splits the work into row ranges and runs the ranges on a thread
- * pool (ctypes releases the GIL).  Every loop is written in gather form, so each task
- * writes only rows it owns: no atomics, and results do not depend on the thread count.
+ * object with ctypes; native_run splits the work into row ranges and runs them on torch's
+ * OpenMP team (or the loader runs them on its thread pool; ctypes releases the GIL).  Every
+ * loop is written in gather form, so each task writes only rows it owns: no atomics, and
+ * results do not depend on the thread count.
  *
  * Geometry array (int64, 12 entries):
  *   N, C, G, Hin, Win, Hout, Wout, K, up, stride, pad_top, pad_left
@@ -1233,7 +1234,7 @@ RS_EACH_LEVEL_TYPED(DEFINE_LAYOUT_KERNELS, float, f32)
 RS_EACH_LEVEL_TYPED(DEFINE_LAYOUT_KERNELS, double, f64)
 
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
-int64_t reassemble_abi_version(void) { return 6; }
+int64_t reassemble_abi_version(void) { return 7; }
 
 /* The highest level this CPU runs: 4 (x86-64-v4: AVX-512), 3 (x86-64-v3: AVX2 and FMA),
  * 1 (the baseline build: SSE2 on x86-64, or whatever the compiler targets elsewhere). */
@@ -1304,6 +1305,81 @@ int NAME(const T *src, T *dst, const int64_t *dims, int64_t t0, int64_t t1) {   
     RS_EXPORT_LAYOUT(reassemble_change_layout_##S, T)
 RS_EXPORT_ALL(float, f32)
 RS_EXPORT_ALL(double, f64)
+
+/* Parallel runs on the OpenMP runtime that torch already runs, when the loader binds it
+ * (through the GOMP entry points, which GNU libgomp and LLVM libomp both export).  Torch's
+ * workers spin for a while after each of its parallel regions; a separate pool competing
+ * with them for the cores ran the kernels up to twice as slow.  Nothing links OpenMP at
+ * build time, so the library builds and loads without it (the loader then uses its pool). */
+typedef void (*rs_team_start_t)(void (*body)(void *), void *data, unsigned threads, unsigned flags);
+typedef int (*rs_team_query_t)(void);
+static rs_team_start_t rs_team_start = NULL;
+static rs_team_query_t rs_team_member = NULL, rs_team_size = NULL;
+
+/* Bind the runtime's GOMP_parallel, omp_get_thread_num and omp_get_num_threads (all three
+ * or none); returns 1 when bound. */
+int64_t native_bind_team(void *start, void *member, void *size) {
+    if (!start || !member || !size) { rs_team_start = NULL; return 0; }
+    rs_team_start = (rs_team_start_t)start;
+    rs_team_member = (rs_team_query_t)member;
+    rs_team_size = (rs_team_query_t)size;
+    return 1;
+}
+
+/* At most this many ranges a run (more than any core count the pool is sized for). */
+#define RS_MAX_RANGES 1024
+
+typedef struct {
+    void *kernel;             /* an exported kernel taking `arity` tensors, geometry, t0, t1 */
+    int64_t arity, tasks, ranges;
+    void *const *tensors;
+    const int64_t *gp;
+    int codes[RS_MAX_RANGES];
+} rs_job_t;
+
+typedef int (*rs_kernel2_t)(void *, void *, const int64_t *, int64_t, int64_t);
+typedef int (*rs_kernel3_t)(void *, void *, void *, const int64_t *, int64_t, int64_t);
+typedef int (*rs_kernel5_t)(void *, void *, void *, void *, void *, const int64_t *, int64_t, int64_t);
+
+static int rs_run_range(const rs_job_t *job, int64_t t0, int64_t t1) {
+    void *const *p = job->tensors;
+    switch (job->arity) {
+    case 2: return ((rs_kernel2_t)job->kernel)(p[0], p[1], job->gp, t0, t1);
+    case 3: return ((rs_kernel3_t)job->kernel)(p[0], p[1], p[2], job->gp, t0, t1);
+    case 5: return ((rs_kernel5_t)job->kernel)(p[0], p[1], p[2], p[3], p[4], job->gp, t0, t1);
+    default: return RS_BAD_GEOMETRY;
+    }
+}
+
+/* Range i of every member's share: a smaller team than asked for still covers them all. */
+static void rs_team_body(void *data) {
+    rs_job_t *job = (rs_job_t *)data;
+    const int64_t member = rs_team_member(), size = rs_team_size();
+    for (int64_t i = member; i < job->ranges; i += size)
+        job->codes[i] = rs_run_range(job, job->tasks * i / job->ranges, job->tasks * (i + 1) / job->ranges);
+}
+
+/* Run `kernel` over `tasks` tasks as `ranges` contiguous ranges on the bound team; the
+ * first failing range's code is returned.  Unbound, or one range, it runs here in turn. */
+int native_run(void *kernel, int64_t arity, void *const *tensors, const int64_t *gp, int64_t tasks,
+               int64_t ranges) {
+    rs_job_t *job = (rs_job_t *)malloc(sizeof(rs_job_t));
+    if (!job) return RS_NO_MEMORY;
+    job->kernel = kernel; job->arity = arity; job->tensors = tensors; job->gp = gp;
+    job->tasks = tasks;
+    job->ranges = ranges < 1 ? 1 : ranges > RS_MAX_RANGES ? RS_MAX_RANGES : ranges;
+    for (int64_t i = 0; i < job->ranges; i++) job->codes[i] = RS_OK;
+    if (rs_team_start && job->ranges > 1) {
+        rs_team_start(rs_team_body, job, (unsigned)job->ranges, 0);
+    } else {
+        for (int64_t i = 0; i < job->ranges; i++)
+            job->codes[i] = rs_run_range(job, tasks * i / job->ranges, tasks * (i + 1) / job->ranges);
+    }
+    int code = RS_OK;
+    for (int64_t i = 0; i < job->ranges && code == RS_OK; i++) code = job->codes[i];
+    free(job);
+    return code;
+}
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "_native",

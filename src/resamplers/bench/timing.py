@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..functional import native_available, native_isa
+from ..functional import native_available, native_isa, native_threads
 
 __all__ = ["time_interleaved", "median_ms", "machine_info"]
 
@@ -50,4 +50,5 @@ def machine_info() -> dict[str, object]:
         "system": platform.system(),
         "native_kernels": native_available(),
         "native_isa": native_isa(),
+        "native_threads": native_threads(),
     }

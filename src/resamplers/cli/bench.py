@@ -69,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     report = run_bench(ops, config, progress=progress.step)
     progress.close()
     shape = f"{config.batch}x{config.channels}x{config.height}x{config.width}"
-    native = report.machine["native_isa"] if report.machine["native_kernels"] else "not built"
+    native = (
+        f"{report.machine['native_isa']} on {report.machine['native_threads']}"
+        if report.machine["native_kernels"]
+        else "not built"
+    )
     print_table(
         f"resamplers bench: input {shape}, scale {config.scale_factor}, {config.dtype}, "
         f"{report.machine['threads']} threads, native kernels: {native}",

@@ -35,7 +35,7 @@ from .api import (
 )
 from .exporting import eager_autograd, is_exporting
 from .geometry import Backend, Geometry, check_backend, check_reassembly, check_similarity, check_window_args
-from .native import native_available, native_isa
+from .native import native_available, native_isa, native_threads
 from .taps import PaddingMode, strided_views, window_taps
 from .triton_path import triton_available
 
@@ -52,6 +52,7 @@ __all__ = [
     "is_exporting",
     "native_available",
     "native_isa",
+    "native_threads",
     "reassemble",
     "reassemble_down",
     "reassembly_macs",

@@ -1,8 +1,10 @@
 """Loader and torch custom ops for the native reassembly kernels (``resamplers/_native.c``).
 
 The shared object is built by ``pip install`` when a C compiler is present and loaded
-here with ctypes.  Work is split into contiguous row ranges that run on a small thread
-pool; ctypes releases the GIL, so the ranges run in parallel.  The kernels are exposed
+here with ctypes.  Work is split into contiguous row ranges that run on torch's own OpenMP
+threads where torch runs OpenMP (its workers spin after each of its parallel regions, and a
+second pool would compete with them for the cores), otherwise on a small thread pool;
+ctypes releases the GIL, so the ranges run in parallel.  The kernels are exposed
 as ``torch.library`` custom ops, with fake implementations, so
 ``torch.compile(fullgraph=True)`` captures them as opaque calls:
 
@@ -24,7 +26,9 @@ derivatives along the offsets: the window similarity and the kernel and offset g
 and ``resamplers::offset_scatter`` (the adjoint in the sampled tensor: the feature
 gradient).  :class:`NativeOffsetTaps` wires them into autograd for both kinds.
 Set ``RESAMPLERS_NATIVE=0`` to disable the native path (the pure-PyTorch path is used), and
-``RESAMPLERS_NATIVE_ISA=x86-64-v3`` or ``baseline`` to run a lower instruction-set level.
+``RESAMPLERS_NATIVE_ISA=x86-64-v3`` or ``baseline`` to run a lower instruction-set level,
+and ``RESAMPLERS_NATIVE_THREADS=pool`` to run the ranges on the thread pool even where torch
+runs OpenMP.
 """
 
 from __future__ import annotations
@@ -55,13 +59,14 @@ from .offset_path import Gradients, TapsCall, offset_taps_function
 __all__ = [
     "native_available",
     "native_isa",
+    "native_threads",
     "native_reassemble",
     "native_window_similarity",
     "NativeOffsetTaps",
     "NATIVE_DTYPES",
 ]
 
-_ABI_VERSION = 6
+_ABI_VERSION = 7
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
 _ISA_NAMES = {"x86-64-v4": 4, "v4": 4, "x86-64-v3": 3, "v3": 3, "baseline": 1}
@@ -103,9 +108,57 @@ def _load_library() -> ctypes.CDLL | None:
             fn = getattr(lib, f"reassemble_change_layout_{suffix}")
             fn.restype = ctypes.c_int
             fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int64]
+        lib.native_run.restype = ctypes.c_int
+        lib.native_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+        lib.native_run.argtypes += [ctypes.c_int64, ctypes.c_int64]
+        lib.native_bind_team.restype = ctypes.c_int64
+        lib.native_bind_team.argtypes = [ctypes.c_void_p] * 3
     except (OSError, AttributeError):
         return None
     return lib
+
+
+# The OpenMP runtimes torch ships or links, by the name it loads them under, and the entry
+# points native_run starts a team with (GNU libgomp and LLVM libomp both export them).
+_OPENMP_RUNTIMES = ("libgomp.so.1", "libomp.so", "libomp.dylib", "libiomp5.so", "libiomp5.dylib")
+_TEAM_ENTRY_POINTS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
+
+
+def _torch_openmp_runtime() -> ctypes.CDLL | None:
+    """The OpenMP runtime torch already loaded (never a second copy: ``RTLD_NOLOAD``), or
+    ``None`` when torch does not run OpenMP or it cannot be found."""
+    if not torch.backends.openmp.is_available() or not hasattr(os, "RTLD_NOLOAD"):
+        return None
+    for name in _OPENMP_RUNTIMES:
+        try:
+            runtime = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)
+            addresses = [ctypes.cast(getattr(runtime, f), ctypes.c_void_p).value for f in _TEAM_ENTRY_POINTS]
+        except (OSError, AttributeError):
+            continue
+        if all(addresses):
+            return runtime
+    return None
+
+
+def _requested_threads(value: str) -> str:
+    """Where ``RESAMPLERS_NATIVE_THREADS`` asks the ranges to run: ``torch`` (the default:
+    torch's OpenMP threads where it has them) or ``pool``."""
+    value = value.strip().lower() or "torch"
+    if value not in {"torch", "pool"}:
+        raise ValueError(f"environment variable `RESAMPLERS_NATIVE_THREADS`: expected torch or pool; got {value!r}")
+    return value
+
+
+def _bind_team(lib: ctypes.CDLL | None) -> bool:
+    """Let ``native_run`` start its ranges on torch's OpenMP team; ``False`` (the loader's
+    pool runs them) when there is none."""
+    if lib is None or _requested_threads(os.environ.get("RESAMPLERS_NATIVE_THREADS", "")) == "pool":
+        return False
+    runtime = _torch_openmp_runtime()
+    if runtime is None:
+        return False
+    entry_points = [ctypes.cast(getattr(runtime, f), ctypes.c_void_p) for f in _TEAM_ENTRY_POINTS]
+    return bool(lib.native_bind_team(*entry_points))
 
 
 def _requested_isa_level(value: str) -> int | None:
@@ -124,6 +177,9 @@ def _requested_isa_level(value: str) -> int | None:
 # Loaded once at import: the library is immutable, and a constant keeps the dispatch
 # decision free of Python calls that torch.compile would have to trace.
 _LIB = _load_library()
+# The process that bound the team: GNU OpenMP's team does not survive a fork (torch's own
+# parallel ops hang in a forked child that asks for more than one thread), the pool does.
+_TEAM_PID = os.getpid() if _bind_team(_LIB) else -1
 
 
 def native_available() -> bool:
@@ -145,6 +201,15 @@ def native_isa() -> str | None:
         return None
     level = int(_LIB.native_isa_level())
     return _ISA_LEVELS.get(level, f"level {level}")
+
+
+def native_threads() -> str | None:
+    """Where the native kernels run their row ranges: ``"torch's OpenMP threads"`` or
+    ``"thread pool"`` (torch runs no OpenMP, or ``RESAMPLERS_NATIVE_THREADS=pool``);
+    ``None`` without the native kernels."""
+    if _LIB is None:
+        return None
+    return "torch's OpenMP threads" if _TEAM_PID == os.getpid() else "thread pool"
 
 
 class _Pool:
@@ -180,13 +245,18 @@ def _raise_for(code: int, kind: str) -> None:
 
 
 def _run(kind: str, dtype: torch.dtype, tensors: Sequence[Tensor | None], geometry: Tensor, tasks: int) -> None:
-    """Run kernel ``kind`` over ``tasks`` tasks, split into contiguous ranges on the pool
-    (a ``None`` tensor is passed as a null pointer)."""
+    """Run kernel ``kind`` over ``tasks`` tasks, split into contiguous ranges on torch's
+    OpenMP team or the pool (a ``None`` tensor is passed as a null pointer)."""
     fn: Callable[..., int] = getattr(_LIB, f"reassemble_{kind}_{_DTYPE_SUFFIX[dtype]}")
     ptrs = [None if t is None else t.data_ptr() for t in tensors] + [geometry.data_ptr()]
     threads = max(1, min(torch.get_num_threads(), tasks))
     if threads == 1:
         _raise_for(fn(*ptrs, 0, tasks), kind)
+        return
+    if _TEAM_PID == os.getpid():
+        kernel = ctypes.cast(fn, ctypes.c_void_p)  # type: ignore[arg-type]  # fn is a ctypes CFuncPtr
+        arguments = (ctypes.c_void_p * (len(ptrs) - 1))(*ptrs[:-1])
+        _raise_for(_LIB.native_run(kernel, len(ptrs) - 1, arguments, ptrs[-1], tasks, threads), kind)
         return
     bounds = [tasks * i // threads for i in range(threads + 1)]
     pool = _POOL.get(threads)

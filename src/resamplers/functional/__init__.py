@@ -1,6 +1,6 @@
 """Stateless operators: ``torch.Tensor`` in, ``torch.Tensor`` out."""
 
-from ..core import native_available, native_isa, triton_available
+from ..core import native_available, native_isa, native_threads, triton_available
 from .a2u import a2u_downsample, a2u_upsample, affinity_kernels, dynamic_depthwise_conv2d
 from .adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
 from .avgmax_pool import avgmax_pool2d, catavgmax_pool2d, mixed_pool2d
@@ -33,6 +33,7 @@ __all__ = [
     "max_pool_index",
     "native_available",
     "native_isa",
+    "native_threads",
     "normalize_index",
     "reassemble",
     "reassemble_down",
