@@ -28,6 +28,7 @@ CHECK = textwrap.dedent(
     cases = [
         (16, 1, 5, 2, 1, 9, False), (12, 3, 3, 1, 2, 11, False), (8, 8, 2, 1, 2, 6, False),
         (5, 1, 3, 3, 1, 7, False), (32, 2, 5, 2, 1, 20, True), (64, 1, 3, 1, 1, 13, True),
+        (8, 1, 5, 1, 2, 37, False),  # stride-2 rows of whole vectors of both phases
     ]
     for c, g, k, up, stride, size, cl in cases:
         x = torch.randn(2, c, size, size + 3, dtype=torch.float64)

@@ -95,6 +95,19 @@ class TestReassemble:
         for ga, gb in zip(*grads):
             assert_close(ga, gb)
 
+    @pytest.mark.skipif(not native_available(), reason="no native build")
+    @pytest.mark.parametrize(
+        "geometry",
+        # stride-2 rows wide enough for whole vectors of both phases (the deinterleave and
+        # the weave back) at every level, with even and odd left padding and row ends that
+        # fall inside and past a vector
+        [(5, 1, 1, 2, (2, 2), (5, 70)), (3, 2, 1, 2, (1, 1), (4, 67)), (4, 1, 1, 2, (1, 2), (3, 41))],
+    )
+    def test_wide_strided_rows_agree_with_the_torch_path(self, geometry):
+        self.test_backends_agree_on_gradients(geometry)
+        x, kernels, kw = _case(*geometry)
+        assert_close(reassemble(x, kernels, **kw, backend="native"), _loop(x, kernels, kw))
+
     @pytest.mark.parametrize("needs", ["both", "features", "kernels"])
     @pytest.mark.parametrize("geometry", GEOMETRIES)
     def test_torch_backward_equals_autograd_of_the_composite(self, geometry, needs):

@@ -243,6 +243,45 @@ RS_INLINE void add_pair_sums_##SUFFIX(const T *src, T *dst) {                   
     memcpy(dst, &sum, sizeof sum);                                                         \
 }                                                                                          \
                                                                                            \
+/* Every second of the 2 VL values at src: dst[i] = src[2 i] (a stride-2 phase). */          \
+RS_INLINE void take_even_##SUFFIX(const T *src, T *dst) {                                  \
+    const vec_##SUFFIX a = load_##SUFFIX(src), b = load_##SUFFIX(src + VL_##SUFFIX);       \
+    ivec_##SUFFIX even;                                                                    \
+    for (int i = 0; i < VL_##SUFFIX; ++i) even[i] = (IT)(2 * i);                           \
+    const vec_##SUFFIX v = RS_SHUFFLE2(a, b, even);                                        \
+    memcpy(dst, &v, sizeof v);                                                             \
+}                                                                                          \
+                                                                                           \
+/* Two stride-2 phases woven back: dst[2 i] += even[i], dst[2 i + 1] += odd[i]. */          \
+RS_INLINE void add_interleaved_##SUFFIX(const T *even, const T *odd, T *dst) {              \
+    const vec_##SUFFIX e = load_##SUFFIX(even), o = load_##SUFFIX(odd);                    \
+    ivec_##SUFFIX lo, hi;                                                                  \
+    for (int i = 0; i < VL_##SUFFIX; ++i) {                                                \
+        lo[i] = (IT)(i / 2 + (i % 2) * VL_##SUFFIX);                                       \
+        hi[i] = (IT)(VL_##SUFFIX / 2 + i / 2 + (i % 2) * VL_##SUFFIX);                     \
+    }                                                                                      \
+    const vec_##SUFFIX first = load_##SUFFIX(dst) + RS_SHUFFLE2(e, o, lo);                 \
+    const vec_##SUFFIX second = load_##SUFFIX(dst + VL_##SUFFIX) + RS_SHUFFLE2(e, o, hi);  \
+    memcpy(dst, &first, sizeof first);                                                     \
+    memcpy(dst + VL_##SUFFIX, &second, sizeof second);                                     \
+}                                                                                          \
+                                                                                           \
+/* The feature gradient's fold rows (phase r at fold + r * flen) added onto the columns     \
+ * [c0, c1) of a source row: column qc * stride + r - pad_left takes phase r's entries      \
+ * qc * up .. qc * up + up - 1 (each column has one (r, qc); bounds computed, no tests). */ \
+RS_INLINE void fold_columns_##SUFFIX(T *gx, const T *fold, int64_t flen, const geom_t *g,   \
+                                     int64_t c0, int64_t c1) {                              \
+    for (int64_t r = 0; r < g->stride && c0 < c1; ++r) {                                    \
+        const int64_t lo = c0 + g->pad_left - r, hi = c1 + g->pad_left - r;                 \
+        const int64_t q0 = lo <= 0 ? 0 : (lo + g->stride - 1) / g->stride;                  \
+        int64_t q1 = hi <= 0 ? 0 : (hi + g->stride - 1) / g->stride;                        \
+        if (q1 > g->Q) q1 = g->Q;                                                           \
+        const T *ph = fold + r * flen;                                                      \
+        for (int64_t qc = q0; qc < q1; ++qc)                                                \
+            for (int64_t u = 0; u < g->up; ++u) gx[qc * g->stride + r - g->pad_left] += ph[qc * g->up + u]; \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
 RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {            \
     for (int64_t r = 0; r < g->stride; ++r) {                                              \
         T *ph = phase + r * g->phase_len;                                                   \
@@ -258,7 +297,13 @@ RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) { 
         if (g->up == 1 && g->stride == 1) {                                                \
             memcpy(ph + q_lo, src + q_lo, sizeof(T) * (size_t)(q_hi - q_lo));               \
         } else if (g->up == 1) {                                                           \
-            for (int64_t qc = q_lo; qc < q_hi; ++qc) ph[qc] = src[qc * g->stride];         \
+            int64_t qc = q_lo;                                                             \
+            /* Stride 2: whole vectors while both loads stay inside the row. */            \
+            if (RS_HAVE_SHUFFLE && g->stride == 2)                                         \
+                for (; qc + VL_##SUFFIX <= q_hi && 2 * (qc + VL_##SUFFIX) + r - g->pad_left <= g->Win; \
+                     qc += VL_##SUFFIX)                                                    \
+                    take_even_##SUFFIX(src + 2 * qc, ph + qc);                             \
+            for (; qc < q_hi; ++qc) ph[qc] = src[qc * g->stride];                          \
         } else if (g->up == 2 && g->stride == 1) {                                         \
             int64_t qc = q_lo;                                                             \
             if (RS_HAVE_SHUFFLE)                                                           \
@@ -688,14 +733,18 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                     for (; qc < q_hi; ++qc) gx[qc - g.pad_left] += ph[2 * qc] + ph[2 * qc + 1]; \
                     continue;                                                               \
                 }                                                                           \
-                for (int64_t r = 0; r < g.stride; ++r) {                                    \
-                    const T *ph = s.fold + ci * fplane + r * flen;                    \
-                    for (int64_t qc = 0; qc < g.Q; ++qc) {                                  \
-                        const int64_t col = qc * g.stride + r - g.pad_left;                 \
-                        if (col < 0 || col >= g.Win) continue;                              \
-                        for (int64_t u = 0; u < g.up; ++u) gx[col] += ph[qc * g.up + u];    \
-                    }                                                                       \
+                /* Stride 2: the columns [done_lo, done_hi) of whole vectors of both phases. */ \
+                int64_t done_lo = 0, done_hi = 0;                                           \
+                if (RS_HAVE_SHUFFLE && g.up == 1 && g.stride == 2) {                        \
+                    const T *even = s.fold + ci * fplane, *odd = even + flen;               \
+                    const int64_t qa = (g.pad_left + 1) / 2;                                \
+                    int64_t qc = qa;                                                        \
+                    for (; qc + VL <= g.Q && 2 * (qc + VL) - g.pad_left <= g.Win; qc += VL) \
+                        add_interleaved_##SUFFIX(even + qc, odd + qc, gx + 2 * qc - g.pad_left); \
+                    done_lo = 2 * qa - g.pad_left; done_hi = 2 * qc - g.pad_left;           \
                 }                                                                           \
+                fold_columns_##SUFFIX(gx, s.fold + ci * fplane, flen, &g, 0, done_lo);      \
+                fold_columns_##SUFFIX(gx, s.fold + ci * fplane, flen, &g, done_hi, g.Win);  \
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
