@@ -285,14 +285,13 @@ RS_INLINE void fold_columns_##SUFFIX(T *gx, const T *fold, int64_t flen, const g
 RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) {            \
     for (int64_t r = 0; r < g->stride; ++r) {                                              \
         T *ph = phase + r * g->phase_len;                                                   \
-        /* Column groups [q_lo, q_hi) read columns inside the row; zeros around them. */   \
+        /* Column groups [q_lo, q_hi) read columns inside the row; the zeros around them    \
+         * are the same for every row: the scratch comes zeroed, and only this writes it. */ \
         const int64_t need = g->pad_left - r, lim = g->Win - 1 + g->pad_left - r;          \
         int64_t q_lo = need <= 0 ? 0 : (need + g->stride - 1) / g->stride;                 \
         int64_t q_hi = lim < 0 ? 0 : lim / g->stride + 1;                                  \
         if (q_hi > g->Q) q_hi = g->Q;                                                      \
         if (q_lo > q_hi) q_lo = q_hi;                                                      \
-        memset(ph, 0, sizeof(T) * (size_t)(q_lo * g->up));                                 \
-        memset(ph + q_hi * g->up, 0, sizeof(T) * (size_t)((g->Q - q_hi) * g->up));         \
         const T *src = row + r - g->pad_left;                                              \
         if (g->up == 1 && g->stride == 1) {                                                \
             memcpy(ph + q_lo, src + q_lo, sizeof(T) * (size_t)(q_hi - q_lo));               \
@@ -352,7 +351,7 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     const size_t plane = (size_t)(g->stride * g->phase_len), K = (size_t)g->K;             \
     const size_t taps = K * K * (size_t)g->up;                                             \
     /* VL elements of padding: full-vector loads of a block's unused lanes stay inside. */ \
-    s->phase = (T *)malloc(sizeof(T) * (CBK * K * plane + VL_##SUFFIX));                   \
+    s->phase = (T *)calloc(CBK * K * plane + VL_##SUFFIX, sizeof(T));                      \
     s->fold = (T *)malloc(sizeof(T) * (size_t)(CBK * g->stride * fold_len_##SUFFIX(g)));     \
     s->lo = (int64_t *)malloc(sizeof(int64_t) * (5 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
     s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
@@ -469,13 +468,26 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                     o[ci] = out + output_plane(&g, n, c0 + (ci < cb ? ci : 0)) + y * g.Wout; \
                 for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                               \
                     const int interior = x0 >= s.full_lo && x0 + VL <= s.full_hi;           \
-                    if (cb == CBK && interior) {                                            \
-                        /* Eight channels: nine loads feed eight multiply-adds. */          \
+                    if (cb == CBK && x0 + VL <= g.Wout) {                                   \
+                        /* Eight channels: nine loads feed eight multiply-adds; in a border \
+                         * block the weights are masked to the tap's columns (the phases    \
+                         * are zero outside the image, the kernels need not be). */         \
                         RS_ACC_ZERO8(vec_##SUFFIX);                                         \
-                        for (int64_t t = 0; t < taps; ++t) {                                \
-                            const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);           \
-                            const T *src = s.src[t] + x0;                                   \
-                            RS_MADD8(load_##SUFFIX, wv, src, cstep);                        \
+                        if (interior) {                                                     \
+                            for (int64_t t = 0; t < taps; ++t) {                            \
+                                const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);       \
+                                const T *src = s.src[t] + x0;                               \
+                                RS_MADD8(load_##SUFFIX, wv, src, cstep);                    \
+                            }                                                               \
+                        } else {                                                            \
+                            for (int64_t t = 0; t < taps; ++t) {                            \
+                                const int64_t b = s.tap_b[t];                               \
+                                if (s.lo[b] - x0 >= VL || s.hi[b] - x0 <= 0) continue;      \
+                                const ivec_##SUFFIX mask = tap_mask_##SUFFIX(&s, &g, x0, b); \
+                                const vec_##SUFFIX wv = masked_##SUFFIX(load_##SUFFIX(s.dst[t] + x0), mask); \
+                                const T *src = s.src[t] + x0;                               \
+                                RS_MADD8(load_##SUFFIX, wv, src, cstep);                    \
+                            }                                                               \
                         }                                                                   \
                         memcpy(o[0] + x0, &acc0, sizeof acc0); memcpy(o[1] + x0, &acc1, sizeof acc1); \
                         memcpy(o[2] + x0, &acc2, sizeof acc2); memcpy(o[3] + x0, &acc3, sizeof acc3); \
