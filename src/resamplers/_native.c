@@ -179,6 +179,15 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
         RS_STORE##W(F, FS);                                                                \
     } while (0)
 
+/* Whether the forward takes two output rows a tap (16 accumulators need AVX-512's 32
+ * vector registers; at the other levels they would spill). */
+#define RS_PAIR_ROWS_f32_v4 1
+#define RS_PAIR_ROWS_f64_v4 1
+#define RS_PAIR_ROWS_f32_v3 0
+#define RS_PAIR_ROWS_f64_v3 0
+#define RS_PAIR_ROWS_f32_base 0
+#define RS_PAIR_ROWS_f64_base 0
+
 /* Instantiate a kernel family once per level: suffixes S_v4, S_v3 and S_base (only S_base
  * off x86-64 GCC). */
 #ifdef RS_HAVE_LEVELS
@@ -463,11 +472,48 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
             block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                \
             for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
                 const int64_t taps = row_taps_##SUFFIX(&s, &g, (T *)m, n, grp, y);         \
+                /* With 32 vector registers, rows 2i and 2i + 1 of a row group go together  \
+                 * through the interior (the second row's interior blocks are then done). */ \
+                const int64_t row_in_group = y - q * g.up;                                  \
+                const int pairs = RS_PAIR_ROWS_##SUFFIX && (row_in_group % 2 == 1 || y + 1 < y_end); \
+                const int second_of_pair = row_in_group % 2 == 1;                          \
                 T *o[CBK];                                                                  \
                 for (int64_t ci = 0; ci < CBK; ++ci)                                        \
                     o[ci] = out + output_plane(&g, n, c0 + (ci < cb ? ci : 0)) + y * g.Wout; \
                 for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                               \
                     const int interior = x0 >= s.full_lo && x0 + VL <= s.full_hi;           \
+                    if (pairs && cb == CBK && interior) {                                   \
+                        /* Rows y and y + 1 read the same phases: each feature vector feeds \
+                         * both rows' multiply-adds (16 accumulators, eleven loads a tap). */ \
+                        if (second_of_pair) continue;                                       \
+                        RS_ACC_ZERO8(vec_##SUFFIX);                                         \
+                        vec_##SUFFIX bcc0 = {0}, bcc1 = {0}, bcc2 = {0}, bcc3 = {0};        \
+                        vec_##SUFFIX bcc4 = {0}, bcc5 = {0}, bcc6 = {0}, bcc7 = {0};        \
+                        for (int64_t t = 0; t < taps; ++t) {                                \
+                            const vec_##SUFFIX w0 = load_##SUFFIX(s.dst[t] + x0);           \
+                            const vec_##SUFFIX w1 = load_##SUFFIX(s.dst[t] + g.Wout + x0);  \
+                            const T *src = s.src[t] + x0;                                   \
+                            vec_##SUFFIX v = load_##SUFFIX(src);                            \
+                            acc0 += w0 * v; bcc0 += w1 * v; v = load_##SUFFIX(src + cstep); \
+                            acc1 += w0 * v; bcc1 += w1 * v; v = load_##SUFFIX(src + 2 * cstep); \
+                            acc2 += w0 * v; bcc2 += w1 * v; v = load_##SUFFIX(src + 3 * cstep); \
+                            acc3 += w0 * v; bcc3 += w1 * v; v = load_##SUFFIX(src + 4 * cstep); \
+                            acc4 += w0 * v; bcc4 += w1 * v; v = load_##SUFFIX(src + 5 * cstep); \
+                            acc5 += w0 * v; bcc5 += w1 * v; v = load_##SUFFIX(src + 6 * cstep); \
+                            acc6 += w0 * v; bcc6 += w1 * v; v = load_##SUFFIX(src + 7 * cstep); \
+                            acc7 += w0 * v; bcc7 += w1 * v;                                 \
+                        }                                                                   \
+                        memcpy(o[0] + x0, &acc0, sizeof acc0); memcpy(o[1] + x0, &acc1, sizeof acc1); \
+                        memcpy(o[2] + x0, &acc2, sizeof acc2); memcpy(o[3] + x0, &acc3, sizeof acc3); \
+                        memcpy(o[4] + x0, &acc4, sizeof acc4); memcpy(o[5] + x0, &acc5, sizeof acc5); \
+                        memcpy(o[6] + x0, &acc6, sizeof acc6); memcpy(o[7] + x0, &acc7, sizeof acc7); \
+                        const int64_t nx = g.Wout + x0;                                     \
+                        memcpy(o[0] + nx, &bcc0, sizeof bcc0); memcpy(o[1] + nx, &bcc1, sizeof bcc1); \
+                        memcpy(o[2] + nx, &bcc2, sizeof bcc2); memcpy(o[3] + nx, &bcc3, sizeof bcc3); \
+                        memcpy(o[4] + nx, &bcc4, sizeof bcc4); memcpy(o[5] + nx, &bcc5, sizeof bcc5); \
+                        memcpy(o[6] + nx, &bcc6, sizeof bcc6); memcpy(o[7] + nx, &bcc7, sizeof bcc7); \
+                        continue;                                                           \
+                    }                                                                       \
                     if (cb == CBK && x0 + VL <= g.Wout) {                                   \
                         /* Eight channels: nine loads feed eight multiply-adds; in a border \
                          * block the weights are masked to the tap's columns (the phases    \
