@@ -165,16 +165,19 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
     memcpy((P) + 4 * (STEP), &acc4, sizeof acc4); memcpy((P) + 5 * (STEP), &acc5, sizeof acc5); \
     memcpy((P) + 6 * (STEP), &acc6, sizeof acc6); memcpy((P) + 7 * (STEP), &acc7, sizeof acc7)
 #define RS_ACC_ZERO4 RS_ACC_ZERO
-/* The feature gradient's sums of one entry into W (4 or 8) fold rows at F, FS apart: from
- * zero when FIRST, else from the rows; tap i's kernel vector at WP + i DW, its ring rows at
- * GS - i UP, CR apart. */
-#define RS_ENTRY_TAPS(W, V, LOAD, F, FS, FIRST, TAPS, WP, DW, GS, UP, CR)                    \
+/* The feature gradient's sums of entries [FIRST, LAST) into W (4 or 8) fold rows at F, FS
+ * apart, from zero, in registers: entry e's tap i has its kernel vector at W0 + TAP_W[e] +
+ * i DW and its ring rows at G0 + TAP_O[e] - i UP, CR apart. */
+#define RS_ENTRY_TAPS(W, V, LOAD, F, FS, FIRST, LAST, TAPS, W0, TAP_W, DW, G0, TAP_O, UP, CR) \
     do {                                                                                   \
         RS_ACC_ZERO##W(V);                                                                 \
-        if (!(FIRST)) { RS_LOAD##W(LOAD, F, FS); }                                         \
-        for (int64_t tap_ = 0; tap_ < (TAPS); ++tap_) {                                    \
-            const V wv_ = LOAD((WP) + tap_ * (DW));                                        \
-            RS_MADD##W(LOAD, wv_, (GS) - tap_ * (UP), CR);                                 \
+        for (int64_t e_ = (FIRST); e_ < (LAST); ++e_) {                                    \
+            __typeof__(W0) wp_ = (W0) + (TAP_W)[e_];                                       \
+            __typeof__(G0) gs_ = (G0) + (TAP_O)[e_];                                       \
+            for (int64_t tap_ = 0; tap_ < (TAPS); ++tap_) {                                \
+                const V wv_ = LOAD(wp_ + tap_ * (DW));                                     \
+                RS_MADD##W(LOAD, wv_, gs_ - tap_ * (UP), CR);                              \
+            }                                                                              \
         }                                                                                  \
         RS_STORE##W(F, FS);                                                                \
     } while (0)
@@ -753,9 +756,9 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
             if (count == 0) continue;                                                       \
             const T *w = m + grp * group_kernels;                                           \
             /* Entry e, its i-th tap (tap column r + i stride): kernel row w + tap_w[e] + i dw, \
-             * ring row ring + tap_o[e] - i up.  Entry by entry, each vector of the phases  \
-             * sums the entry's taps in registers (their ring reads are shifts of one row) and \
-             * goes back to the fold rows: the same order of sums as tap by tap, few streams. \
+             * ring row ring + tap_o[e] - i up.  Each vector of the phases sums all entries' \
+             * taps in registers (an entry's ring reads are shifts of one row) and goes to the \
+             * fold rows once: the same order of sums as tap by tap.                        \
              * A block of fewer channels than its accumulators reads the ring's other slots \
              * in the unused ones (computed, never stored). */                              \
             const int64_t dw = g.stride * kernel_plane - g.up, cr = channel_ring;           \
@@ -765,17 +768,15 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                 T *fold = s.fold + r * flen;                                                \
                 if (first == last)                                                          \
                     for (int64_t ci = 0; ci < CBK; ++ci) memset(fold + ci * fplane, 0, sizeof(T) * (size_t)flen); \
-                for (int64_t e = first; e < last; ++e) {                                    \
-                    const T *wp = w + s.tap_w[e], *gs = ring + s.tap_o[e];                  \
-                    for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                      \
-                        T *f = fold + j0;                                                   \
-                        if (cb > CB)                                                        \
-                            RS_ENTRY_TAPS(8, vec_##SUFFIX, load_##SUFFIX, f, fplane, e == first, taps_per_entry, \
-                                          wp + j0, dw, gs + j0, g.up, cr);                  \
-                        else                                                                \
-                            RS_ENTRY_TAPS(4, vec_##SUFFIX, load_##SUFFIX, f, fplane, e == first, taps_per_entry, \
-                                          wp + j0, dw, gs + j0, g.up, cr);                  \
-                    }                                                                       \
+                if (first == last) continue;                                                \
+                for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                          \
+                    T *f = fold + j0;                                                       \
+                    if (cb > CB)                                                            \
+                        RS_ENTRY_TAPS(8, vec_##SUFFIX, load_##SUFFIX, f, fplane, first, last, taps_per_entry, \
+                                      w + j0, s.tap_w, dw, ring + j0, s.tap_o, g.up, cr);   \
+                    else                                                                    \
+                        RS_ENTRY_TAPS(4, vec_##SUFFIX, load_##SUFFIX, f, fplane, first, last, taps_per_entry, \
+                                      w + j0, s.tap_w, dw, ring + j0, s.tap_o, g.up, cr);   \
                 }                                                                           \
             }                                                                               \
             /* Fold phase entry j = qc * up + u onto column qc * stride + r - pad_left. */  \
