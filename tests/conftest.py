@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -27,6 +29,17 @@ def assert_close(
     torch.testing.assert_close(
         actual.to(expected.dtype), expected, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale, check_stride=False
     )
+
+
+def import_error_with(variable: str, value: str) -> str:
+    """The error output of ``import resamplers`` in a fresh process whose environment sets
+    ``variable`` to ``value``; fails the test if the import succeeds."""
+    env = {**os.environ, variable: value}
+    result = subprocess.run(
+        [sys.executable, "-c", "import resamplers"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode != 0, f"import resamplers succeeded with {variable}={value!r}"
+    return result.stderr
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import textwrap
 import pytest
 import torch
 
+from conftest import import_error_with
 from resamplers.core import native
 from resamplers.functional import native_available, reassemble
 
@@ -79,12 +80,8 @@ def test_the_kernels_run_on_torchs_openmp_threads_where_torch_has_them():
 
 
 def test_an_unknown_threads_choice_is_refused_by_name():
-    env = {**os.environ, "RESAMPLERS_NATIVE_THREADS": "fibres"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import resamplers"], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert result.returncode != 0
-    assert "RESAMPLERS_NATIVE_THREADS" in result.stderr and "pool" in result.stderr
+    error = import_error_with("RESAMPLERS_NATIVE_THREADS", "fibres")
+    assert "RESAMPLERS_NATIVE_THREADS" in error and "pool" in error
 
 
 def _reassemble_in_child(queue: "multiprocessing.Queue[float]") -> None:

@@ -164,6 +164,12 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
     RS_STORE4(P, STEP);                                                                     \
     memcpy((P) + 4 * (STEP), &acc4, sizeof acc4); memcpy((P) + 5 * (STEP), &acc5, sizeof acc5); \
     memcpy((P) + 6 * (STEP), &acc6, sizeof acc6); memcpy((P) + 7 * (STEP), &acc7, sizeof acc7)
+/* A0 .. A7 written to O[0] + X, ..., O[7] + X (eight channels' output rows). */
+#define RS_STORE8_AT(O, X, A)                                                               \
+    memcpy((O)[0] + (X), &A##0, sizeof A##0); memcpy((O)[1] + (X), &A##1, sizeof A##1);     \
+    memcpy((O)[2] + (X), &A##2, sizeof A##2); memcpy((O)[3] + (X), &A##3, sizeof A##3);     \
+    memcpy((O)[4] + (X), &A##4, sizeof A##4); memcpy((O)[5] + (X), &A##5, sizeof A##5);     \
+    memcpy((O)[6] + (X), &A##6, sizeof A##6); memcpy((O)[7] + (X), &A##7, sizeof A##7)
 #define RS_ACC_ZERO4 RS_ACC_ZERO
 /* The feature gradient's sums of entries [FIRST, LAST) into W (4 or 8) fold rows at F, FS
  * apart, from zero, in registers: entry e's tap i has its kernel vector at W0 + TAP_W[e] +
@@ -506,15 +512,9 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                             acc6 += w0 * v; bcc6 += w1 * v; v = load_##SUFFIX(src + 7 * cstep); \
                             acc7 += w0 * v; bcc7 += w1 * v;                                 \
                         }                                                                   \
-                        memcpy(o[0] + x0, &acc0, sizeof acc0); memcpy(o[1] + x0, &acc1, sizeof acc1); \
-                        memcpy(o[2] + x0, &acc2, sizeof acc2); memcpy(o[3] + x0, &acc3, sizeof acc3); \
-                        memcpy(o[4] + x0, &acc4, sizeof acc4); memcpy(o[5] + x0, &acc5, sizeof acc5); \
-                        memcpy(o[6] + x0, &acc6, sizeof acc6); memcpy(o[7] + x0, &acc7, sizeof acc7); \
+                        RS_STORE8_AT(o, x0, acc);                                           \
                         const int64_t nx = g.Wout + x0;                                     \
-                        memcpy(o[0] + nx, &bcc0, sizeof bcc0); memcpy(o[1] + nx, &bcc1, sizeof bcc1); \
-                        memcpy(o[2] + nx, &bcc2, sizeof bcc2); memcpy(o[3] + nx, &bcc3, sizeof bcc3); \
-                        memcpy(o[4] + nx, &bcc4, sizeof bcc4); memcpy(o[5] + nx, &bcc5, sizeof bcc5); \
-                        memcpy(o[6] + nx, &bcc6, sizeof bcc6); memcpy(o[7] + nx, &bcc7, sizeof bcc7); \
+                        RS_STORE8_AT(o, nx, bcc);                                           \
                         continue;                                                           \
                     }                                                                       \
                     if (cb == CBK && x0 + VL <= g.Wout) {                                   \
@@ -538,10 +538,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                                 RS_MADD8(load_##SUFFIX, wv, src, cstep);                    \
                             }                                                               \
                         }                                                                   \
-                        memcpy(o[0] + x0, &acc0, sizeof acc0); memcpy(o[1] + x0, &acc1, sizeof acc1); \
-                        memcpy(o[2] + x0, &acc2, sizeof acc2); memcpy(o[3] + x0, &acc3, sizeof acc3); \
-                        memcpy(o[4] + x0, &acc4, sizeof acc4); memcpy(o[5] + x0, &acc5, sizeof acc5); \
-                        memcpy(o[6] + x0, &acc6, sizeof acc6); memcpy(o[7] + x0, &acc7, sizeof acc7); \
+                        RS_STORE8_AT(o, x0, acc);                                           \
                         continue;                                                           \
                     }                                                                       \
                     /* Otherwise CB channels at a time (the block's halves). */             \
