@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,6 +78,11 @@ def test_the_team_and_the_pool_give_identical_results_at_every_thread_count():
 )
 def test_the_kernels_run_on_torchs_openmp_threads_where_torch_has_them():
     assert native.native_threads() == "torch's OpenMP threads"
+    # the runtime bound is the copy torch's wheel ships, where it ships one
+    shipped = sorted((Path(torch.__file__).parent / "lib").glob("libgomp*.so*"))
+    if shipped:
+        runtime = native._torch_openmp_runtime()
+        assert runtime is not None and Path(runtime._name).parent == shipped[0].parent
 
 
 def test_an_unknown_threads_choice_is_refused_by_name():

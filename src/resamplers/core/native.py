@@ -39,6 +39,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -124,12 +125,21 @@ _OPENMP_RUNTIMES = ("libgomp.so.1", "libomp.so", "libomp.dylib", "libiomp5.so", 
 _TEAM_ENTRY_POINTS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")
 
 
+def _openmp_candidates() -> list[str]:
+    """Where torch's OpenMP runtime may be: the copies its wheel ships (possibly under a
+    hashed name, such as ``libgomp-<hash>.so.1``) first, then the runtimes' usual names."""
+    shipped = Path(torch.__file__).parent / "lib"
+    patterns = ("libgomp*.so*", "libomp*.so*", "libomp*.dylib", "libiomp5*")
+    found = sorted({str(path) for pattern in patterns for path in shipped.glob(pattern)})
+    return found + list(_OPENMP_RUNTIMES)
+
+
 def _torch_openmp_runtime() -> ctypes.CDLL | None:
     """The OpenMP runtime torch already loaded (never a second copy: ``RTLD_NOLOAD``), or
     ``None`` when torch does not run OpenMP or it cannot be found."""
     if not torch.backends.openmp.is_available() or not hasattr(os, "RTLD_NOLOAD"):
         return None
-    for name in _OPENMP_RUNTIMES:
+    for name in _openmp_candidates():
         try:
             runtime = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)
             addresses = [ctypes.cast(getattr(runtime, f), ctypes.c_void_p).value for f in _TEAM_ENTRY_POINTS]
