@@ -81,8 +81,8 @@ def test_the_kernels_run_on_torchs_openmp_threads_where_torch_has_them():
     # the runtime bound is the copy torch's wheel ships, where it ships one
     shipped = sorted((Path(torch.__file__).parent / "lib").glob("libgomp*.so*"))
     if shipped:
-        runtime = native._torch_openmp_runtime()
-        assert runtime is not None and Path(runtime._name).parent == shipped[0].parent
+        found = native._torch_openmp_runtime()
+        assert found is not None and Path(found[0]._name).parent == shipped[0].parent
 
 
 def test_an_unknown_threads_choice_is_refused_by_name():

@@ -763,9 +763,10 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                 const int64_t first = s.r_start[r], last = s.r_start[r + 1];                \
                 const int64_t taps_per_entry = (g.K - r + g.stride - 1) / g.stride;         \
                 T *fold = s.fold + r * flen;                                                \
-                if (first == last)                                                          \
+                if (first == last) {                                                        \
                     for (int64_t ci = 0; ci < CBK; ++ci) memset(fold + ci * fplane, 0, sizeof(T) * (size_t)flen); \
-                if (first == last) continue;                                                \
+                    continue;                                                               \
+                }                                                                           \
                 for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                          \
                     T *f = fold + j0;                                                       \
                     if (cb > CB)                                                            \
@@ -1456,12 +1457,17 @@ static int rs_run_range(const rs_job_t *job, int64_t t0, int64_t t1) {
     }
 }
 
-/* Range i of every member's share: a smaller team than asked for still covers them all. */
+/* Range i of the job: tasks [tasks * i / ranges, tasks * (i + 1) / ranges), its code kept. */
+static void rs_run_share(rs_job_t *job, int64_t i) {
+    job->codes[i] = rs_run_range(job, job->tasks * i / job->ranges, job->tasks * (i + 1) / job->ranges);
+}
+
+/* Every member runs ranges member, member + size, ...: a smaller team than asked for still
+ * covers them all. */
 static void rs_team_body(void *data) {
     rs_job_t *job = (rs_job_t *)data;
     const int64_t member = rs_team_member(), size = rs_team_size();
-    for (int64_t i = member; i < job->ranges; i += size)
-        job->codes[i] = rs_run_range(job, job->tasks * i / job->ranges, job->tasks * (i + 1) / job->ranges);
+    for (int64_t i = member; i < job->ranges; i += size) rs_run_share(job, i);
 }
 
 /* Run `kernel` over `tasks` tasks as `ranges` contiguous ranges on the bound team; the
@@ -1477,8 +1483,7 @@ int native_run(void *kernel, int64_t arity, void *const *tensors, const int64_t 
     if (rs_team_start && job->ranges > 1) {
         rs_team_start(rs_team_body, job, (unsigned)job->ranges, 0);
     } else {
-        for (int64_t i = 0; i < job->ranges; i++)
-            job->codes[i] = rs_run_range(job, tasks * i / job->ranges, tasks * (i + 1) / job->ranges);
+        for (int64_t i = 0; i < job->ranges; i++) rs_run_share(job, i);
     }
     int code = RS_OK;
     for (int64_t i = 0; i < job->ranges && code == RS_OK; i++) code = job->codes[i];

@@ -134,9 +134,10 @@ def _openmp_candidates() -> list[str]:
     return found + list(_OPENMP_RUNTIMES)
 
 
-def _torch_openmp_runtime() -> ctypes.CDLL | None:
-    """The OpenMP runtime torch already loaded (never a second copy: ``RTLD_NOLOAD``), or
-    ``None`` when torch does not run OpenMP or it cannot be found."""
+def _torch_openmp_runtime() -> tuple[ctypes.CDLL, list[int]] | None:
+    """The OpenMP runtime torch already loaded (never a second copy: ``RTLD_NOLOAD``) and
+    the addresses of its team entry points, or ``None`` when torch does not run OpenMP or
+    the runtime cannot be found."""
     if not torch.backends.openmp.is_available() or not hasattr(os, "RTLD_NOLOAD"):
         return None
     for name in _openmp_candidates():
@@ -146,7 +147,7 @@ def _torch_openmp_runtime() -> ctypes.CDLL | None:
         except (OSError, AttributeError):
             continue
         if all(addresses):
-            return runtime
+            return runtime, [address for address in addresses if address]
     return None
 
 
@@ -164,11 +165,10 @@ def _bind_team(lib: ctypes.CDLL | None) -> bool:
     pool runs them) when there is none."""
     if lib is None or _requested_threads(os.environ.get("RESAMPLERS_NATIVE_THREADS", "")) == "pool":
         return False
-    runtime = _torch_openmp_runtime()
-    if runtime is None:
+    found = _torch_openmp_runtime()
+    if found is None:
         return False
-    entry_points = [ctypes.cast(getattr(runtime, f), ctypes.c_void_p) for f in _TEAM_ENTRY_POINTS]
-    return bool(lib.native_bind_team(*entry_points))
+    return bool(lib.native_bind_team(*found[1]))
 
 
 def _requested_isa_level(value: str) -> int | None:
