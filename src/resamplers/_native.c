@@ -38,6 +38,11 @@ static geom_t read_geom(const int64_t *p) {
     return g;
 }
 
+/* The first 64-byte boundary at or after p (a block allocated 64 bytes longer). */
+static inline void *rs_align64(void *p) {
+    return p ? (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63) : NULL;
+}
+
 /* Error codes returned by every kernel (the Python loader turns them into exceptions). */
 #define RS_OK 0
 #define RS_NO_MEMORY 1
@@ -100,17 +105,23 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
  * Register blocking.  The kernels work on blocks of one SIMD vector of output columns
  * (written with the compiler's vector extension at each level's register width, below)
  * for CB or CBK channels at once: the channels of a block share each kernel load, and the
- * accumulators stay in registers across all K*K taps.  Taps whose columns leave the image
- * at a block's edge take a masked path, so a non-finite weight there still contributes
- * nothing.
+ * accumulators stay in registers across all K*K taps.  Where a tap's columns leave the
+ * image at a block's edge, its weights (forward) or its sums (kernel gradient) are masked to
+ * the columns inside, so a non-finite weight there still contributes nothing.  The forward
+ * and the kernel gradient keep a tile's kernel rows regrouped block by block (regroup, below),
+ * so that each block reads one stream of weights, or adds into one stream of sums, instead
+ * of K*K rows.
  */
 #define CB 4
-/* The wide channel blocks (the forward's interior, both gradients): nine loads feed eight
+/* The wide channel blocks (the forward, both gradients): nine loads feed eight
  * multiply-adds, and each kernel-gradient vector is read and written once for eight
  * channels. */
 #define CBK 8
 /* Row groups (source rows for the feature gradient) per tile of every pass. */
 #define RS_TILE 8
+/* Bytes of regrouped kernel rows a tile of the forward or the kernel gradient keeps (fewer
+ * row groups a tile where the rows are wider). */
+#define RS_WEIGHT_BYTES (512 * 1024)
 
 /* One copy of every kernel per instruction-set level, each compiled for its target with
  * vectors of its registers' width (64 bytes for AVX-512, 32 for AVX2; 64-byte vectors on
@@ -170,6 +181,16 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
     memcpy((O)[2] + (X), &A##2, sizeof A##2); memcpy((O)[3] + (X), &A##3, sizeof A##3);     \
     memcpy((O)[4] + (X), &A##4, sizeof A##4); memcpy((O)[5] + (X), &A##5, sizeof A##5);     \
     memcpy((O)[6] + (X), &A##6, sizeof A##6); memcpy((O)[7] + (X), &A##7, sizeof A##7)
+/* The same for a block of WIDTH columns (the row's last block may be partial). */
+#define RS_STORE8_PART(STORE_PART, VL, O, X, A, WIDTH)                                      \
+    if ((WIDTH) == (VL)) {                                                                  \
+        RS_STORE8_AT(O, X, A);                                                              \
+    } else {                                                                                \
+        STORE_PART((O)[0] + (X), A##0, 0, WIDTH); STORE_PART((O)[1] + (X), A##1, 0, WIDTH); \
+        STORE_PART((O)[2] + (X), A##2, 0, WIDTH); STORE_PART((O)[3] + (X), A##3, 0, WIDTH); \
+        STORE_PART((O)[4] + (X), A##4, 0, WIDTH); STORE_PART((O)[5] + (X), A##5, 0, WIDTH); \
+        STORE_PART((O)[6] + (X), A##6, 0, WIDTH); STORE_PART((O)[7] + (X), A##7, 0, WIDTH); \
+    }
 #define RS_ACC_ZERO4 RS_ACC_ZERO
 /* The feature gradient's sums of entries [FIRST, LAST) into W (4 or 8) fold rows at F, FS
  * apart, from zero, in registers: entry e's tap i has its kernel vector at W0 + TAP_W[e] +
@@ -345,12 +366,12 @@ RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) { 
  * feature-gradient phases; lo/hi/offset: per tap column, the output columns inside the    \
  * image and the phase offset; full_lo/full_hi: the output columns where every tap column  \
  * is inside (per phase r for the feature gradient, with its shifts); the tap lists of     \
- * one output row (pointers, tap column, shift). */                                        \
+ * one row group (pointers, tap column, shift). */                                          \
 typedef struct {                                                                           \
     T *phase, *fold;                                                                       \
     IT *masks; /* per block of VL output columns and tap column b: lanes inside the row */ \
     int64_t *lo, *hi, *offset, *slot, *tag, *tap_b, *tap_w, *tap_o, *r_start, *r_lo, *r_hi;\
-    const T **src; T **dst;                                                                \
+    const T **src;                                                                          \
     int *ok;                                                                               \
     int64_t full_lo, full_hi;                                                              \
 } scratch_##SUFFIX;                                                                        \
@@ -361,7 +382,7 @@ RS_INLINE int64_t fold_len_##SUFFIX(const geom_t *g) {                          
 }                                                                                           \
                                                                                             \
 static void scratch_free_##SUFFIX(scratch_##SUFFIX *s) {                                  \
-    free(s->phase); free(s->fold); free(s->lo); free(s->src); free(s->dst); free(s->ok);   \
+    free(s->phase); free(s->fold); free(s->lo); free(s->src); free(s->ok);   \
     free(s->masks);                                                                        \
 }                                                                                          \
                                                                                            \
@@ -373,11 +394,10 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     s->fold = (T *)malloc(sizeof(T) * (size_t)(CBK * g->stride * fold_len_##SUFFIX(g)));     \
     s->lo = (int64_t *)malloc(sizeof(int64_t) * (5 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
     s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
-    s->dst = (T **)malloc(sizeof(T *) * taps);                                             \
     s->ok = (int *)malloc(sizeof(int) * K);                                                \
     const int64_t blocks = (g->Wout + VL_##SUFFIX - 1) / VL_##SUFFIX;                      \
     s->masks = (IT *)malloc(sizeof(IT) * (size_t)(blocks * g->K * VL_##SUFFIX + 1));     \
-    if (!s->phase || !s->fold || !s->lo || !s->src || !s->dst || !s->ok || !s->masks) {    \
+    if (!s->phase || !s->fold || !s->lo || !s->src || !s->ok || !s->masks) {    \
         scratch_free_##SUFFIX(s); return 0;                                                \
     }                                                                                      \
     s->hi = s->lo + K; s->offset = s->hi + K;                                              \
@@ -441,66 +461,124 @@ RS_INLINE void block_phases_##SUFFIX(const T *x, scratch_##SUFFIX *s, const geom
     }                                                                                      \
 }                                                                                          \
                                                                                            \
-/* The taps of output row y whose source rows are inside, in (a, b) order: phase column   \
- * start of channel 0 in src, the kernel (or kernel-gradient) row in dst, b in tap_b. */   \
-RS_INLINE int64_t row_taps_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g, T *kernels,     \
-                                    int64_t n, int64_t grp, int64_t y) {                   \
-    const int64_t plane = g->stride * g->phase_len;                                        \
-    int64_t count = 0;                                                                     \
-    for (int64_t a = 0; a < g->K; ++a) {                                                   \
-        if (!s->ok[a]) continue;                                                           \
-        for (int64_t b = 0; b < g->K; ++b, ++count) {                                      \
-            s->src[count] = s->phase + s->slot[a] * plane + s->offset[b];                  \
-            s->dst[count] = kernels + kernel_row(g, n, grp, a, b, y);                      \
-            s->tap_b[count] = b;                                                           \
-        }                                                                                  \
-    }                                                                                      \
-    return count;                                                                          \
-}                                                                                          \
-                                                                                           \
-/* Tasks are (n, q): one group of `up` output rows sharing source rows. */                 \
-TARGET                                                                                     \
-int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,        \
-                                 int64_t task_begin, int64_t task_end) {                   \
-    geom_t g = read_geom(gp);                                                              \
-    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                           \
-    scratch_##SUFFIX s;                                                                    \
-    if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
-    const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len;                  \
-    /* Tiles of RS_TILE row groups: per channel block, the ring carries the shared source  \
-     * rows from one row group to the next, while the tile's kernel rows stay in cache. */ \
-    for (int64_t t0 = task_begin; t0 < task_end; t0 += RS_TILE) {                          \
-    const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                  \
-    for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                     \
-        const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                       \
-        cb = group_end - c0 < CBK ? group_end - c0 : CBK;                                  \
-        ring_reset_##SUFFIX(&s, &g);                                                       \
-        for (int64_t task = t0; task < t1; ++task) {                                       \
-            const int64_t n = task / g.Hq, q = task % g.Hq;                                \
-            const int64_t y_end = row_group_end(&g, q);                                    \
-            block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                \
-            for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
-                const int64_t taps = row_taps_##SUFFIX(&s, &g, (T *)m, n, grp, y);         \
+/* The taps of the row group block_phases last set up whose source rows are inside, in (a, b) \
+ * order (the same for each of its output rows): phase column start of channel 0 in src, b  \
+ * in tap_b. */                                                                             \
+RS_INLINE int64_t group_taps_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {               \
+    const int64_t plane = g->stride * g->phase_len;                                         \
+    int64_t count = 0;                                                                      \
+    for (int64_t a = 0; a < g->K; ++a) {                                                    \
+        if (!s->ok[a]) continue;                                                            \
+        for (int64_t b = 0; b < g->K; ++b, ++count) {                                       \
+            s->src[count] = s->phase + s->slot[a] * plane + s->offset[b];                   \
+            s->tap_b[count] = b;                                                            \
+        }                                                                                   \
+    }                                                                                       \
+    return count;                                                                           \
+}                                                                                           \
+                                                                                            \
+                                                                                            \
+/* A tile's share of regrouped kernel rows (RS_WEIGHT_BYTES at most, so that they stay in the \
+ * level-2 cache across the channel blocks). */                                             \
+RS_INLINE int64_t task_tile_len_##SUFFIX(const geom_t *g) {                                 \
+    return (g->Wout + VL_##SUFFIX - 1) / VL_##SUFFIX * g->K * g->K * g->up * VL_##SUFFIX;   \
+}                                                                                           \
+                                                                                            \
+/* Row groups a tile of the forward or the kernel gradient holds. */                        \
+RS_INLINE int64_t tile_tasks_##SUFFIX(const geom_t *g) {                                    \
+    const int64_t len = task_tile_len_##SUFFIX(g);                                          \
+    const int64_t tasks = RS_WEIGHT_BYTES / (int64_t)sizeof(T) / (len > 0 ? len : 1);       \
+    return tasks < 1 ? 1 : tasks > RS_TILE ? RS_TILE : tasks;                               \
+}                                                                                           \
+                                                                                            \
+/* Row group q's kernel rows of group grp (its taps whose source row is inside, in row_taps' \
+ * order) and their regrouped copy in a tile: per block j of VL output columns, per tap t,  \
+ * per row r of the group, VL values at tile + ((j * taps + t) * up + r) * VL, so that a    \
+ * block reads or writes one stream.  to_tile: the forward's weights, zero in the lanes     \
+ * whose tap column leaves the image or the row (no block then needs a mask: the phases are \
+ * zero outside the image, so a non-finite weight there adds nothing); otherwise the kernel \
+ * gradient's sums written back to the rows. */                                             \
+RS_INLINE void regroup_##SUFFIX(T *tile, T *m, const scratch_##SUFFIX *s, const geom_t *g,  \
+                                int64_t n, int64_t grp, int64_t q, int to_tile) {           \
+    const int64_t VL = VL_##SUFFIX, y0 = q * g->up, rows = row_group_end(g, q) - y0;        \
+    int64_t taps = 0;                                                                       \
+    for (int64_t a = 0; a < g->K; ++a) {                                                    \
+        const int64_t sr = q * g->stride + a - g->pad_top;                                  \
+        taps += sr >= 0 && sr < g->Hin ? g->K : 0;                                          \
+    }                                                                                       \
+    int64_t t = 0;                                                                          \
+    for (int64_t a = 0; a < g->K; ++a) {                                                    \
+        const int64_t sr = q * g->stride + a - g->pad_top;                                  \
+        if (sr < 0 || sr >= g->Hin) continue;                                               \
+        for (int64_t b = 0; b < g->K; ++b, ++t)                                             \
+            for (int64_t r = 0; r < rows; ++r) {                                            \
+                T *row = m + kernel_row(g, n, grp, a, b, y0 + r);                           \
+                for (int64_t x0 = 0, j = 0; x0 < g->Wout; x0 += VL, ++j) {                  \
+                    const int64_t width = g->Wout - x0 < VL ? g->Wout - x0 : VL;            \
+                    T *at = tile + ((j * taps + t) * g->up + r) * VL;                       \
+                    if (to_tile) {                                                          \
+                        const vec_##SUFFIX w = masked_##SUFFIX(load_part_##SUFFIX(row + x0, 0, width), \
+                                                               tap_mask_##SUFFIX(s, g, x0, b)); \
+                        memcpy(at, &w, sizeof w);                                           \
+                    } else {                                                                \
+                        store_part_##SUFFIX(row + x0, load_##SUFFIX(at), 0, width);         \
+                    }                                                                       \
+                }                                                                           \
+            }                                                                               \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+/* Tasks are (n, q): one group of `up` output rows sharing source rows. */                  \
+TARGET                                                                                      \
+int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *gp,          \
+                                 int64_t task_begin, int64_t task_end) {                    \
+    geom_t g = read_geom(gp);                                                               \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                            \
+    scratch_##SUFFIX s;                                                                     \
+    if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                               \
+    const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len, wstep = g.up * VL; \
+    const int64_t task_w = task_tile_len_##SUFFIX(&g), tile = tile_tasks_##SUFFIX(&g);      \
+    void *wt_block = malloc(sizeof(T) * (size_t)(tile * task_w + VL) + 64);                 \
+    T *wt = (T *)rs_align64(wt_block); /* whole cache lines a vector */                     \
+    if (!wt_block) { scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; }                      \
+    /* Tiles of row groups: per channel block, the ring carries the shared source rows from \
+     * one row group to the next, while the tile's regrouped kernels stay in cache. */      \
+    for (int64_t t0 = task_begin; t0 < task_end; t0 += tile) {                              \
+    const int64_t t1 = t0 + tile < task_end ? t0 + tile : task_end;                         \
+    for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                      \
+        const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                        \
+        cb = group_end - c0 < CBK ? group_end - c0 : CBK;                                   \
+        if (c0 % g.Cg == 0)                                                                 \
+            for (int64_t task = t0; task < t1; ++task)                                      \
+                regroup_##SUFFIX(wt + (task - t0) * task_w, (T *)m, &s, &g, task / g.Hq, grp, task % g.Hq, 1); \
+        ring_reset_##SUFFIX(&s, &g);                                                        \
+        for (int64_t task = t0; task < t1; ++task) {                                        \
+            const int64_t n = task / g.Hq, q = task % g.Hq;                                 \
+            const int64_t y_end = row_group_end(&g, q);                                     \
+            block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                 \
+            const int64_t taps = group_taps_##SUFFIX(&s, &g);                               \
+            for (int64_t y = q * g.up; y < y_end; ++y) {                                    \
+                const T *w_row = wt + (task - t0) * task_w + (y - q * g.up) * VL;           \
                 /* With 32 vector registers, rows 2i and 2i + 1 of a row group go together  \
-                 * through the interior (the second row's interior blocks are then done). */ \
+                 * (the second row's blocks are then done). */                              \
                 const int64_t row_in_group = y - q * g.up;                                  \
                 const int pairs = RS_PAIR_ROWS_##SUFFIX && (row_in_group % 2 == 1 || y + 1 < y_end); \
-                const int second_of_pair = row_in_group % 2 == 1;                          \
+                if (pairs && cb == CBK && row_in_group % 2 == 1) continue;                  \
                 T *o[CBK];                                                                  \
                 for (int64_t ci = 0; ci < CBK; ++ci)                                        \
                     o[ci] = out + output_plane(&g, n, c0 + (ci < cb ? ci : 0)) + y * g.Wout; \
-                for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                               \
-                    const int interior = x0 >= s.full_lo && x0 + VL <= s.full_hi;           \
-                    if (pairs && cb == CBK && interior) {                                   \
+                for (int64_t x0 = 0, j = 0; x0 < g.Wout; x0 += VL, ++j) {                   \
+                    const T *wb = w_row + j * taps * wstep;                                 \
+                    const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;              \
+                    if (pairs && cb == CBK) {                                               \
                         /* Rows y and y + 1 read the same phases: each feature vector feeds \
-                         * both rows' multiply-adds (16 accumulators, eleven loads a tap). */ \
-                        if (second_of_pair) continue;                                       \
+                         * both rows' multiply-adds (16 accumulators, ten loads a tap). */  \
                         RS_ACC_ZERO8(vec_##SUFFIX);                                         \
                         vec_##SUFFIX bcc0 = {0}, bcc1 = {0}, bcc2 = {0}, bcc3 = {0};        \
                         vec_##SUFFIX bcc4 = {0}, bcc5 = {0}, bcc6 = {0}, bcc7 = {0};        \
                         for (int64_t t = 0; t < taps; ++t) {                                \
-                            const vec_##SUFFIX w0 = load_##SUFFIX(s.dst[t] + x0);           \
-                            const vec_##SUFFIX w1 = load_##SUFFIX(s.dst[t] + g.Wout + x0);  \
+                            const vec_##SUFFIX w0 = load_##SUFFIX(wb + t * wstep);          \
+                            const vec_##SUFFIX w1 = load_##SUFFIX(wb + t * wstep + VL);     \
                             const T *src = s.src[t] + x0;                                   \
                             vec_##SUFFIX v = load_##SUFFIX(src);                            \
                             acc0 += w0 * v; bcc0 += w1 * v; v = load_##SUFFIX(src + cstep); \
@@ -512,96 +590,55 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                             acc6 += w0 * v; bcc6 += w1 * v; v = load_##SUFFIX(src + 7 * cstep); \
                             acc7 += w0 * v; bcc7 += w1 * v;                                 \
                         }                                                                   \
-                        RS_STORE8_AT(o, x0, acc);                                           \
-                        const int64_t nx = g.Wout + x0;                                     \
-                        RS_STORE8_AT(o, nx, bcc);                                           \
+                        RS_STORE8_PART(store_part_##SUFFIX, VL, o, x0, acc, width);                                  \
+                        RS_STORE8_PART(store_part_##SUFFIX, VL, o, g.Wout + x0, bcc, width);                         \
                         continue;                                                           \
                     }                                                                       \
-                    if (cb == CBK && x0 + VL <= g.Wout) {                                   \
-                        /* Eight channels: nine loads feed eight multiply-adds; in a border \
-                         * block the weights are masked to the tap's columns (the phases    \
-                         * are zero outside the image, the kernels need not be). */         \
+                    if (cb == CBK) {                                                        \
+                        /* Eight channels: nine loads feed eight multiply-adds. */          \
                         RS_ACC_ZERO8(vec_##SUFFIX);                                         \
-                        if (interior) {                                                     \
-                            for (int64_t t = 0; t < taps; ++t) {                            \
-                                const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);       \
-                                const T *src = s.src[t] + x0;                               \
-                                RS_MADD8(load_##SUFFIX, wv, src, cstep);                    \
-                            }                                                               \
-                        } else {                                                            \
-                            for (int64_t t = 0; t < taps; ++t) {                            \
-                                const int64_t b = s.tap_b[t];                               \
-                                if (s.lo[b] - x0 >= VL || s.hi[b] - x0 <= 0) continue;      \
-                                const ivec_##SUFFIX mask = tap_mask_##SUFFIX(&s, &g, x0, b); \
-                                const vec_##SUFFIX wv = masked_##SUFFIX(load_##SUFFIX(s.dst[t] + x0), mask); \
-                                const T *src = s.src[t] + x0;                               \
-                                RS_MADD8(load_##SUFFIX, wv, src, cstep);                    \
-                            }                                                               \
+                        for (int64_t t = 0; t < taps; ++t) {                                \
+                            const vec_##SUFFIX wv = load_##SUFFIX(wb + t * wstep);          \
+                            const T *src = s.src[t] + x0;                                   \
+                            RS_MADD8(load_##SUFFIX, wv, src, cstep);                        \
                         }                                                                   \
-                        RS_STORE8_AT(o, x0, acc);                                           \
+                        RS_STORE8_PART(store_part_##SUFFIX, VL, o, x0, acc, width);                                  \
                         continue;                                                           \
                     }                                                                       \
-                    /* Otherwise CB channels at a time (the block's halves). */             \
+                    /* Fewer channels: CB at a time; unused channel slots reread the half's \
+                     * first channel and are never stored. */                               \
                     for (int64_t h = 0; h < cb; h += CB) {                                  \
-                    const int64_t hb = cb - h < CB ? cb - h : CB, hoff = h * cstep;         \
-                    T *const *oh = o + h;                                                   \
-                    RS_ACC_ZERO(vec_##SUFFIX);                                              \
-                    if (hb == CB && interior) {                                             \
-                        for (int64_t t = 0; t < taps; ++t) {                                \
-                            const vec_##SUFFIX wv = load_##SUFFIX(s.dst[t] + x0);           \
-                            const T *src = s.src[t] + x0 + hoff;                            \
-                            RS_MADD4(load_##SUFFIX, wv, src, cstep);                        \
-                        }                                                                   \
-                    } else if (x0 + VL <= g.Wout) {                                         \
-                        /* A border block or fewer than CB channels: whole-vector loads     \
-                         * (the phases are zero outside the image), weights masked to the   \
-                         * tap's columns; unused channel slots reread the half's first      \
-                         * channel and are never stored. */                                 \
+                        const int64_t hb = cb - h < CB ? cb - h : CB;                       \
                         const int64_t step1 = hb > 1 ? cstep : 0, step2 = hb > 2 ? 2 * cstep : 0; \
                         const int64_t step3 = hb > 3 ? 3 * cstep : 0;                       \
+                        RS_ACC_ZERO(vec_##SUFFIX);                                          \
                         for (int64_t t = 0; t < taps; ++t) {                                \
-                            const int64_t b = s.tap_b[t];                                   \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;             \
-                            if (lo >= VL || hi <= 0) continue;                              \
-                            const ivec_##SUFFIX mask = tap_mask_##SUFFIX(&s, &g, x0, b);    \
-                            const vec_##SUFFIX wv = masked_##SUFFIX(load_##SUFFIX(s.dst[t] + x0), mask); \
-                            const T *src = s.src[t] + x0 + hoff;                            \
+                            const vec_##SUFFIX wv = load_##SUFFIX(wb + t * wstep);          \
+                            const T *src = s.src[t] + x0 + h * cstep;                       \
                             acc0 += wv * load_##SUFFIX(src);                                \
                             acc1 += wv * load_##SUFFIX(src + step1);                        \
                             acc2 += wv * load_##SUFFIX(src + step2);                        \
                             acc3 += wv * load_##SUFFIX(src + step3);                        \
                         }                                                                   \
-                    } else {                                                                \
-                        for (int64_t t = 0; t < taps; ++t) {                                \
-                            const int64_t b = s.tap_b[t];                                   \
-                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;             \
-                            if (lo >= VL || hi <= 0) continue;                              \
-                            const int64_t i0 = lo > 0 ? lo : 0, i1 = hi < VL ? hi : VL;     \
-                            const vec_##SUFFIX wv = load_part_##SUFFIX(s.dst[t] + x0, i0, i1); \
-                            const T *src = s.src[t] + x0 + hoff;                            \
-                            acc0 += wv * load_part_##SUFFIX(src, i0, i1);                   \
-                            if (hb > 1) acc1 += wv * load_part_##SUFFIX(src + cstep, i0, i1); \
-                            if (hb > 2) acc2 += wv * load_part_##SUFFIX(src + 2 * cstep, i0, i1); \
-                            if (hb > 3) acc3 += wv * load_part_##SUFFIX(src + 3 * cstep, i0, i1); \
-                        }                                                                   \
-                    }                                                                       \
-                    const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;              \
-                    store_part_##SUFFIX(oh[0] + x0, acc0, 0, width);                        \
-                    if (hb > 1) store_part_##SUFFIX(oh[1] + x0, acc1, 0, width);            \
-                    if (hb > 2) store_part_##SUFFIX(oh[2] + x0, acc2, 0, width);            \
-                    if (hb > 3) store_part_##SUFFIX(oh[3] + x0, acc3, 0, width);            \
+                        T *const *oh = o + h;                                               \
+                        store_part_##SUFFIX(oh[0] + x0, acc0, 0, width);                    \
+                        if (hb > 1) store_part_##SUFFIX(oh[1] + x0, acc1, 0, width);        \
+                        if (hb > 2) store_part_##SUFFIX(oh[2] + x0, acc2, 0, width);        \
+                        if (hb > 3) store_part_##SUFFIX(oh[3] + x0, acc3, 0, width);        \
                     }                                                                       \
                 }                                                                           \
-            }                                                                              \
-        }                                                                                  \
-    }                                                                                      \
-    }                                                                                      \
-    scratch_free_##SUFFIX(&s);                                                             \
-    return RS_OK;                                                                          \
-}                                                                                          \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    }                                                                                       \
+    free(wt_block);                                                                         \
+    scratch_free_##SUFFIX(&s);                                                              \
+    return RS_OK;                                                                           \
+}                                                                                           \
                                                                                            \
 /* d out / d kernels: same traversal, a dot product over the group's channels (CBK at a    \
- * time, added to grad_m, which the caller zeroes). */                                     \
+ * time, summed in a tile of regrouped rows (one stream a block) and written to grad_m, whose \
+ * rows of taps outside the image the caller zeroes). */                                     \
 TARGET                                                                                     \
 int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,             \
                                       const int64_t *gp, int64_t task_begin,               \
@@ -611,24 +648,72 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
     scratch_##SUFFIX s;                                                                    \
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
     const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len;                  \
-    /* Tiles of RS_TILE row groups: per channel block, the ring carries the shared source  \
-     * rows from one row group to the next, while the tile's kernel rows stay in cache. */ \
-    for (int64_t t0 = task_begin; t0 < task_end; t0 += RS_TILE) {                          \
-    const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                  \
+    const int64_t wstep = g.up * VL, task_w = task_tile_len_##SUFFIX(&g), tile = tile_tasks_##SUFFIX(&g); \
+    void *sums_block = malloc(sizeof(T) * (size_t)(tile * task_w + VL) + 64);               \
+    T *sums = (T *)rs_align64(sums_block); /* whole cache lines a vector */                 \
+    if (!sums_block) { scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; }                    \
+    /* Tiles of row groups: per channel block, the ring carries the shared source rows from \
+     * one row group to the next, while the tile's sums stay in cache. */                   \
+    for (int64_t t0 = task_begin; t0 < task_end; t0 += tile) {                              \
+    const int64_t t1 = t0 + tile < task_end ? t0 + tile : task_end;                         \
     for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                     \
         const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                       \
         cb = group_end - c0 < CBK ? group_end - c0 : CBK;                                  \
+        if (c0 % g.Cg == 0) memset(sums, 0, sizeof(T) * (size_t)((t1 - t0) * task_w));      \
         ring_reset_##SUFFIX(&s, &g);                                                       \
         for (int64_t task = t0; task < t1; ++task) {                                       \
             const int64_t n = task / g.Hq, q = task % g.Hq;                                \
             const int64_t y_end = row_group_end(&g, q);                                    \
             block_phases_##SUFFIX(x, &s, &g, n, q, c0, cb);                                \
+            const int64_t taps = group_taps_##SUFFIX(&s, &g);                               \
             for (int64_t y = q * g.up; y < y_end; ++y) {                                   \
-                const int64_t taps = row_taps_##SUFFIX(&s, &g, grad_m, n, grp, y);         \
                 const T *go = grad_out + output_plane(&g, n, c0) + y * g.Wout;             \
                 const int64_t go_step = g.Hout * g.Wout;                                   \
-                for (int64_t x0 = 0; x0 < g.Wout; x0 += VL) {                              \
+                T *sum_row = sums + (task - t0) * task_w + (y - q * g.up) * VL;             \
+                /* With 32 vector registers, rows 2i and 2i + 1 of a row group go together  \
+                 * (each phase vector feeds both rows' sums; the second row's whole blocks  \
+                 * are then done). */                                                       \
+                const int64_t row_in_group = y - q * g.up;                                  \
+                const int pairs = RS_PAIR_ROWS_##SUFFIX && cb == CBK && (row_in_group % 2 == 1 || y + 1 < y_end); \
+                for (int64_t x0 = 0, j = 0; x0 < g.Wout; x0 += VL, ++j) {                   \
                     const int64_t width = g.Wout - x0 < VL ? g.Wout - x0 : VL;             \
+                    T *sb = sum_row + j * taps * wstep;                                     \
+                    if (pairs && width == VL) {                                             \
+                        if (row_in_group % 2 == 1) continue;                                \
+                        const T *gn = go + g.Wout;                                          \
+                        const vec_##SUFFIX g0 = load_##SUFFIX(go + x0), g1 = load_##SUFFIX(go + go_step + x0); \
+                        const vec_##SUFFIX g2 = load_##SUFFIX(go + 2 * go_step + x0), g3 = load_##SUFFIX(go + 3 * go_step + x0); \
+                        const vec_##SUFFIX g4 = load_##SUFFIX(go + 4 * go_step + x0), g5 = load_##SUFFIX(go + 5 * go_step + x0); \
+                        const vec_##SUFFIX g6 = load_##SUFFIX(go + 6 * go_step + x0), g7 = load_##SUFFIX(go + 7 * go_step + x0); \
+                        const vec_##SUFFIX h0 = load_##SUFFIX(gn + x0), h1 = load_##SUFFIX(gn + go_step + x0); \
+                        const vec_##SUFFIX h2 = load_##SUFFIX(gn + 2 * go_step + x0), h3 = load_##SUFFIX(gn + 3 * go_step + x0); \
+                        const vec_##SUFFIX h4 = load_##SUFFIX(gn + 4 * go_step + x0), h5 = load_##SUFFIX(gn + 5 * go_step + x0); \
+                        const vec_##SUFFIX h6 = load_##SUFFIX(gn + 6 * go_step + x0), h7 = load_##SUFFIX(gn + 7 * go_step + x0); \
+                        const int full = x0 >= s.full_lo && x0 + VL <= s.full_hi;           \
+                        for (int64_t t = 0; t < taps; ++t) {                                \
+                            const int64_t b = s.tap_b[t];                                   \
+                            const int64_t lo = s.lo[b] - x0, hi = s.hi[b] - x0;             \
+                            if (!full && (lo >= VL || hi <= 0)) continue;                   \
+                            const T *src = s.src[t] + x0;                                   \
+                            vec_##SUFFIX v = load_##SUFFIX(src);                            \
+                            vec_##SUFFIX sum = g0 * v, sum1 = h0 * v;                       \
+                            v = load_##SUFFIX(src + cstep); sum += g1 * v; sum1 += h1 * v;  \
+                            v = load_##SUFFIX(src + 2 * cstep); sum += g2 * v; sum1 += h2 * v; \
+                            v = load_##SUFFIX(src + 3 * cstep); sum += g3 * v; sum1 += h3 * v; \
+                            v = load_##SUFFIX(src + 4 * cstep); sum += g4 * v; sum1 += h4 * v; \
+                            v = load_##SUFFIX(src + 5 * cstep); sum += g5 * v; sum1 += h5 * v; \
+                            v = load_##SUFFIX(src + 6 * cstep); sum += g6 * v; sum1 += h6 * v; \
+                            v = load_##SUFFIX(src + 7 * cstep); sum += g7 * v; sum1 += h7 * v; \
+                            if (!full) {                                                    \
+                                const ivec_##SUFFIX mask = tap_mask_##SUFFIX(&s, &g, x0, b); \
+                                sum = masked_##SUFFIX(sum, mask); sum1 = masked_##SUFFIX(sum1, mask); \
+                            }                                                               \
+                            T *at = sb + t * wstep;                                         \
+                            const vec_##SUFFIX total = load_##SUFFIX(at) + sum, total1 = load_##SUFFIX(at + VL) + sum1; \
+                            memcpy(at, &total, sizeof total); memcpy(at + VL, &total1, sizeof total1); \
+                        }                                                                   \
+                        continue;                                                           \
+                    }                                                                       \
                     if (cb == CBK && width == VL) {                                        \
                         /* Eight channels with whole vectors; taps whose columns leave the \
                          * image at this block add a masked sum (the lanes outside add zero). */\
@@ -651,8 +736,8 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
                             sum += g6 * load_##SUFFIX(src + 6 * cstep);                    \
                             sum += g7 * load_##SUFFIX(src + 7 * cstep);                    \
                             if (!full) sum = masked_##SUFFIX(sum, tap_mask_##SUFFIX(&s, &g, x0, b));\
-                            const vec_##SUFFIX total = load_##SUFFIX(s.dst[t] + x0) + sum; \
-                            memcpy(s.dst[t] + x0, &total, sizeof total);                   \
+                            const vec_##SUFFIX total = load_##SUFFIX(sb + t * wstep) + sum; \
+                            memcpy(sb + t * wstep, &total, sizeof total);                   \
                         }                                                                  \
                         continue;                                                          \
                     }                                                                      \
@@ -668,14 +753,18 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
                         for (int64_t ci = 0; ci < cb; ++ci)                                \
                             sum += load_part_##SUFFIX(go + ci * go_step + x0, i0, i1) *    \
                                    load_part_##SUFFIX(src + ci * cstep, i0, i1);           \
-                        const vec_##SUFFIX total = load_part_##SUFFIX(s.dst[t] + x0, i0, i1) + sum;\
-                        store_part_##SUFFIX(s.dst[t] + x0, total, i0, i1);                 \
+                        const vec_##SUFFIX total = load_part_##SUFFIX(sb + t * wstep, i0, i1) + sum; \
+                        store_part_##SUFFIX(sb + t * wstep, total, i0, i1);                 \
                     }                                                                      \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
+        if (c0 + cb == group_end)                                                           \
+            for (int64_t task = t0; task < t1; ++task)                                      \
+                regroup_##SUFFIX(sums + (task - t0) * task_w, grad_m, &s, &g, task / g.Hq, grp, task % g.Hq, 0); \
     }                                                                                      \
     }                                                                                      \
+    free(sums_block);                                                                       \
     scratch_free_##SUFFIX(&s);                                                             \
     return RS_OK;                                                                          \
 }                                                                                          \
