@@ -191,6 +191,12 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
         STORE_PART((O)[4] + (X), A##4, 0, WIDTH); STORE_PART((O)[5] + (X), A##5, 0, WIDTH); \
         STORE_PART((O)[6] + (X), A##6, 0, WIDTH); STORE_PART((O)[7] + (X), A##7, 0, WIDTH); \
     }
+/* A0 .. A7 written to P, P + STEP, ... */
+#define RS_STORE8_TO(P, STEP, A)                                                            \
+    memcpy(P, &A##0, sizeof A##0); memcpy((P) + (STEP), &A##1, sizeof A##1);                \
+    memcpy((P) + 2 * (STEP), &A##2, sizeof A##2); memcpy((P) + 3 * (STEP), &A##3, sizeof A##3); \
+    memcpy((P) + 4 * (STEP), &A##4, sizeof A##4); memcpy((P) + 5 * (STEP), &A##5, sizeof A##5); \
+    memcpy((P) + 6 * (STEP), &A##6, sizeof A##6); memcpy((P) + 7 * (STEP), &A##7, sizeof A##7)
 #define RS_ACC_ZERO4 RS_ACC_ZERO
 /* The feature gradient's sums of entries [FIRST, LAST) into W (4 or 8) fold rows at F, FS
  * apart, from zero, in registers: entry e's tap i has its kernel vector at W0 + TAP_W[e] +
@@ -370,7 +376,7 @@ RS_INLINE void build_phases_##SUFFIX(const T *row, T *phase, const geom_t *g) { 
 typedef struct {                                                                           \
     T *phase, *fold;                                                                       \
     IT *masks; /* per block of VL output columns and tap column b: lanes inside the row */ \
-    int64_t *lo, *hi, *offset, *slot, *tag, *tap_b, *tap_w, *tap_o, *r_start, *r_lo, *r_hi;\
+    int64_t *lo, *hi, *offset, *slot, *tag, *tap_b, *tap_o, *tap_rw, *r_start, *r_lo, *r_hi; \
     const T **src;                                                                          \
     int *ok;                                                                               \
     int64_t full_lo, full_hi;                                                              \
@@ -391,8 +397,10 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     const size_t taps = K * K * (size_t)g->up;                                             \
     /* VL elements of padding: full-vector loads of a block's unused lanes stay inside. */ \
     s->phase = (T *)calloc(CBK * K * plane + VL_##SUFFIX, sizeof(T));                      \
-    s->fold = (T *)malloc(sizeof(T) * (size_t)(CBK * g->stride * fold_len_##SUFFIX(g)));     \
-    s->lo = (int64_t *)malloc(sizeof(int64_t) * (5 * K + 3 * taps + 3 * (size_t)g->stride + 1)); \
+    s->fold = (T *)malloc(sizeof(T) * (size_t)(2 * CBK * g->stride * fold_len_##SUFFIX(g))); \
+    /* The feature gradient's entries of a pair of tasks: at most K tap rows of up rows per phase. */ \
+    const size_t entries = 2 * (size_t)g->stride * K * (size_t)g->up;                       \
+    s->lo = (int64_t *)malloc(sizeof(int64_t) * (5 * K + taps + 2 * entries + 3 * (size_t)g->stride + 1)); \
     s->src = (const T **)malloc(sizeof(T *) * taps);                                       \
     s->ok = (int *)malloc(sizeof(int) * K);                                                \
     const int64_t blocks = (g->Wout + VL_##SUFFIX - 1) / VL_##SUFFIX;                      \
@@ -402,8 +410,9 @@ static int scratch_alloc_##SUFFIX(scratch_##SUFFIX *s, const geom_t *g) {       
     }                                                                                      \
     s->hi = s->lo + K; s->offset = s->hi + K;                                              \
     s->slot = s->offset + K; s->tag = s->slot + K;                                         \
-    s->tap_b = s->tag + K; s->tap_w = s->tap_b + taps; s->tap_o = s->tap_w + taps;         \
-    s->r_start = s->tap_o + taps; s->r_lo = s->r_start + g->stride + 1;                    \
+    s->tap_b = s->tag + K; s->tap_o = s->tap_b + taps;                                      \
+    s->tap_rw = s->tap_o + entries; s->r_start = s->tap_rw + entries;                       \
+    s->r_lo = s->r_start + g->stride + 1;                                                   \
     s->r_hi = s->r_lo + g->stride;                                                         \
     s->full_lo = 0; s->full_hi = g->Wout;                                                  \
     for (int64_t r = 0; r < g->stride; ++r) { s->r_lo[r] = INT64_MIN; s->r_hi[r] = INT64_MAX; } \
@@ -769,85 +778,257 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
     return RS_OK;                                                                          \
 }                                                                                          \
                                                                                            \
-/* d out / d features in gather form.  Tasks are (n, source row).  Phase r, entry j        \
- * gathers w * grad_out at output column j - up * (b / stride) over the taps b = r mod     \
- * stride of every output row that reads the source row (tap rows, then output rows, then  \
- * tap columns: the order of the forward's sums), CBK channels at once; the phases are     \
- * then folded back onto the row's columns, dropping entries whose source column lies      \
- * outside the image.  Every entry reads whole vectors from zero-padded rows, so no block  \
- * needs a mask (the padding's zeros stand where a tap's output column leaves the row):    \
- * `m` comes padded (row stride gp[12], output column x at gp[13] + x), and the grad_out   \
- * rows a task reads are copied, a channel block at a time, into a ring of padded rows    \
- * that the consecutive tasks of a tile share (each row is copied about 1.5 times).        \
- * Every element of the tasks' grad_x rows is written.  The caller pads                    \
- * gp[13] >= up * ((K - 1) / stride) and gp[12] - gp[13] >= phase_len + VL. */             \
-TARGET                                                                                     \
-int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,            \
-                                       const int64_t *gp, int64_t task_begin,              \
-                                       int64_t task_end) {                                 \
-    geom_t g = read_geom(gp);                                                              \
-    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                           \
-    const int64_t VL = VL_##SUFFIX, flen = fold_len_##SUFFIX(&g), fplane = g.stride * flen;   \
-    const int64_t row = gp[12], left = gp[13];                                             \
-    if (left < g.up * ((g.K - 1) / g.stride) || row - left < g.phase_len + VL) return RS_BAD_GEOMETRY;\
-    /* Output rows one task reads: ceil(K / stride) row groups of up rows, consecutive. */ \
-    const int64_t ring_rows = (g.K + g.stride - 1) / g.stride * g.up;                      \
-    scratch_##SUFFIX s;                                                                    \
-    if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
-    T *ring = (T *)calloc((size_t)(CBK * ring_rows * row), sizeof(T));                    \
-    int64_t *ring_tag = (int64_t *)malloc(sizeof(int64_t) * (size_t)ring_rows);            \
-    if (!ring || !ring_tag) { free(ring); free(ring_tag); scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; }\
-    const int64_t kernel_plane = g.Hout * row, group_kernels = g.K * g.K * kernel_plane;    \
-    const int64_t channel_ring = ring_rows * row;                                           \
+/* The feature gradient's ring of padded grad_out rows: CBK channels of `rows` rows of `row` \
+ * elements (`channel` apart), output column x of a row at `left` + x; tag[slot] says which \
+ * (image, output row) a slot holds. */                                                     \
+typedef struct {                                                                            \
+    T *rows;                                                                                \
+    int64_t *tag;                                                                           \
+    int64_t count, row, left, channel;                                                      \
+} ring_##SUFFIX;                                                                            \
+                                                                                            \
+/* Task (n, sr)'s entries from index `base` on, per phase r in the forward's order (tap rows, \
+ * then output rows): tap_o gets the ring row's offset, tap_rw the offset of the entry's    \
+ * first (entry, tap) pair in the source row's regrouped weights (source_row_weights); the  \
+ * grad_out rows they read are brought into the ring.  r_start, where given, gets each      \
+ * phase's first entry.  Returns the number of entries. */                                  \
+RS_INLINE int64_t source_row_entries_##SUFFIX(scratch_##SUFFIX *s, ring_##SUFFIX *ring, const geom_t *g, \
+                                              const T *grad_out, int64_t n, int64_t sr, \
+                                              int64_t c0, int64_t cb, int64_t base, int64_t *r_start) { \
+    int64_t count = base, pairs = 0;                                                        \
+    for (int64_t r = 0; r < g->stride; ++r) {                                               \
+        const int64_t taps_per_entry = (g->K - r + g->stride - 1) / g->stride;              \
+        if (r_start) r_start[r] = count;                                                    \
+        for (int64_t a = 0; a < g->K; ++a) {                                                \
+            const int64_t num = sr + g->pad_top - a;                                        \
+            if (num < 0 || num % g->stride != 0 || num / g->stride >= g->Hq) continue;      \
+            const int64_t q = num / g->stride, y_end = row_group_end(g, q);                 \
+            for (int64_t y = q * g->up; y < y_end; ++y) {                                   \
+                const int64_t slot = y % ring->count;                                       \
+                if (ring->tag[slot] != n * g->Hout + y) {                                   \
+                    for (int64_t ci = 0; ci < cb; ++ci)                                     \
+                        memcpy(ring->rows + ci * ring->channel + slot * ring->row + ring->left, \
+                               grad_out + output_plane(g, n, c0 + ci) + y * g->Wout, sizeof(T) * (size_t)g->Wout); \
+                    ring->tag[slot] = n * g->Hout + y;                                      \
+                }                                                                           \
+                s->tap_rw[count] = pairs * VL_##SUFFIX;                                     \
+                pairs += taps_per_entry;                                                    \
+                s->tap_o[count++] = slot * ring->row + ring->left;                          \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    if (r_start) r_start[g->stride] = count;                                                \
+    return count - base;                                                                    \
+}                                                                                           \
+                                                                                            \
+/* Source row sr's kernel vectors in the order its sums take them (entry by entry, tap by   \
+ * tap within: source_row_entries' order), regrouped block by block: block j's vector of    \
+ * (entry, tap) pair p at tile + (j * P + p) * VL for the P pairs returned, so that each block \
+ * of the sums reads one stream.  Tap i of an entry (tap column r + i stride) is read shifted \
+ * right by i up columns, with zeros where that leaves the row (phase entry j0 + l of the   \
+ * block takes the kernel at output column j0 + l - i up). */                               \
+RS_INLINE int64_t source_row_weights_##SUFFIX(T *tile, const T *m, const geom_t *g, int64_t n, int64_t grp, \
+                                              int64_t sr) {                                 \
+    const int64_t VL = VL_##SUFFIX, blocks = (g->phase_len + VL - 1) / VL;                  \
+    int64_t pairs = 0;                                                                      \
+    for (int64_t r = 0; r < g->stride; ++r)                                                 \
+        for (int64_t a = 0; a < g->K; ++a) {                                                \
+            const int64_t num = sr + g->pad_top - a;                                        \
+            if (num < 0 || num % g->stride != 0 || num / g->stride >= g->Hq) continue;      \
+            const int64_t q = num / g->stride;                                              \
+            pairs += (row_group_end(g, q) - q * g->up) * ((g->K - r + g->stride - 1) / g->stride); \
+        }                                                                                   \
+    int64_t p = 0;                                                                          \
+    for (int64_t r = 0; r < g->stride; ++r)                                                 \
+        for (int64_t a = 0; a < g->K; ++a) {                                                \
+            const int64_t num = sr + g->pad_top - a;                                        \
+            if (num < 0 || num % g->stride != 0 || num / g->stride >= g->Hq) continue;      \
+            const int64_t q = num / g->stride, y_end = row_group_end(g, q);                 \
+            for (int64_t y = q * g->up; y < y_end; ++y)                                     \
+                for (int64_t tap = 0; tap < (g->K - r + g->stride - 1) / g->stride; ++tap, ++p) { \
+                    const T *kr = m + kernel_row(g, n, grp, a, r + tap * g->stride, y);     \
+                    for (int64_t j = 0; j < blocks; ++j) {                                  \
+                        const int64_t c0 = j * VL - tap * g->up;                            \
+                        T *at = tile + (j * pairs + p) * VL;                                \
+                        if (c0 >= 0 && c0 + VL <= g->Wout) {                                \
+                            memcpy(at, kr + c0, sizeof(T) * (size_t)VL);                    \
+                            continue;                                                       \
+                        }                                                                   \
+                        for (int64_t l = 0; l < VL; ++l)                                    \
+                            at[l] = c0 + l >= 0 && c0 + l < g->Wout ? kr[c0 + l] : (T)0;    \
+                    }                                                                       \
+                }                                                                           \
+        }                                                                                   \
+    return pairs;                                                                           \
+}                                                                                           \
+                                                                                            \
+/* Add the fold rows (CBK channels fplane apart, phase r at + r * flen) onto the cb rows of \
+ * source row sr: phase entry j = qc * up + u goes onto column qc * stride + r - pad_left. */ \
+RS_INLINE void fold_onto_row_##SUFFIX(const geom_t *g, const T *fold, int64_t flen, T *grad_x, \
+                                      int64_t n, int64_t c0, int64_t cb, int64_t sr) {      \
+    const int64_t VL = VL_##SUFFIX, fplane = g->stride * flen;                              \
+    const int64_t q_lo = g->pad_left > 0 ? g->pad_left : 0;                                 \
+    const int64_t q_hi = g->pad_left + g->Win < g->Q ? g->pad_left + g->Win : g->Q;         \
+    for (int64_t ci = 0; ci < cb; ++ci) {                                                   \
+        T *gx = grad_x + source_row(g, n, c0 + ci, sr);                                     \
+        const T *ph = fold + ci * fplane;                                                   \
+        if (RS_HAVE_SHUFFLE && g->up == 2 && g->stride == 1) {                              \
+            /* Column qc - pad_left sums entries 2 qc and 2 qc + 1. */                      \
+            int64_t qc = q_lo;                                                              \
+            for (; qc + VL <= q_hi; qc += VL) add_pair_sums_##SUFFIX(ph + 2 * qc, gx + qc - g->pad_left); \
+            for (; qc < q_hi; ++qc) gx[qc - g->pad_left] += ph[2 * qc] + ph[2 * qc + 1];    \
+            continue;                                                                       \
+        }                                                                                   \
+        /* Stride 2: the columns [done_lo, done_hi) of whole vectors of both phases. */     \
+        int64_t done_lo = 0, done_hi = 0;                                                   \
+        if (RS_HAVE_SHUFFLE && g->up == 1 && g->stride == 2) {                              \
+            const T *even = ph, *odd = ph + flen;                                           \
+            const int64_t qa = (g->pad_left + 1) / 2;                                       \
+            int64_t qc = qa;                                                                \
+            for (; qc + VL <= g->Q && 2 * (qc + VL) - g->pad_left <= g->Win; qc += VL)      \
+                add_interleaved_##SUFFIX(even + qc, odd + qc, gx + 2 * qc - g->pad_left);   \
+            done_lo = 2 * qa - g->pad_left; done_hi = 2 * qc - g->pad_left;                 \
+        }                                                                                   \
+        fold_columns_##SUFFIX(gx, ph, flen, g, 0, done_lo);                                 \
+        fold_columns_##SUFFIX(gx, ph, flen, g, done_hi, g->Win);                            \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+/* d out / d features in gather form.  Tasks are (n, source row).  Phase r, entry j         \
+ * gathers w * grad_out at output column j - up * (b / stride) over the taps b = r mod      \
+ * stride of every output row that reads the source row (tap rows, then output rows, then   \
+ * tap columns: the order of the forward's sums), CBK channels at once; the phases are      \
+ * then folded back onto the row's columns, dropping entries whose source column lies       \
+ * outside the image.  Every entry reads whole vectors from zero-padded rows, so no block   \
+ * needs a mask (the padding's zeros stand where a tap's output column leaves the row):     \
+ * the kernels come regrouped a tile at a time (source_row_weights), and the grad_out       \
+ * rows a task reads are copied, a channel block at a time, into a ring of padded rows      \
+ * that the consecutive tasks of a tile share (each row is copied about 1.5 times).         \
+ * With stride 1 and 32 vector registers, source rows sr and sr + 1 go together: tap row    \
+ * a of sr and tap row a + 1 of sr + 1 read the same output rows, so each ring vector feeds \
+ * both rows' sums (16 accumulators), each row's sums still in its own order.               \
+ * Every element of the tasks' grad_x rows is written. */                                   \
+TARGET                                                                                      \
+int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x,             \
+                                       const int64_t *gp, int64_t task_begin,               \
+                                       int64_t task_end) {                                  \
+    geom_t g = read_geom(gp);                                                               \
+    if (!geom_valid(&g)) return RS_BAD_GEOMETRY;                                            \
+    const int64_t VL = VL_##SUFFIX, flen = fold_len_##SUFFIX(&g), fplane = g.stride * flen; \
+    /* Ring rows: entries reach up * ((K - 1) / stride) columns left of a row and a vector past \
+     * its phases. */                                                                       \
+    const int64_t left = g.up * ((g.K - 1) / g.stride);                                     \
+    const int64_t row = left + (g.Wout > g.phase_len + VL ? g.Wout : g.phase_len + VL);     \
+    /* Output rows a pair of tasks reads: ceil(K / stride) + 1 row groups of up rows, consecutive. */ \
+    const int64_t ring_rows = ((g.K + g.stride - 1) / g.stride + 1) * g.up;                 \
+    scratch_##SUFFIX s;                                                                     \
+    if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                               \
+    ring_##SUFFIX ring = {(T *)calloc((size_t)(CBK * ring_rows * row), sizeof(T)),          \
+                          (int64_t *)malloc(sizeof(int64_t) * (size_t)ring_rows), ring_rows, row, left, \
+                          ring_rows * row};                                                 \
+    if (!ring.rows || !ring.tag) { free(ring.rows); free(ring.tag); scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; } \
+    const int64_t cr = ring.channel;                                                        \
+    T *fold_next = s.fold + CBK * fplane; /* the second row of a pair */                    \
+    /* The tile's regrouped kernels: at most K * K * up (entry, tap) pairs a source row. */ \
+    const int64_t blocks = (g.phase_len + VL - 1) / VL, task_w = g.K * g.K * g.up * blocks * VL; \
+    int64_t tile = RS_WEIGHT_BYTES / (int64_t)sizeof(T) / (task_w > 0 ? task_w : 1);        \
+    tile = tile < 1 ? 1 : tile > RS_TILE ? RS_TILE : tile;                                  \
+    int64_t pairs_of[RS_TILE];                                                              \
+    void *wt_block = malloc(sizeof(T) * (size_t)(tile * task_w) + 64);                      \
+    T *wt = (T *)rs_align64(wt_block);                                                      \
+    if (!wt_block) { free(ring.rows); free(ring.tag); scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; } \
     /* Tiles of RS_TILE source rows: per channel block, the ring carries the shared         \
      * grad_out rows from one task to the next and stays in cache (CBK channels), while     \
      * the tile's kernel rows stay in cache across the channel blocks. */                   \
-    for (int64_t t0 = task_begin; t0 < task_end; t0 += RS_TILE) {                           \
-    const int64_t t1 = t0 + RS_TILE < task_end ? t0 + RS_TILE : task_end;                   \
+    for (int64_t t0 = task_begin; t0 < task_end; t0 += tile) {                              \
+    const int64_t t1 = t0 + tile < task_end ? t0 + tile : task_end;                         \
     for (int64_t c0 = 0, cb = 0; c0 < g.C; c0 += cb) {                                      \
         const int64_t grp = c0 / g.Cg, group_end = (grp + 1) * g.Cg;                        \
         cb = group_end - c0 < CBK ? group_end - c0 : CBK;                                   \
-        for (int64_t k = 0; k < ring_rows; ++k) ring_tag[k] = -1;                           \
-        for (int64_t task = t0; task < t1; ++task) {                                        \
+        if (c0 % g.Cg == 0)                                                                 \
+            for (int64_t task = t0; task < t1; ++task)                                      \
+                pairs_of[task - t0] = source_row_weights_##SUFFIX(wt + (task - t0) * task_w, m, &g, task / g.Hin, grp, \
+                                                                  task % g.Hin);            \
+        for (int64_t k = 0; k < ring_rows; ++k) ring.tag[k] = -1;                           \
+        for (int64_t task = t0, done = 1; task < t1; task += done) {                        \
             const int64_t n = task / g.Hin, sr = task % g.Hin;                              \
-            /* Entries (kernel row offset minus shift, ring row offset minus shift) per     \
-             * phase r, in the forward's order; the grad_out rows they read are brought     \
-             * into the ring. */                                                            \
-            int64_t count = 0;                                                              \
-            for (int64_t r = 0; r < g.stride; ++r) {                                        \
-                s.r_start[r] = count;                                                       \
-                for (int64_t a = 0; a < g.K; ++a) {                                         \
-                    const int64_t num = sr + g.pad_top - a;                                 \
-                    if (num < 0 || num % g.stride != 0 || num / g.stride >= g.Hq) continue; \
-                    const int64_t q = num / g.stride, y_end = row_group_end(&g, q);         \
-                    for (int64_t y = q * g.up; y < y_end; ++y) {                            \
-                        const int64_t slot = y % ring_rows;                                 \
-                        if (ring_tag[slot] != n * g.Hout + y) {                             \
-                            for (int64_t ci = 0; ci < cb; ++ci)                             \
-                                memcpy(ring + ci * channel_ring + slot * row + left,        \
-                                       grad_out + output_plane(&g, n, c0 + ci) + y * g.Wout, sizeof(T) * (size_t)g.Wout); \
-                            ring_tag[slot] = n * g.Hout + y;                                \
-                        }                                                                   \
-                        /* Tap column b = r first (no shift); the entry's other taps follow at \
-                         * fixed steps. */                                                  \
-                        s.tap_w[count] = (n * g.G * g.K * g.K + a * g.K + r) * kernel_plane + y * row + left; \
-                        s.tap_o[count++] = slot * row + left;                               \
-                    }                                                                       \
-                }                                                                           \
-            }                                                                               \
-            s.r_start[g.stride] = count;                                                    \
+            done = 1;                                                                       \
             /* Every column of the task's rows is written: zero, then the folded sums. */   \
             for (int64_t ci = 0; ci < cb; ++ci)                                             \
                 memset(grad_x + source_row(&g, n, c0 + ci, sr), 0, sizeof(T) * (size_t)g.Win); \
+            if (RS_PAIR_ROWS_##SUFFIX && g.stride == 1 && g.K > 1 && cb == CBK && task + 1 < t1 && sr + 1 < g.Hin) { \
+                const int64_t count = source_row_entries_##SUFFIX(&s, &ring, &g, grad_out, n, sr, c0, cb, 0, NULL); \
+                const int64_t next = source_row_entries_##SUFFIX(&s, &ring, &g, grad_out, n, sr + 1, c0, cb, count, NULL); \
+                /* Tap row 0 of sr + 1 (group sr + 1 + pad_top) has no partner in sr, tap row \
+                 * K - 1 of sr (group sr + pad_top - K + 1) none in sr + 1. */              \
+                const int64_t q_first = sr + 1 + g.pad_top, q_last = sr + g.pad_top - (g.K - 1); \
+                const int64_t lead = q_first < g.Hq ? row_group_end(&g, q_first) - q_first * g.up : 0; \
+                const int64_t trail = q_last >= 0 && q_last < g.Hq ? row_group_end(&g, q_last) - q_last * g.up : 0; \
+                const int64_t shared = count - trail;                                       \
+                if (shared == next - lead && shared >= 0) {                                 \
+                    for (int64_t ci = 0; ci < cb; ++ci)                                     \
+                        memset(grad_x + source_row(&g, n, c0 + ci, sr + 1), 0, sizeof(T) * (size_t)g.Win); \
+                    for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                      \
+                        const T *wj = wt + (task - t0) * task_w + j0 / VL * pairs_of[task - t0] * VL; \
+                        const T *wn = wt + (task + 1 - t0) * task_w + j0 / VL * pairs_of[task + 1 - t0] * VL; \
+                        const T *gj = ring.rows + j0;                                       \
+                        RS_ACC_ZERO8(vec_##SUFFIX);                                         \
+                        vec_##SUFFIX bcc0 = {0}, bcc1 = {0}, bcc2 = {0}, bcc3 = {0};        \
+                        vec_##SUFFIX bcc4 = {0}, bcc5 = {0}, bcc6 = {0}, bcc7 = {0};        \
+                        for (int64_t e = count; e < count + lead; ++e) {                    \
+                            const T *wp = wn + s.tap_rw[e], *gs = gj + s.tap_o[e];          \
+                            for (int64_t tap = 0; tap < g.K; ++tap) {                       \
+                                const vec_##SUFFIX wv = load_##SUFFIX(wp + tap * VL);       \
+                                const T *v = gs - tap * g.up;                               \
+                                bcc0 += wv * load_##SUFFIX(v); bcc1 += wv * load_##SUFFIX(v + cr); \
+                                bcc2 += wv * load_##SUFFIX(v + 2 * cr); bcc3 += wv * load_##SUFFIX(v + 3 * cr); \
+                                bcc4 += wv * load_##SUFFIX(v + 4 * cr); bcc5 += wv * load_##SUFFIX(v + 5 * cr); \
+                                bcc6 += wv * load_##SUFFIX(v + 6 * cr); bcc7 += wv * load_##SUFFIX(v + 7 * cr); \
+                            }                                                               \
+                        }                                                                   \
+                        for (int64_t i = 0; i < shared; ++i) {                              \
+                            const T *wa = wj + s.tap_rw[i], *wb = wn + s.tap_rw[count + lead + i]; \
+                            const T *gs = gj + s.tap_o[i];                                  \
+                            for (int64_t tap = 0; tap < g.K; ++tap) {                       \
+                                const vec_##SUFFIX w0 = load_##SUFFIX(wa + tap * VL), w1 = load_##SUFFIX(wb + tap * VL); \
+                                const T *src = gs - tap * g.up;                             \
+                                vec_##SUFFIX v = load_##SUFFIX(src);                        \
+                                acc0 += w0 * v; bcc0 += w1 * v; v = load_##SUFFIX(src + cr); \
+                                acc1 += w0 * v; bcc1 += w1 * v; v = load_##SUFFIX(src + 2 * cr); \
+                                acc2 += w0 * v; bcc2 += w1 * v; v = load_##SUFFIX(src + 3 * cr); \
+                                acc3 += w0 * v; bcc3 += w1 * v; v = load_##SUFFIX(src + 4 * cr); \
+                                acc4 += w0 * v; bcc4 += w1 * v; v = load_##SUFFIX(src + 5 * cr); \
+                                acc5 += w0 * v; bcc5 += w1 * v; v = load_##SUFFIX(src + 6 * cr); \
+                                acc6 += w0 * v; bcc6 += w1 * v; v = load_##SUFFIX(src + 7 * cr); \
+                                acc7 += w0 * v; bcc7 += w1 * v;                             \
+                            }                                                               \
+                        }                                                                   \
+                        for (int64_t e = shared; e < count; ++e) {                          \
+                            const T *wp = wj + s.tap_rw[e], *gs = gj + s.tap_o[e];          \
+                            for (int64_t tap = 0; tap < g.K; ++tap) {                       \
+                                const vec_##SUFFIX wv = load_##SUFFIX(wp + tap * VL);       \
+                                RS_MADD8(load_##SUFFIX, wv, gs - tap * g.up, cr);           \
+                            }                                                               \
+                        }                                                                   \
+                        T *f = s.fold + j0;                                                 \
+                        RS_STORE8(f, fplane);                                               \
+                        T *fn = fold_next + j0;                                             \
+                        RS_STORE8_TO(fn, fplane, bcc);                                      \
+                    }                                                                       \
+                    fold_onto_row_##SUFFIX(&g, s.fold, flen, grad_x, n, c0, cb, sr);        \
+                    fold_onto_row_##SUFFIX(&g, fold_next, flen, grad_x, n, c0, cb, sr + 1); \
+                    done = 2;                                                               \
+                    continue;                                                               \
+                }                                                                           \
+            }                                                                               \
+            const int64_t count = source_row_entries_##SUFFIX(&s, &ring, &g, grad_out, n, sr, c0, cb, 0, s.r_start); \
             if (count == 0) continue;                                                       \
-            const T *w = m + grp * group_kernels;                                           \
-            /* Entry e, its i-th tap (tap column r + i stride): kernel row w + tap_w[e] + i dw, \
-             * ring row ring + tap_o[e] - i up.  Each vector of the phases sums all entries' \
+            /* Entry e, its i-th tap (tap column r + i stride): regrouped weights at        \
+             * tap_rw[e] + i VL in the block's stream, ring row ring + tap_o[e] - i up.  Each vector of the phases sums all entries' \
              * taps in registers (an entry's ring reads are shifts of one row) and goes to the \
              * fold rows once: the same order of sums as tap by tap.                        \
              * A block of fewer channels than its accumulators reads the ring's other slots \
              * in the unused ones (computed, never stored). */                              \
-            const int64_t dw = g.stride * kernel_plane - g.up, cr = channel_ring;           \
             for (int64_t r = 0; r < g.stride; ++r) {                                        \
                 const int64_t first = s.r_start[r], last = s.r_start[r + 1];                \
                 const int64_t taps_per_entry = (g.K - r + g.stride - 1) / g.stride;         \
@@ -858,46 +1039,22 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                 }                                                                           \
                 for (int64_t j0 = 0; j0 < g.phase_len; j0 += VL) {                          \
                     T *f = fold + j0;                                                       \
+                    const T *wj = wt + (task - t0) * task_w + j0 / VL * pairs_of[task - t0] * VL; \
                     if (cb > CB)                                                            \
                         RS_ENTRY_TAPS(8, vec_##SUFFIX, load_##SUFFIX, f, fplane, first, last, taps_per_entry, \
-                                      w + j0, s.tap_w, dw, ring + j0, s.tap_o, g.up, cr);   \
+                                      wj, s.tap_rw, VL, ring.rows + j0, s.tap_o, g.up, cr); \
                     else                                                                    \
                         RS_ENTRY_TAPS(4, vec_##SUFFIX, load_##SUFFIX, f, fplane, first, last, taps_per_entry, \
-                                      w + j0, s.tap_w, dw, ring + j0, s.tap_o, g.up, cr);   \
+                                      wj, s.tap_rw, VL, ring.rows + j0, s.tap_o, g.up, cr); \
                 }                                                                           \
             }                                                                               \
-            /* Fold phase entry j = qc * up + u onto column qc * stride + r - pad_left. */  \
-            const int64_t q_lo = g.pad_left > 0 ? g.pad_left : 0;                           \
-            const int64_t q_hi = g.pad_left + g.Win < g.Q ? g.pad_left + g.Win : g.Q;       \
-            for (int64_t ci = 0; ci < cb; ++ci) {                                           \
-                T *gx = grad_x + source_row(&g, n, c0 + ci, sr);                            \
-                if (RS_HAVE_SHUFFLE && g.up == 2 && g.stride == 1) {                        \
-                    /* Column qc - pad_left sums entries 2 qc and 2 qc + 1. */              \
-                    const T *ph = s.fold + ci * fplane;                                      \
-                    int64_t qc = q_lo;                                                      \
-                    for (; qc + VL <= q_hi; qc += VL) add_pair_sums_##SUFFIX(ph + 2 * qc, gx + qc - g.pad_left); \
-                    for (; qc < q_hi; ++qc) gx[qc - g.pad_left] += ph[2 * qc] + ph[2 * qc + 1]; \
-                    continue;                                                               \
-                }                                                                           \
-                /* Stride 2: the columns [done_lo, done_hi) of whole vectors of both phases. */ \
-                int64_t done_lo = 0, done_hi = 0;                                           \
-                if (RS_HAVE_SHUFFLE && g.up == 1 && g.stride == 2) {                        \
-                    const T *even = s.fold + ci * fplane, *odd = even + flen;               \
-                    const int64_t qa = (g.pad_left + 1) / 2;                                \
-                    int64_t qc = qa;                                                        \
-                    for (; qc + VL <= g.Q && 2 * (qc + VL) - g.pad_left <= g.Win; qc += VL) \
-                        add_interleaved_##SUFFIX(even + qc, odd + qc, gx + 2 * qc - g.pad_left); \
-                    done_lo = 2 * qa - g.pad_left; done_hi = 2 * qc - g.pad_left;           \
-                }                                                                           \
-                fold_columns_##SUFFIX(gx, s.fold + ci * fplane, flen, &g, 0, done_lo);      \
-                fold_columns_##SUFFIX(gx, s.fold + ci * fplane, flen, &g, done_hi, g.Win);  \
-            }                                                                               \
+            fold_onto_row_##SUFFIX(&g, s.fold, flen, grad_x, n, c0, cb, sr);                \
         }                                                                                   \
     }                                                                                       \
     }                                                                                       \
-    free(ring); free(ring_tag);                                                            \
-    scratch_free_##SUFFIX(&s);                                                             \
-    return RS_OK;                                                                          \
+    free(ring.rows); free(ring.tag); free(wt_block);                                        \
+    scratch_free_##SUFFIX(&s);                                                              \
+    return RS_OK;                                                                           \
 }
 
 RS_EACH_LEVEL(DEFINE_KERNELS, float, int32_t, f32)
@@ -1429,7 +1586,7 @@ RS_EACH_LEVEL_TYPED(DEFINE_LAYOUT_KERNELS, float, f32)
 RS_EACH_LEVEL_TYPED(DEFINE_LAYOUT_KERNELS, double, f64)
 
 /* Version of the kernel ABI; the Python loader refuses a stale build. */
-int64_t reassemble_abi_version(void) { return 7; }
+int64_t reassemble_abi_version(void) { return 8; }
 
 /* The highest level this CPU runs: 4 (x86-64-v4: AVX-512), 3 (x86-64-v3: AVX2 and FMA),
  * 1 (the baseline build: SSE2 on x86-64, or whatever the compiler targets elsewhere). */

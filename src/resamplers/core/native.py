@@ -67,7 +67,7 @@ __all__ = [
     "NATIVE_DTYPES",
 ]
 
-_ABI_VERSION = 7
+_ABI_VERSION = 8
 _DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 NATIVE_DTYPES = tuple(_DTYPE_SUFFIX)
 _ISA_NAMES = {"x86-64-v4": 4, "v4": 4, "x86-64-v3": 3, "v3": 3, "baseline": 1}
@@ -357,28 +357,11 @@ def _grad_features_op(grad_out: Tensor, features: Tensor, kernels: Tensor, geome
     # the kernel writes every element of every row it is given (an empty output reads none)
     grad_x = (torch.empty if grad_out.numel() else torch.zeros)(features.shape, dtype=features.dtype)
     if grad_x.numel() and grad_out.numel():
-        left, right = _grad_features_padding(kernels.shape[-1], geometry)
-        # grad_out is padded row by row in the kernel; `pad` keeps a channels-last layout, the kernel reads planes
-        padded = torch.nn.functional.pad(_planes(kernels), (left, right))
-        row = left + kernels.shape[-1] + right
-        geo = torch.cat([_geometry_tensor(features, kernels, geometry), torch.tensor([row, left])])
+        # the kernel pads its copies of grad_out's rows and of the kernels itself
+        geo = _geometry_tensor(features, kernels, geometry)
         tasks = features.shape[0] * features.shape[2]
-        _run("grad_features", features.dtype, (padded, _planes(grad_out), grad_x), geo, tasks)
+        _run("grad_features", features.dtype, (_planes(kernels), _planes(grad_out), grad_x), geo, tasks)
     return grad_x
-
-
-# Lanes of the widest vector the kernels use (64 bytes of float32).
-_VECTOR_LANES = 16
-
-
-def _grad_features_padding(w_out: int, geometry: list[int]) -> tuple[int, int]:
-    """Zero columns the feature gradient reads its rows with (left, right): its phase entries
-    reach ``up * ((K - 1) // stride)`` columns left of a row and a vector past its phases."""
-    kernel_size, _, up, stride = geometry[:4]
-    reach = (kernel_size - 1) // stride
-    phase_len = up * (-(-w_out // up) + reach)
-    left = up * reach
-    return left, max(0, phase_len + _VECTOR_LANES - w_out)
 
 
 @torch.library.custom_op("resamplers::reassemble_grad_kernels", mutates_args=())
