@@ -108,6 +108,29 @@ class TestReassemble:
         x, kernels, kw = _case(*geometry)
         assert_close(reassemble(x, kernels, **kw, backend="native"), _loop(x, kernels, kw))
 
+    @pytest.mark.skipif(not native_available(), reason="no native build")
+    @pytest.mark.parametrize(
+        "channels, groups, up, size",
+        # eight-channel blocks, where the AVX-512 kernels take two rows a step: rows whose
+        # last vector is partial, an odd number of source rows in a tile (one unpaired),
+        # row groups of three, and two groups of eight channels
+        [(16, 1, 2, (11, 21)), (8, 1, 2, (9, 40)), (24, 1, 3, (5, 7)), (16, 2, 2, (10, 19))],
+    )
+    def test_paired_rows_agree_with_the_loop_and_the_torch_path(self, channels, groups, up, size):
+        g = torch.Generator().manual_seed(3)
+        h, w = size
+        x = torch.randn(1, channels, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+        kernels = torch.randn(1, groups * 25, up * h, up * w, generator=g, dtype=torch.float64, requires_grad=True)
+        kw = dict(kernel_size=5, groups=groups, scale_factor=up, stride=1, padding=(2, 2))
+        grad_out = torch.randn(1, channels, up * h, up * w, generator=g, dtype=torch.float64)
+        out = reassemble(x, kernels, **kw, backend="native")
+        assert_close(out, _loop(x.detach(), kernels.detach(), kw))
+        reference = reassemble(x, kernels, **kw, backend="torch")
+        for got, expected in zip(
+            torch.autograd.grad(out, (x, kernels), grad_out), torch.autograd.grad(reference, (x, kernels), grad_out)
+        ):
+            assert_close(got, expected)
+
     @pytest.mark.parametrize("needs", ["both", "features", "kernels"])
     @pytest.mark.parametrize("geometry", GEOMETRIES)
     def test_torch_backward_equals_autograd_of_the_composite(self, geometry, needs):
