@@ -153,14 +153,34 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
  * (literal names keep them in registers). */
 #define RS_ACC_ZERO(V) V acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}
 #define RS_ACC_ZERO8(V) RS_ACC_ZERO(V), acc4 = {0}, acc5 = {0}, acc6 = {0}, acc7 = {0}
+/* Two rows' accumulators: acc0 .. acc7 and bcc0 .. bcc7, zero. */
+#define RS_PAIR_ZERO8(V) RS_ACC_ZERO8(V); V bcc0 = {0}, bcc1 = {0}, bcc2 = {0}, bcc3 = {0}, \
+    bcc4 = {0}, bcc5 = {0}, bcc6 = {0}, bcc7 = {0}
+/* accI += W0 * v, bccI += W1 * v for the vectors v at P, P + STEP, ..., P + 7 STEP: each
+ * vector loaded feeds both rows. */
+#define RS_PAIR_MADD8(V, LOAD, W0, W1, P, STEP)                                             \
+    do {                                                                                    \
+        V v_ = LOAD(P);                                                                     \
+        acc0 += (W0) * v_; bcc0 += (W1) * v_; v_ = LOAD((P) + (STEP));                      \
+        acc1 += (W0) * v_; bcc1 += (W1) * v_; v_ = LOAD((P) + 2 * (STEP));                  \
+        acc2 += (W0) * v_; bcc2 += (W1) * v_; v_ = LOAD((P) + 3 * (STEP));                  \
+        acc3 += (W0) * v_; bcc3 += (W1) * v_; v_ = LOAD((P) + 4 * (STEP));                  \
+        acc4 += (W0) * v_; bcc4 += (W1) * v_; v_ = LOAD((P) + 5 * (STEP));                  \
+        acc5 += (W0) * v_; bcc5 += (W1) * v_; v_ = LOAD((P) + 6 * (STEP));                  \
+        acc6 += (W0) * v_; bcc6 += (W1) * v_; v_ = LOAD((P) + 7 * (STEP));                  \
+        acc7 += (W0) * v_; bcc7 += (W1) * v_;                                               \
+    } while (0)
 /* acc0 .. acc3 (acc7) += W times the vectors at P, P + STEP, P + 2 STEP, ... (LOAD reads one). */
 #define RS_MADD4(LOAD, W, P, STEP)                                                          \
     acc0 += (W) * LOAD(P); acc1 += (W) * LOAD((P) + (STEP));                                \
     acc2 += (W) * LOAD((P) + 2 * (STEP)); acc3 += (W) * LOAD((P) + 3 * (STEP))
-#define RS_MADD8(LOAD, W, P, STEP)                                                          \
-    RS_MADD4(LOAD, W, P, STEP);                                                             \
-    acc4 += (W) * LOAD((P) + 4 * (STEP)); acc5 += (W) * LOAD((P) + 5 * (STEP));             \
-    acc6 += (W) * LOAD((P) + 6 * (STEP)); acc7 += (W) * LOAD((P) + 7 * (STEP))
+#define RS_MADD8(LOAD, W, P, STEP) RS_MADD8_INTO(acc, LOAD, W, P, STEP)
+/* A0 .. A7 += W times the vectors at P, P + STEP, ..., P + 7 STEP. */
+#define RS_MADD8_INTO(A, LOAD, W, P, STEP)                                                  \
+    A##0 += (W) * LOAD(P); A##1 += (W) * LOAD((P) + (STEP));                                \
+    A##2 += (W) * LOAD((P) + 2 * (STEP)); A##3 += (W) * LOAD((P) + 3 * (STEP));             \
+    A##4 += (W) * LOAD((P) + 4 * (STEP)); A##5 += (W) * LOAD((P) + 5 * (STEP));             \
+    A##6 += (W) * LOAD((P) + 6 * (STEP)); A##7 += (W) * LOAD((P) + 7 * (STEP))
 /* acc0 .. acc3 (acc7) read from / written to P, P + STEP, ... */
 #define RS_LOAD4(LOAD, P, STEP)                                                             \
     acc0 = LOAD(P); acc1 = LOAD((P) + (STEP)); acc2 = LOAD((P) + 2 * (STEP)); acc3 = LOAD((P) + 3 * (STEP))
@@ -493,9 +513,9 @@ RS_INLINE int64_t task_tile_len_##SUFFIX(const geom_t *g) {                     
     return (g->Wout + VL_##SUFFIX - 1) / VL_##SUFFIX * g->K * g->K * g->up * VL_##SUFFIX;   \
 }                                                                                           \
                                                                                             \
-/* Row groups a tile of the forward or the kernel gradient holds. */                        \
-RS_INLINE int64_t tile_tasks_##SUFFIX(const geom_t *g) {                                    \
-    const int64_t len = task_tile_len_##SUFFIX(g);                                          \
+/* Tasks a tile holds whose regrouped kernels take `len` elements each: RS_WEIGHT_BYTES a   \
+ * tile at most, RS_TILE tasks at most. */                                                  \
+RS_INLINE int64_t tile_tasks_##SUFFIX(int64_t len) {                                        \
     const int64_t tasks = RS_WEIGHT_BYTES / (int64_t)sizeof(T) / (len > 0 ? len : 1);       \
     return tasks < 1 ? 1 : tasks > RS_TILE ? RS_TILE : tasks;                               \
 }                                                                                           \
@@ -546,7 +566,7 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
     scratch_##SUFFIX s;                                                                     \
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                               \
     const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len, wstep = g.up * VL; \
-    const int64_t task_w = task_tile_len_##SUFFIX(&g), tile = tile_tasks_##SUFFIX(&g);      \
+    const int64_t task_w = task_tile_len_##SUFFIX(&g), tile = tile_tasks_##SUFFIX(task_w);      \
     void *wt_block = malloc(sizeof(T) * (size_t)(tile * task_w + VL) + 64);                 \
     T *wt = (T *)rs_align64(wt_block); /* whole cache lines a vector */                     \
     if (!wt_block) { scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; }                      \
@@ -582,22 +602,11 @@ int reassemble_forward_##SUFFIX(const T *x, const T *m, T *out, const int64_t *g
                     if (pairs && cb == CBK) {                                               \
                         /* Rows y and y + 1 read the same phases: each feature vector feeds \
                          * both rows' multiply-adds (16 accumulators, ten loads a tap). */  \
-                        RS_ACC_ZERO8(vec_##SUFFIX);                                         \
-                        vec_##SUFFIX bcc0 = {0}, bcc1 = {0}, bcc2 = {0}, bcc3 = {0};        \
-                        vec_##SUFFIX bcc4 = {0}, bcc5 = {0}, bcc6 = {0}, bcc7 = {0};        \
+                        RS_PAIR_ZERO8(vec_##SUFFIX);                                        \
                         for (int64_t t = 0; t < taps; ++t) {                                \
                             const vec_##SUFFIX w0 = load_##SUFFIX(wb + t * wstep);          \
                             const vec_##SUFFIX w1 = load_##SUFFIX(wb + t * wstep + VL);     \
-                            const T *src = s.src[t] + x0;                                   \
-                            vec_##SUFFIX v = load_##SUFFIX(src);                            \
-                            acc0 += w0 * v; bcc0 += w1 * v; v = load_##SUFFIX(src + cstep); \
-                            acc1 += w0 * v; bcc1 += w1 * v; v = load_##SUFFIX(src + 2 * cstep); \
-                            acc2 += w0 * v; bcc2 += w1 * v; v = load_##SUFFIX(src + 3 * cstep); \
-                            acc3 += w0 * v; bcc3 += w1 * v; v = load_##SUFFIX(src + 4 * cstep); \
-                            acc4 += w0 * v; bcc4 += w1 * v; v = load_##SUFFIX(src + 5 * cstep); \
-                            acc5 += w0 * v; bcc5 += w1 * v; v = load_##SUFFIX(src + 6 * cstep); \
-                            acc6 += w0 * v; bcc6 += w1 * v; v = load_##SUFFIX(src + 7 * cstep); \
-                            acc7 += w0 * v; bcc7 += w1 * v;                                 \
+                            RS_PAIR_MADD8(vec_##SUFFIX, load_##SUFFIX, w0, w1, s.src[t] + x0, cstep); \
                         }                                                                   \
                         RS_STORE8_PART(store_part_##SUFFIX, VL, o, x0, acc, width);                                  \
                         RS_STORE8_PART(store_part_##SUFFIX, VL, o, g.Wout + x0, bcc, width);                         \
@@ -657,7 +666,7 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
     scratch_##SUFFIX s;                                                                    \
     if (!scratch_alloc_##SUFFIX(&s, &g)) return RS_NO_MEMORY;                              \
     const int64_t VL = VL_##SUFFIX, cstep = g.K * g.stride * g.phase_len;                  \
-    const int64_t wstep = g.up * VL, task_w = task_tile_len_##SUFFIX(&g), tile = tile_tasks_##SUFFIX(&g); \
+    const int64_t wstep = g.up * VL, task_w = task_tile_len_##SUFFIX(&g), tile = tile_tasks_##SUFFIX(task_w); \
     void *sums_block = malloc(sizeof(T) * (size_t)(tile * task_w + VL) + 64);               \
     T *sums = (T *)rs_align64(sums_block); /* whole cache lines a vector */                 \
     if (!sums_block) { scratch_free_##SUFFIX(&s); return RS_NO_MEMORY; }                    \
@@ -931,8 +940,7 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
     T *fold_next = s.fold + CBK * fplane; /* the second row of a pair */                    \
     /* The tile's regrouped kernels: at most K * K * up (entry, tap) pairs a source row. */ \
     const int64_t blocks = (g.phase_len + VL - 1) / VL, task_w = g.K * g.K * g.up * blocks * VL; \
-    int64_t tile = RS_WEIGHT_BYTES / (int64_t)sizeof(T) / (task_w > 0 ? task_w : 1);        \
-    tile = tile < 1 ? 1 : tile > RS_TILE ? RS_TILE : tile;                                  \
+    const int64_t tile = tile_tasks_##SUFFIX(task_w);                                       \
     int64_t pairs_of[RS_TILE];                                                              \
     void *wt_block = malloc(sizeof(T) * (size_t)(tile * task_w) + 64);                      \
     T *wt = (T *)rs_align64(wt_block);                                                      \
@@ -972,18 +980,12 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                         const T *wj = wt + (task - t0) * task_w + j0 / VL * pairs_of[task - t0] * VL; \
                         const T *wn = wt + (task + 1 - t0) * task_w + j0 / VL * pairs_of[task + 1 - t0] * VL; \
                         const T *gj = ring.rows + j0;                                       \
-                        RS_ACC_ZERO8(vec_##SUFFIX);                                         \
-                        vec_##SUFFIX bcc0 = {0}, bcc1 = {0}, bcc2 = {0}, bcc3 = {0};        \
-                        vec_##SUFFIX bcc4 = {0}, bcc5 = {0}, bcc6 = {0}, bcc7 = {0};        \
+                        RS_PAIR_ZERO8(vec_##SUFFIX);                                        \
                         for (int64_t e = count; e < count + lead; ++e) {                    \
                             const T *wp = wn + s.tap_rw[e], *gs = gj + s.tap_o[e];          \
                             for (int64_t tap = 0; tap < g.K; ++tap) {                       \
                                 const vec_##SUFFIX wv = load_##SUFFIX(wp + tap * VL);       \
-                                const T *v = gs - tap * g.up;                               \
-                                bcc0 += wv * load_##SUFFIX(v); bcc1 += wv * load_##SUFFIX(v + cr); \
-                                bcc2 += wv * load_##SUFFIX(v + 2 * cr); bcc3 += wv * load_##SUFFIX(v + 3 * cr); \
-                                bcc4 += wv * load_##SUFFIX(v + 4 * cr); bcc5 += wv * load_##SUFFIX(v + 5 * cr); \
-                                bcc6 += wv * load_##SUFFIX(v + 6 * cr); bcc7 += wv * load_##SUFFIX(v + 7 * cr); \
+                                RS_MADD8_INTO(bcc, load_##SUFFIX, wv, gs - tap * g.up, cr); \
                             }                                                               \
                         }                                                                   \
                         for (int64_t i = 0; i < shared; ++i) {                              \
@@ -991,16 +993,7 @@ int reassemble_grad_features_##SUFFIX(const T *m, const T *grad_out, T *grad_x, 
                             const T *gs = gj + s.tap_o[i];                                  \
                             for (int64_t tap = 0; tap < g.K; ++tap) {                       \
                                 const vec_##SUFFIX w0 = load_##SUFFIX(wa + tap * VL), w1 = load_##SUFFIX(wb + tap * VL); \
-                                const T *src = gs - tap * g.up;                             \
-                                vec_##SUFFIX v = load_##SUFFIX(src);                        \
-                                acc0 += w0 * v; bcc0 += w1 * v; v = load_##SUFFIX(src + cr); \
-                                acc1 += w0 * v; bcc1 += w1 * v; v = load_##SUFFIX(src + 2 * cr); \
-                                acc2 += w0 * v; bcc2 += w1 * v; v = load_##SUFFIX(src + 3 * cr); \
-                                acc3 += w0 * v; bcc3 += w1 * v; v = load_##SUFFIX(src + 4 * cr); \
-                                acc4 += w0 * v; bcc4 += w1 * v; v = load_##SUFFIX(src + 5 * cr); \
-                                acc5 += w0 * v; bcc5 += w1 * v; v = load_##SUFFIX(src + 6 * cr); \
-                                acc6 += w0 * v; bcc6 += w1 * v; v = load_##SUFFIX(src + 7 * cr); \
-                                acc7 += w0 * v; bcc7 += w1 * v;                             \
+                                RS_PAIR_MADD8(vec_##SUFFIX, load_##SUFFIX, w0, w1, gs - tap * g.up, cr); \
                             }                                                               \
                         }                                                                   \
                         for (int64_t e = shared; e < count; ++e) {                          \
