@@ -175,6 +175,12 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
     acc0 += (W) * LOAD(P); acc1 += (W) * LOAD((P) + (STEP));                                \
     acc2 += (W) * LOAD((P) + 2 * (STEP)); acc3 += (W) * LOAD((P) + 3 * (STEP))
 #define RS_MADD8(LOAD, W, P, STEP) RS_MADD8_INTO(acc, LOAD, W, P, STEP)
+/* const V A0 .. A7: the vectors at P, P + STEP, ..., P + 7 STEP. */
+#define RS_ROWS8(V, A, LOAD, P, STEP)                                                       \
+    const V A##0 = LOAD(P), A##1 = LOAD((P) + (STEP)), A##2 = LOAD((P) + 2 * (STEP));       \
+    const V A##3 = LOAD((P) + 3 * (STEP)), A##4 = LOAD((P) + 4 * (STEP));                   \
+    const V A##5 = LOAD((P) + 5 * (STEP)), A##6 = LOAD((P) + 6 * (STEP));                   \
+    const V A##7 = LOAD((P) + 7 * (STEP))
 /* A0 .. A7 += W times the vectors at P, P + STEP, ..., P + 7 STEP. */
 #define RS_MADD8_INTO(A, LOAD, W, P, STEP)                                                  \
     A##0 += (W) * LOAD(P); A##1 += (W) * LOAD((P) + (STEP));                                \
@@ -191,10 +197,7 @@ static inline int64_t tap_phase_offset(const geom_t *g, int64_t b) {
 #define RS_STORE4(P, STEP)                                                                  \
     memcpy(P, &acc0, sizeof acc0); memcpy((P) + (STEP), &acc1, sizeof acc1);                \
     memcpy((P) + 2 * (STEP), &acc2, sizeof acc2); memcpy((P) + 3 * (STEP), &acc3, sizeof acc3)
-#define RS_STORE8(P, STEP)                                                                  \
-    RS_STORE4(P, STEP);                                                                     \
-    memcpy((P) + 4 * (STEP), &acc4, sizeof acc4); memcpy((P) + 5 * (STEP), &acc5, sizeof acc5); \
-    memcpy((P) + 6 * (STEP), &acc6, sizeof acc6); memcpy((P) + 7 * (STEP), &acc7, sizeof acc7)
+#define RS_STORE8(P, STEP) RS_STORE8_TO(P, STEP, acc)
 /* A0 .. A7 written to O[0] + X, ..., O[7] + X (eight channels' output rows). */
 #define RS_STORE8_AT(O, X, A)                                                               \
     memcpy((O)[0] + (X), &A##0, sizeof A##0); memcpy((O)[1] + (X), &A##1, sizeof A##1);     \
@@ -699,14 +702,8 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
                     if (pairs && width == VL) {                                             \
                         if (row_in_group % 2 == 1) continue;                                \
                         const T *gn = go + g.Wout;                                          \
-                        const vec_##SUFFIX g0 = load_##SUFFIX(go + x0), g1 = load_##SUFFIX(go + go_step + x0); \
-                        const vec_##SUFFIX g2 = load_##SUFFIX(go + 2 * go_step + x0), g3 = load_##SUFFIX(go + 3 * go_step + x0); \
-                        const vec_##SUFFIX g4 = load_##SUFFIX(go + 4 * go_step + x0), g5 = load_##SUFFIX(go + 5 * go_step + x0); \
-                        const vec_##SUFFIX g6 = load_##SUFFIX(go + 6 * go_step + x0), g7 = load_##SUFFIX(go + 7 * go_step + x0); \
-                        const vec_##SUFFIX h0 = load_##SUFFIX(gn + x0), h1 = load_##SUFFIX(gn + go_step + x0); \
-                        const vec_##SUFFIX h2 = load_##SUFFIX(gn + 2 * go_step + x0), h3 = load_##SUFFIX(gn + 3 * go_step + x0); \
-                        const vec_##SUFFIX h4 = load_##SUFFIX(gn + 4 * go_step + x0), h5 = load_##SUFFIX(gn + 5 * go_step + x0); \
-                        const vec_##SUFFIX h6 = load_##SUFFIX(gn + 6 * go_step + x0), h7 = load_##SUFFIX(gn + 7 * go_step + x0); \
+                        RS_ROWS8(vec_##SUFFIX, g, load_##SUFFIX, go + x0, go_step);         \
+                        RS_ROWS8(vec_##SUFFIX, h, load_##SUFFIX, gn + x0, go_step);         \
                         const int full = x0 >= s.full_lo && x0 + VL <= s.full_hi;           \
                         for (int64_t t = 0; t < taps; ++t) {                                \
                             const int64_t b = s.tap_b[t];                                   \
@@ -735,10 +732,7 @@ int reassemble_grad_kernels_##SUFFIX(const T *x, const T *grad_out, T *grad_m,  
                     if (cb == CBK && width == VL) {                                        \
                         /* Eight channels with whole vectors; taps whose columns leave the \
                          * image at this block add a masked sum (the lanes outside add zero). */\
-                        const vec_##SUFFIX g0 = load_##SUFFIX(go + x0), g1 = load_##SUFFIX(go + go_step + x0);\
-                        const vec_##SUFFIX g2 = load_##SUFFIX(go + 2 * go_step + x0), g3 = load_##SUFFIX(go + 3 * go_step + x0);\
-                        const vec_##SUFFIX g4 = load_##SUFFIX(go + 4 * go_step + x0), g5 = load_##SUFFIX(go + 5 * go_step + x0);\
-                        const vec_##SUFFIX g6 = load_##SUFFIX(go + 6 * go_step + x0), g7 = load_##SUFFIX(go + 7 * go_step + x0);\
+                        RS_ROWS8(vec_##SUFFIX, g, load_##SUFFIX, go + x0, go_step);         \
                         const int full = x0 >= s.full_lo && x0 + VL <= s.full_hi;          \
                         for (int64_t t = 0; t < taps; ++t) {                               \
                             const int64_t b = s.tap_b[t];                                  \
